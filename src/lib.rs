@@ -1,0 +1,38 @@
+//! autopeer: admits BGP speakers that knock on a BIRD router as persistent,
+//! named BGP protocols.
+//!
+//! A peer from an allowed prefix opens a TCP connection to BIRD's BGP port;
+//! BIRD logs `BGP: Unexpected connect from unknown address A (port P)`;
+//! autopeer reads that line, decides by group prefix and limits, writes the
+//! peer into a BIRD include file it owns, and runs `configure check` and
+//! `configure` over BIRD's control socket, rolling back on rejection.
+//!
+//! # Layout
+//!
+//! Pure parsers (no I/O, no tokio, no logging):
+//! - [`bird::reply`]: framer and parser of BIRD's control-socket replies.
+//! - [`bird::protocols`]: `show protocols [all]` into typed protocol states.
+//! - [`bird::conf`]: scanner of bird.conf and its includes (plus a small loader).
+//! - [`bird::render`]: the owned include file, rendered and parsed back.
+//! - [`sources::lines`]: one parser per known log-line format.
+//! - [`admission`]: group match, deny list, limits; every refusal has a reason.
+//! - [`config`]: the TOML schema and its validation.
+//!
+//! I/O at the edges:
+//! - [`bird::client`]: the only code that talks to BIRD's socket.
+//! - [`sources::tail`]: tails log files into sightings.
+//! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
+//! - [`roster`]: the one task that owns the roster; everything else sends it messages.
+//! - [`daemon`]: wires the tasks together.
+
+pub mod admission;
+pub mod apply;
+pub mod audit;
+pub mod bird;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod roster;
+pub mod secret;
+pub mod sources;
