@@ -1,1 +1,155 @@
-//! TODO
+//! Wires the tasks of `autopeer run` together.
+//!
+//! ```text
+//!   tail (1x, all [sources] logs) --Sighting--> |        |
+//!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
+//!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
+//!                                               |        |     configure)
+//! ```
+//!
+//! The roster task owns all state; the others only move data to it.
+//! Shutdown: the caller's `shutdown` future cancels a token that every task
+//! watches; `run` returns once the roster has finished its last apply.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::bird::conf;
+use crate::config::Config;
+use crate::roster::{Msg, Roster};
+use crate::sources::tail;
+
+/// How long bird.conf edits are gathered before a rescan (editors write in
+/// several steps).
+const CONF_DEBOUNCE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Start(#[from] crate::roster::StartError),
+    #[error("cannot watch bird.conf: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+/// Runs the daemon until `shutdown` resolves. `config_path` is re-read on
+/// SIGHUP (when given).
+pub async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let audit = match AuditLog::open(&config.agent.audit_log) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(path = %config.agent.audit_log.display(), error = %e, "cannot open audit log");
+            None
+        }
+    };
+    let roster = Roster::new(Arc::clone(&config), audit)?;
+    let token = CancellationToken::new();
+    let (sighting_tx, sighting_rx) = mpsc::channel(4096);
+    let (msg_tx, msg_rx) = mpsc::channel(64);
+
+    let stats = Arc::new(tail::TailStats::default());
+    let tail_task = tokio::spawn(tail::run(
+        config.sources.logs.clone(),
+        sighting_tx,
+        Arc::clone(&stats),
+        token.clone(),
+    ));
+
+    let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
+    let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
+    drop(msg_tx);
+
+    let roster_task = tokio::spawn(roster.run(sighting_rx, msg_rx, token.clone()));
+    crate::lifecycle::notify_ready();
+    tracing::info!(groups = config.groups.len(), "autopeer running");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    crate::lifecycle::notify_stopping();
+    token.cancel();
+    let _ = roster_task.await;
+    hup.abort();
+    match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("tail did not stop in time"),
+    }
+    Ok(())
+}
+
+/// Watches the directories of bird.conf and every file it includes (so that
+/// editors' rename-over writes are seen) and sends a debounced
+/// [`Msg::BirdConfChanged`] when one of them changes.
+fn watch_bird_conf(
+    config: &Config,
+    tx: mpsc::Sender<Msg>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = raw_tx.send(());
+            }
+        }
+    })?;
+    let mut dirs: Vec<PathBuf> = vec![parent(&config.bird.config), parent(&config.bird.include)];
+    if let Ok(bc) = conf::scan(&config.bird.config, &config.bird.include) {
+        dirs.extend(bc.files.iter().map(|f| parent(f)));
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        if let Err(e) = watcher.watch(d, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch");
+        }
+    }
+    tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            tokio::time::sleep(CONF_DEBOUNCE).await;
+            while raw_rx.try_recv().is_ok() {}
+            if tx.send(Msg::BirdConfChanged).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        let Some(path) = path.as_ref() else { continue };
+        match Config::load(path) {
+            Ok(c) => {
+                if tx.send(Msg::Reload(Box::new(c))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reload refused, the old config stays in force"),
+        }
+    }
+}

@@ -1,1 +1,170 @@
-//! TODO
+//! Every decision an operator can see, in one enum.
+//!
+//! An [`Event`] is logged (tracing), written to the audit log (one human
+//! line, DESIGN.md § Audit log) and, later, streamed to `watch` clients,
+//! all from here, so the three never disagree. No secret ever enters an
+//! event: events carry addresses, names and BIRD's own error text only.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use crate::sources::Via;
+
+/// An address as the operator writes it: `10.0.0.1`, `fe80::1%vti3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub addr: IpAddr,
+    pub iface: Option<String>,
+}
+
+impl fmt::Display for Neighbor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.iface {
+            Some(i) => write!(f, "{}%{}", self.addr, i),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A sighting was admitted; the peer will be written at the next apply.
+    Adding {
+        neighbor: Neighbor,
+        group: String,
+        name: String,
+        via: Via,
+        dry_run: bool,
+    },
+    /// A sighting was refused.
+    Refusing {
+        neighbor: Neighbor,
+        reason: String,
+        via: Via,
+    },
+    /// A peer left the roster.
+    Removing {
+        neighbor: Neighbor,
+        group: String,
+        name: String,
+        reason: String,
+    },
+    /// BIRD rejected the new include; it was restored byte for byte.
+    RejectedByBird { names: Vec<String>, text: String },
+    /// BIRD's config is broken in a file autopeer does not own.
+    BrokenElsewhere { text: String },
+    /// BIRD took the new roster.
+    Applied {
+        added: usize,
+        removed: usize,
+        millis: u128,
+    },
+    /// BIRD could not be reached; the change is kept and retried.
+    BirdUnavailable { error: String, retry_secs: u64 },
+    /// A protocol an operator disabled at runtime was disabled again after
+    /// autopeer's own `configure` re-enabled it (DESIGN.md fact 9).
+    KeptDisabled { name: String },
+}
+
+impl Event {
+    /// The audit-log line (without the timestamp), or `None` for events
+    /// that are operational noise rather than decisions.
+    pub fn audit_text(&self) -> Option<String> {
+        Some(match self {
+            Event::Adding {
+                neighbor,
+                group,
+                via,
+                dry_run,
+                ..
+            } => format!(
+                "adding neighbor {neighbor} to group {group} (via {via}){}",
+                if *dry_run { " [dry run: nothing changed]" } else { "" }
+            ),
+            Event::Refusing {
+                neighbor,
+                reason,
+                via,
+            } => format!("refusing neighbor {neighbor}: {reason} (via {via})"),
+            Event::Removing {
+                neighbor,
+                group,
+                reason,
+                ..
+            } => format!("removing neighbor {neighbor} from group {group}: {reason}"),
+            Event::RejectedByBird { names, text } => {
+                format!("rejected by BIRD: {text} (peers: {})", names.join(" "))
+            }
+            Event::BrokenElsewhere { text } => {
+                format!("not applied: BIRD's config is broken outside autopeer's include: {text}")
+            }
+            Event::KeptDisabled { name } => {
+                format!("kept {name} disabled across configure (operator had disabled it)")
+            }
+            Event::Applied { .. } | Event::BirdUnavailable { .. } => return None,
+        })
+    }
+
+    /// Logs the event with tracing, with fields.
+    pub fn log(&self) {
+        match self {
+            Event::Adding { neighbor, group, name, via, dry_run } => {
+                tracing::info!(peer = %neighbor, group, name, %via, dry_run, "admitted")
+            }
+            Event::Refusing { neighbor, reason, via } => {
+                tracing::info!(peer = %neighbor, reason, %via, "refused")
+            }
+            Event::Removing { neighbor, group, name, reason } => {
+                tracing::info!(peer = %neighbor, group, name, reason, "removed")
+            }
+            Event::RejectedByBird { names, text } => {
+                tracing::error!(peers = names.len(), bird = %text, "configure rejected, include restored")
+            }
+            Event::BrokenElsewhere { text } => {
+                tracing::error!(bird = %text, "bird config broken outside the owned include")
+            }
+            Event::Applied { added, removed, millis } => {
+                tracing::info!(added, removed, millis, "applied")
+            }
+            Event::BirdUnavailable { error, retry_secs } => {
+                tracing::warn!(%error, retry_secs, "bird unavailable, will retry")
+            }
+            Event::KeptDisabled { name } => tracing::info!(name, "kept disabled"),
+        }
+    }
+}
+
+/// `2026-11-23T06:55:02Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_lines_read_as_in_design() {
+        let n = Neighbor { addr: "10.88.0.2".parse().unwrap(), iface: None };
+        let e = Event::Adding {
+            neighbor: n.clone(),
+            group: "clients".into(),
+            name: "clients_10_88_0_2".into(),
+            via: Via::BirdLog,
+            dry_run: false,
+        };
+        assert_eq!(
+            e.audit_text().unwrap(),
+            "adding neighbor 10.88.0.2 to group clients (via bird-log)"
+        );
+        let r = Event::Refusing { neighbor: n, reason: "no group matches".into(), via: Via::Syslog };
+        assert_eq!(
+            r.audit_text().unwrap(),
+            "refusing neighbor 10.88.0.2: no group matches (via syslog)"
+        );
+        let ll = Neighbor { addr: "fe80::1".parse().unwrap(), iface: Some("vti3".into()) };
+        assert_eq!(ll.to_string(), "fe80::1%vti3");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}

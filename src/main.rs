@@ -1,1 +1,103 @@
-fn main() {}
+//! The `autopeer` binary: parse the command line, dispatch, map errors to
+//! exit codes (0 ok, 1 check failed or daemon unreachable, 2 usage or
+//! internal error). `anyhow` lives only here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use autopeer::check::{self, Severity};
+use autopeer::cli::{Cli, Command, DEFAULT_CONFIG};
+use autopeer::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("autopeer: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match cli.command {
+        Command::Run => {
+            let config = match Config::load(&config_path) {
+                Ok(c) => c,
+                Err(e) => {
+                    for (key, msg) in e.problems() {
+                        eprintln!("autopeer: {key}: {msg}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            rt.block_on(autopeer::daemon::run(config, Some(config_path), shutdown_signal()))
+                .context("daemon failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let findings = rt.block_on(check::check(&config_path));
+            for f in &findings {
+                println!("{f}");
+            }
+            let problems = findings.iter().filter(|f| f.severity == Severity::Problem).count();
+            if problems == 0 {
+                println!("{}: ok", config_path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{}: {problems} problem(s)", config_path.display());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Status
+        | Command::Show { .. }
+        | Command::Add { .. }
+        | Command::Remove { .. }
+        | Command::Watch { .. }
+        | Command::Reload => {
+            eprintln!(
+                "autopeer: this subcommand talks to the daemon's control socket, which is not built yet (issue 5); use `birdc show protocols` and the audit log meanwhile"
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,1 +1,499 @@
-//! TODO
+//! The one task that owns the roster.
+//!
+//! Everything else sends it messages: sightings from the tails, "bird.conf
+//! changed" from the watcher, reloads from the signal handler. It decides
+//! (through [`crate::admission`]), gathers admissions for `batch`, renders
+//! the owned include and hands it to [`crate::apply`]. Every decision goes
+//! out as an [`Event`]: logged, audited.
+//!
+//! State, and where it lives:
+//! - `peers`: exactly what the owned include holds (parsed back at start;
+//!   an operator who deletes a block has removed that peer);
+//! - `pending`: admitted, not yet written;
+//! - `dirty`: the include (or `pending`) differs from what BIRD has loaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{self, Limits, Refusal, RosterLookup};
+use crate::apply::{self, ApplyError, Target};
+use crate::audit::AuditLog;
+use crate::bird::conf::{self, BirdConf};
+use crate::bird::render::{self, Peer};
+use crate::config::Config;
+use crate::event::{rfc3339, Event, Neighbor};
+use crate::sources::{Sighting, Via};
+
+/// How long the same refusal of the same address is not repeated in the
+/// audit log (a refused client knocks every few seconds).
+const REFUSAL_QUIET: Duration = Duration::from_secs(600);
+/// At most this many remembered refusals (a spoofed flood must not grow
+/// memory without bound).
+const REFUSAL_MEMORY: usize = 10_000;
+/// After BIRD rejected a peer, its knocks are ignored for this long.
+const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Messages to the roster task.
+#[derive(Debug)]
+pub enum Msg {
+    /// bird.conf or one of its includes changed on disk.
+    BirdConfChanged,
+    /// A new, already validated config (SIGHUP or `reload`).
+    Reload(Box<Config>),
+}
+
+pub struct Roster {
+    config: Arc<Config>,
+    target: Target,
+    birdconf: BirdConf,
+    peers: BTreeMap<String, Peer>,
+    pending: Vec<Peer>,
+    dirty: bool,
+    /// What autopeer last wrote or read back, to tell its own writes from
+    /// an operator's edits.
+    last_text: Option<String>,
+    limits: Limits,
+    audit: Option<AuditLog>,
+    refusals: HashMap<(IpAddr, String), Instant>,
+    rejected: HashMap<IpAddr, Instant>,
+    backoff: Duration,
+    deadline: Option<tokio::time::Instant>,
+    last_broken: Option<String>,
+}
+
+/// Why the roster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a file autopeer can read back: {source}", path.display())]
+    Include {
+        path: PathBuf,
+        #[source]
+        source: render::RenderError,
+    },
+    #[error(transparent)]
+    BirdConf(#[from] conf::ConfError),
+}
+
+impl RosterLookup for Roster {
+    fn find(&self, addr: IpAddr) -> Option<String> {
+        self.peers
+            .values()
+            .chain(self.pending.iter())
+            .find(|p| p.addr == addr)
+            .map(|p| p.name.clone())
+    }
+
+    fn group_size(&self, group: &str) -> usize {
+        self.peers.values().chain(self.pending.iter()).filter(|p| p.group == group).count()
+    }
+}
+
+impl Roster {
+    /// Reads the owned include and bird.conf. A missing include is created
+    /// empty (with its header) so that bird.conf's `include` can find it.
+    pub fn new(config: Arc<Config>, audit: Option<AuditLog>) -> Result<Roster, StartError> {
+        let include = config.bird.include.clone();
+        let text = match std::fs::read_to_string(&include) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let empty = render::render(&[]).unwrap_or_default();
+                if !config.agent.dry_run {
+                    apply::write_atomic(&include, empty.as_bytes())
+                        .map_err(|source| StartError::Read { path: include.clone(), source })?;
+                }
+                empty
+            }
+            Err(source) => return Err(StartError::Read { path: include, source }),
+        };
+        let peers = render::parse(&text)
+            .map_err(|source| StartError::Include { path: include.clone(), source })?;
+        let birdconf = conf::scan(&config.bird.config, &config.bird.include)?;
+        let target = Target {
+            socket: config.bird.socket.clone(),
+            include,
+            timeout: Duration::from_secs(60),
+        };
+        Ok(Roster {
+            limits: Limits::new(),
+            config,
+            target,
+            birdconf,
+            peers: peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            pending: Vec::new(),
+            dirty: false,
+            last_text: Some(text),
+            audit,
+            refusals: HashMap::new(),
+            rejected: HashMap::new(),
+            backoff: BACKOFF_MIN,
+            deadline: None,
+            last_broken: None,
+        })
+    }
+
+    /// The peers in the owned include.
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    /// Runs until `shutdown` is cancelled or every sender is gone.
+    pub async fn run(
+        mut self,
+        mut sightings: mpsc::Receiver<Sighting>,
+        mut msgs: mpsc::Receiver<Msg>,
+        shutdown: CancellationToken,
+    ) {
+        self.resume().await;
+        let mut sightings_open = true;
+        let mut msgs_open = true;
+        loop {
+            let deadline = self.deadline;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                s = sightings.recv(), if sightings_open => match s {
+                    Some(s) => self.on_sighting(s),
+                    None => sightings_open = false,
+                },
+                m = msgs.recv(), if msgs_open => match m {
+                    Some(Msg::BirdConfChanged) => self.on_birdconf_changed(),
+                    Some(Msg::Reload(c)) => self.on_reload(*c),
+                    None => msgs_open = false,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.deadline = None;
+                    self.apply().await;
+                }
+            }
+            if !sightings_open && !msgs_open && self.deadline.is_none() {
+                break;
+            }
+        }
+        // Admissions already decided are not thrown away on a clean stop.
+        if !self.pending.is_empty() && !self.config.agent.dry_run {
+            self.apply().await;
+        }
+    }
+
+    /// At start-up: if any roster peer is missing from BIRD (autopeer died
+    /// between writing and `configure`), configure again.
+    async fn resume(&mut self) {
+        if self.peers.is_empty() || self.config.agent.dry_run {
+            return;
+        }
+        let missing = match crate::bird::client::Connection::connect(
+            &self.target.socket,
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(mut c) => match c.show_protocols(false, None).await {
+                Ok(reply) => {
+                    let names: std::collections::BTreeSet<String> =
+                        crate::bird::protocols::parse_protocols(&reply)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|p| p.name)
+                            .collect();
+                    self.peers.keys().any(|n| !names.contains(n))
+                }
+                Err(_) => true,
+            },
+            Err(_) => true,
+        };
+        if missing {
+            tracing::info!("roster peers missing from BIRD, configuring");
+            self.dirty = true;
+            self.schedule(Duration::ZERO);
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        event.log();
+        if let Some(a) = self.audit.as_mut() {
+            a.record(&event, SystemTime::now());
+        }
+    }
+
+    fn schedule(&mut self, after: Duration) {
+        let at = tokio::time::Instant::now() + after;
+        self.deadline = Some(match self.deadline {
+            Some(d) if d <= at => d,
+            _ => at,
+        });
+    }
+
+    fn on_sighting(&mut self, s: Sighting) {
+        let now = Instant::now();
+        let neighbor = Neighbor { addr: s.addr, iface: s.iface.clone() };
+        if let Some(t) = self.rejected.get(&s.addr) {
+            if now.duration_since(*t) < REJECTED_COOLDOWN {
+                return;
+            }
+            self.rejected.remove(&s.addr);
+        }
+        let config = Arc::clone(&self.config);
+        let mut limits = std::mem::replace(&mut self.limits, Limits::new());
+        let decision = admission::decide(
+            &config.groups,
+            &self.birdconf,
+            &*self,
+            &mut limits,
+            s.addr,
+            s.iface.as_deref(),
+            now,
+        );
+        self.limits = limits;
+        match decision {
+            Ok(admit) => {
+                let Some(group) = config.groups.iter().find(|g| g.name == admit.group) else {
+                    return;
+                };
+                let peer = Peer {
+                    name: render::peer_name(&group.name, s.addr, s.iface.as_deref()),
+                    group: group.name.clone(),
+                    template: group.template.clone(),
+                    addr: s.addr,
+                    iface: s.iface.clone(),
+                    neighbor: group.neighbor,
+                    admitted: rfc3339(SystemTime::now()),
+                    via: s.via.as_str().to_string(),
+                };
+                self.emit(Event::Adding {
+                    neighbor,
+                    group: group.name.clone(),
+                    name: peer.name.clone(),
+                    via: s.via,
+                    dry_run: config.agent.dry_run,
+                });
+                if config.agent.dry_run {
+                    return;
+                }
+                self.pending.push(peer);
+                self.dirty = true;
+                self.schedule(config.agent.batch);
+            }
+            // A peer already in the roster knocks until BIRD has its
+            // protocol: that is expected, not a refusal worth a line.
+            Err(Refusal::InRoster { .. }) => {}
+            Err(refusal) => self.refuse(neighbor, &refusal, s.via, now),
+        }
+    }
+
+    fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
+        let reason = refusal.to_string();
+        let key = (neighbor.addr, reason.clone());
+        if let Some(t) = self.refusals.get(&key) {
+            if now.duration_since(*t) < REFUSAL_QUIET {
+                tracing::debug!(peer = %neighbor, %reason, "refused again");
+                return;
+            }
+        }
+        if self.refusals.len() >= REFUSAL_MEMORY {
+            self.refusals.retain(|_, t| now.duration_since(*t) < REFUSAL_QUIET);
+            if self.refusals.len() >= REFUSAL_MEMORY {
+                self.refusals.clear();
+            }
+        }
+        self.refusals.insert(key, now);
+        self.emit(Event::Refusing { neighbor, reason, via });
+    }
+
+    /// Renders peers + pending and makes BIRD load it.
+    async fn apply(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let started = Instant::now();
+        let mut next = self.peers.clone();
+        for p in &self.pending {
+            next.insert(p.name.clone(), p.clone());
+        }
+        let list: Vec<Peer> = next.values().cloned().collect();
+        let text = match render::render(&list) {
+            Ok(t) => t,
+            Err(e) => {
+                // Every field was validated on the way in; this is a bug.
+                // Drop the pending peers rather than loop on them.
+                tracing::error!(error = %e, "cannot render roster, dropping pending peers");
+                self.pending.clear();
+                self.dirty = false;
+                return;
+            }
+        };
+        let added = self.pending.len();
+        match apply::apply(&self.target, &text).await {
+            Ok(applied) => {
+                self.commit(next, text);
+                self.dirty = false;
+                self.backoff = BACKOFF_MIN;
+                self.last_broken = None;
+                for name in applied.kept_disabled {
+                    self.emit(Event::KeptDisabled { name });
+                }
+                self.emit(Event::Applied {
+                    added,
+                    removed: 0,
+                    millis: started.elapsed().as_millis(),
+                });
+            }
+            Err(ApplyError::Unavailable { written, source }) => {
+                if written {
+                    self.commit(next, text);
+                }
+                let retry = self.next_backoff();
+                self.emit(Event::BirdUnavailable {
+                    error: source.to_string(),
+                    retry_secs: retry.as_secs(),
+                });
+            }
+            Err(ApplyError::Rejected { text: bird }) => {
+                let names = self.pending.iter().map(|p| p.name.clone()).collect();
+                let now = Instant::now();
+                for p in std::mem::take(&mut self.pending) {
+                    self.rejected.insert(p.addr, now);
+                }
+                self.dirty = false;
+                self.emit(Event::RejectedByBird { names, text: bird });
+            }
+            Err(ApplyError::BrokenElsewhere { text: bird }) => {
+                self.commit(next, text);
+                self.next_backoff();
+                if self.last_broken.as_deref() != Some(bird.as_str()) {
+                    self.last_broken = Some(bird.clone());
+                    self.emit(Event::BrokenElsewhere { text: bird });
+                }
+            }
+            Err(e @ (ApplyError::Write { .. } | ApplyError::RollbackFailed { .. })) => {
+                tracing::error!(error = %e, "cannot apply roster");
+                if let ApplyError::RollbackFailed { .. } = e {
+                    self.reread_include();
+                }
+                self.next_backoff();
+            }
+        }
+    }
+
+    /// The include now holds `next`.
+    fn commit(&mut self, next: BTreeMap<String, Peer>, text: String) {
+        self.peers = next;
+        self.pending.clear();
+        self.last_text = Some(text);
+    }
+
+    fn next_backoff(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.schedule(wait);
+        wait
+    }
+
+    fn on_birdconf_changed(&mut self) {
+        match conf::scan(&self.config.bird.config, &self.config.bird.include) {
+            Ok(bc) => self.birdconf = bc,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rescan bird.conf, keeping the last scan");
+                return;
+            }
+        }
+        self.reread_include();
+        self.drop_now_static();
+        if self.dirty && self.deadline.is_none() {
+            // BIRD's config may have been fixed: try again now.
+            self.backoff = BACKOFF_MIN;
+            self.schedule(Duration::ZERO);
+        }
+    }
+
+    /// Picks up an operator's edit of the owned include: a deleted block is
+    /// a removal.
+    fn reread_include(&mut self) {
+        let text = match std::fs::read_to_string(&self.target.include) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.target.include.display(), "cannot read own include");
+                return;
+            }
+        };
+        if self.last_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let parsed = match render::parse(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "own include edited into something unreadable; keeping the roster in memory");
+                return;
+            }
+        };
+        let kept: BTreeMap<String, Peer> = parsed.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let removed: Vec<Peer> =
+            self.peers.values().filter(|p| !kept.contains_key(&p.name)).cloned().collect();
+        for p in removed {
+            self.emit(Event::Removing {
+                neighbor: Neighbor { addr: p.addr, iface: p.iface.clone() },
+                group: p.group.clone(),
+                name: p.name.clone(),
+                reason: "deleted from the include by hand".into(),
+            });
+        }
+        self.peers = kept;
+        self.last_text = Some(text);
+        self.dirty = true;
+        self.schedule(Duration::ZERO);
+    }
+
+    /// A neighbor an operator has since configured by hand is no longer
+    /// autopeer's: drop autopeer's copy so BIRD holds one protocol for it.
+    fn drop_now_static(&mut self) {
+        let statics: Vec<(String, String)> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                self.birdconf
+                    .neighbors
+                    .iter()
+                    .find(|n| n.addr == p.addr)
+                    .map(|n| (p.name.clone(), format!("{}:{}", n.file.display(), n.line)))
+            })
+            .collect();
+        for (name, place) in statics {
+            if let Some(p) = self.peers.remove(&name) {
+                self.emit(Event::Removing {
+                    neighbor: Neighbor { addr: p.addr, iface: p.iface.clone() },
+                    group: p.group.clone(),
+                    name: p.name.clone(),
+                    reason: format!("now configured statically at {place}"),
+                });
+                self.dirty = true;
+                self.schedule(Duration::ZERO);
+            }
+        }
+    }
+
+    fn on_reload(&mut self, config: Config) {
+        tracing::info!("config reloaded");
+        self.config = Arc::new(config);
+        self.limits = Limits::new();
+        self.on_birdconf_changed();
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
