@@ -64,7 +64,8 @@ impl Lab {
         let out = lab.script(&["env"]);
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((k, v)) = line.split_once('=') {
-                lab.env.insert(k.to_string(), v.trim_matches('\'').to_string());
+                // `env` prints bash `%q` values: undo the escaped spaces.
+                lab.env.insert(k.to_string(), v.replace("\\ ", " "));
             }
         }
         lab
