@@ -1,0 +1,1 @@
+//! RealBird harness (being written).
