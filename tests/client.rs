@@ -51,7 +51,13 @@ async fn greeting_version_is_parsed() {
     let conn = connect(&fake).await;
     let v = conn.version();
     assert_eq!(
-        (v.product.as_str(), v.major, v.minor, v.patch, v.text.as_str()),
+        (
+            v.product.as_str(),
+            v.major,
+            v.minor,
+            v.patch,
+            v.text.as_str()
+        ),
         ("BIRD", 1, 6, 8, "1.6.8")
     );
     drop(conn);
@@ -98,7 +104,10 @@ async fn partial_reads_byte_by_byte_with_delays() {
     ]);
     let mut conn = connect(&fake).await;
     let st = conn.show_status().await.unwrap();
-    assert_eq!(st.router_id, "10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap());
+    assert_eq!(
+        st.router_id,
+        "10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
     assert_eq!(st.hostname, None);
     assert!(st.up);
     assert_eq!(st.server_time, "2026-11-23 08:04:03.197");
@@ -169,7 +178,8 @@ async fn close_between_replies_is_closed() {
 
 #[tokio::test]
 async fn one_mebibyte_reply() {
-    let mut reply = String::from("2002-Name       Proto      Table      State  Since         Info\n");
+    let mut reply =
+        String::from("2002-Name       Proto      Table      State  Since         Info\n");
     let mut rows = 0;
     while reply.len() < 1024 * 1024 {
         let prefix = if rows == 0 { "1002-" } else { " " };
@@ -297,7 +307,10 @@ async fn bad_commands_never_reach_the_socket() {
     }
     for name in ["a b", "1abc", "", "x;y", "'a b'", "'a\"'"] {
         let err = conn.disable(name).await.unwrap_err();
-        assert!(matches!(err, ClientError::BadName { .. }), "{name:?}: {err}");
+        assert!(
+            matches!(err, ClientError::BadName { .. }),
+            "{name:?}: {err}"
+        );
     }
     let err = conn.show_protocols(true, Some("a\"b")).await.unwrap_err();
     assert!(matches!(err, ClientError::BadString { .. }), "{err}");
@@ -432,9 +445,21 @@ async fn typed_commands_on_lab_replies() {
         }]
     );
     let err = conn.restart("peer_p1").await.unwrap_err();
-    assert!(matches!(err, ClientError::Bird { code: Code(8003), .. }));
+    assert!(matches!(
+        err,
+        ClientError::Bird {
+            code: Code(8003),
+            ..
+        }
+    ));
     let err = conn.command("foo").await.unwrap_err();
-    assert!(matches!(err, ClientError::Bird { code: Code(9001), .. }));
+    assert!(matches!(
+        err,
+        ClientError::Bird {
+            code: Code(9001),
+            ..
+        }
+    ));
     drop(conn);
     let log = fake.finish().await;
     assert!(log.failures.is_empty(), "{:?}", log.failures);
@@ -454,7 +479,12 @@ fn config_file_error_forms() {
         ),
         (
             "/srv/birdlab/o/peers/p2.conf:3:3 syntax error",
-            Some(("/srv/birdlab/o/peers/p2.conf", Some(3), Some(3), "syntax error")),
+            Some((
+                "/srv/birdlab/o/peers/p2.conf",
+                Some(3),
+                Some(3),
+                "syntax error",
+            )),
         ),
         (
             "/a:b/c.conf:12:40 Unknown symbol",

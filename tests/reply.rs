@@ -4,8 +4,8 @@
 mod common;
 
 use autopeer::bird::reply::{
-    parse_all, AsyncLine, Class, Code, Frame, FrameError, Framer, LineKind, Reply,
-    ReplyAssembler, ReplyLine,
+    parse_all, AsyncLine, Class, Code, Frame, FrameError, Framer, LineKind, Reply, ReplyAssembler,
+    ReplyLine,
 };
 
 fn line(code: u16, kind: LineKind, text: &str) -> Frame {
@@ -58,7 +58,10 @@ fn code_classes() {
 fn known_answers() {
     use LineKind::*;
     let table: &[(&str, Frame)] = &[
-        ("0001 BIRD 2.0.12 ready.\n", line(1, Last, "BIRD 2.0.12 ready.")),
+        (
+            "0001 BIRD 2.0.12 ready.\n",
+            line(1, Last, "BIRD 2.0.12 ready."),
+        ),
         ("0000 \n", line(0, Last, "")),
         ("1000-BIRD 2.0.12\n", line(1000, More, "BIRD 2.0.12")),
         (
@@ -88,7 +91,9 @@ fn known_answers() {
 #[test]
 fn continuation_inherits_code_and_keeps_leading_spaces() {
     use LineKind::*;
-    let got = frames_of(&[b"1006-  BGP state:          Passive\n     Neighbor AS:      65011\n \n0000 \n"]);
+    let got = frames_of(&[
+        b"1006-  BGP state:          Passive\n     Neighbor AS:      65011\n \n0000 \n",
+    ]);
     assert_eq!(
         got,
         vec![
@@ -190,7 +195,12 @@ fn every_transcript_at_every_split_point() {
             t.name,
             t.commands
         );
-        assert_eq!(replies[0].final_code(), Some(Code(1)), "{} greeting", t.name);
+        assert_eq!(
+            replies[0].final_code(),
+            Some(Code(1)),
+            "{} greeting",
+            t.name
+        );
     }
 }
 
@@ -238,28 +248,34 @@ fn malformed_inputs_give_typed_errors() {
     type Check = fn(&FrameError) -> bool;
     let long = format!("0000 {}\n", "x".repeat(70_000));
     let table: Vec<(Vec<u8>, Check)> = vec![
-        (b"hello\n".to_vec(), |e| {
-            matches!(e, FrameError::NoCode { line } if line == "hello")
-        }),
+        (
+            b"hello\n".to_vec(),
+            |e| matches!(e, FrameError::NoCode { line } if line == "hello"),
+        ),
         (b"\n".to_vec(), |e| matches!(e, FrameError::NoCode { .. })),
-        (b"000 ok\n".to_vec(), |e| {
-            matches!(e, FrameError::ShortCode { digits: 3, line } if line == "000 ok")
-        }),
-        (b"0000x\n".to_vec(), |e| {
-            matches!(e, FrameError::BadSeparator { found, line } if found == "x" && line == "0000x")
-        }),
-        (b"00001 x\n".to_vec(), |e| {
-            matches!(e, FrameError::BadSeparator { found, .. } if found == "1")
-        }),
+        (
+            b"000 ok\n".to_vec(),
+            |e| matches!(e, FrameError::ShortCode { digits: 3, line } if line == "000 ok"),
+        ),
+        (
+            b"0000x\n".to_vec(),
+            |e| matches!(e, FrameError::BadSeparator { found, line } if found == "x" && line == "0000x"),
+        ),
+        (
+            b"00001 x\n".to_vec(),
+            |e| matches!(e, FrameError::BadSeparator { found, .. } if found == "1"),
+        ),
         (b"0000\n".to_vec(), |e| {
             matches!(e, FrameError::BadSeparator { .. })
         }),
-        (b"0000 caf\xff\n".to_vec(), |e| {
-            matches!(e, FrameError::InvalidUtf8 { valid_up_to: 8, line } if line.starts_with("0000 caf"))
-        }),
-        (long.into_bytes(), |e| {
-            matches!(e, FrameError::LineTooLong { max: 65536, line } if line.len() <= 80)
-        }),
+        (
+            b"0000 caf\xff\n".to_vec(),
+            |e| matches!(e, FrameError::InvalidUtf8 { valid_up_to: 8, line } if line.starts_with("0000 caf")),
+        ),
+        (
+            long.into_bytes(),
+            |e| matches!(e, FrameError::LineTooLong { max: 65536, line } if line.len() <= 80),
+        ),
         (b"<x messages lost>\n".to_vec(), |e| {
             matches!(e, FrameError::BadLostMarker { .. })
         }),
@@ -307,7 +323,10 @@ fn oversized_line_never_buffers_forever_and_framer_recovers() {
     assert_eq!(f.next_frame(), Ok(Some(line(0, LineKind::Last, ""))));
     // A long line whose LF is already here is rejected too.
     f.push(format!("0000 {}\n0013 ok\n", "y".repeat(200)).as_bytes());
-    assert!(matches!(f.next_frame(), Err(FrameError::LineTooLong { .. })));
+    assert!(matches!(
+        f.next_frame(),
+        Err(FrameError::LineTooLong { .. })
+    ));
     assert_eq!(f.next_frame(), Ok(Some(line(13, LineKind::Last, "ok"))));
 }
 

@@ -341,7 +341,8 @@ impl Connection {
     /// `configure check "FILE"`: parse another config file, apply nothing.
     pub async fn configure_check_file(&mut self, file: &Path) -> Result<ConfigureOk, ClientError> {
         let quoted = quote_string(&file.to_string_lossy())?;
-        self.configure_cmd(format!("configure check {quoted}")).await
+        self.configure_cmd(format!("configure check {quoted}"))
+            .await
     }
 
     /// `configure`.
@@ -351,7 +352,8 @@ impl Connection {
 
     /// `configure timeout SECS`: reconfigure and undo unless confirmed.
     pub async fn configure_timeout(&mut self, secs: u32) -> Result<ConfigureOk, ClientError> {
-        self.configure_cmd(format!("configure timeout {secs}")).await
+        self.configure_cmd(format!("configure timeout {secs}"))
+            .await
     }
 
     /// `configure confirm`.
@@ -379,11 +381,7 @@ impl Connection {
         self.change("restart", name).await
     }
 
-    async fn change(
-        &mut self,
-        verb: &str,
-        name: &str,
-    ) -> Result<Vec<ProtocolChange>, ClientError> {
+    async fn change(&mut self, verb: &str, name: &str) -> Result<Vec<ProtocolChange>, ClientError> {
         validate_protocol_name(name)?;
         let cmd = format!("{verb} {name}");
         let reply = self.command(&cmd).await?;
@@ -454,10 +452,14 @@ impl Connection {
         }
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            while let Some(frame) = self.framer.next_frame().map_err(|source| ClientError::Frame {
-                command: label.to_owned(),
-                source,
-            })? {
+            while let Some(frame) =
+                self.framer
+                    .next_frame()
+                    .map_err(|source| ClientError::Frame {
+                        command: label.to_owned(),
+                        source,
+                    })?
+            {
                 if let Some(reply) = self.assembler.push(frame) {
                     return Ok(reply);
                 }
@@ -536,9 +538,7 @@ pub fn validate_protocol_name(name: &str) -> Result<(), ClientError> {
     let first_ok = bytes
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if first_ok
-        && name.len() <= MAX_SYMBOL
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    if first_ok && name.len() <= MAX_SYMBOL && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         Ok(())
     } else {

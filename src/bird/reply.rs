@@ -372,11 +372,11 @@ fn parse_wire_line(line: &str) -> Result<Wire<'_>, FrameError> {
         return Ok(Wire::Async(rest));
     }
     if line.starts_with('<') {
-        return lost_marker(line)
-            .map(|(_, n)| Wire::Lost(n))
-            .map_err(|_| FrameError::BadLostMarker {
+        return lost_marker(line).map(|(_, n)| Wire::Lost(n)).map_err(|_| {
+            FrameError::BadLostMarker {
                 line: excerpt(line.as_bytes()),
-            });
+            }
+        });
     }
     match coded_line(line) {
         Ok((_, (code, kind, text))) => Ok(Wire::Coded(code, kind, text)),
@@ -404,9 +404,10 @@ fn coded_line(line: &str) -> IResult<&str, (Code, LineKind, &str)> {
         map(nom_char('-'), |_| LineKind::More),
         map(nom_char(' '), |_| LineKind::Last),
     ));
-    map(terminated((code, sep, rest), nom::combinator::eof), |(c, k, t)| {
-        (c, k, t)
-    })
+    map(
+        terminated((code, sep, rest), nom::combinator::eof),
+        |(c, k, t)| (c, k, t),
+    )
     .parse(line)
 }
 
@@ -427,7 +428,10 @@ fn diagnose_coded(line: &str) -> FrameError {
             .and_then(|s| s.chars().next())
             .map(|c| c.to_string())
             .unwrap_or_else(|| "end of line".to_owned());
-        FrameError::BadSeparator { found, line: quoted }
+        FrameError::BadSeparator {
+            found,
+            line: quoted,
+        }
     }
 }
 

@@ -126,7 +126,11 @@ pub fn load_transcripts() -> Vec<Transcript> {
             out.push(parse_txt(&name, &bytes));
         }
     }
-    assert!(out.len() >= 40, "expected the lab transcripts, got {}", out.len());
+    assert!(
+        out.len() >= 40,
+        "expected the lab transcripts, got {}",
+        out.len()
+    );
     out
 }
 
