@@ -467,7 +467,8 @@ async fn typed_commands_on_lab_replies() {
 
 #[test]
 fn config_file_error_forms() {
-    let table: &[(&str, Option<(&str, Option<u32>, Option<u32>, &str)>)] = &[
+    type Want = Option<(&'static str, Option<u32>, Option<u32>, &'static str)>;
+    let table: &[(&str, Want)] = &[
         (
             "/srv/birdlab/a/peers/p2.conf:3:3 syntax error, unexpected PASSIVE",
             Some((

@@ -404,11 +404,7 @@ fn coded_line(line: &str) -> IResult<&str, (Code, LineKind, &str)> {
         map(nom_char('-'), |_| LineKind::More),
         map(nom_char(' '), |_| LineKind::Last),
     ));
-    map(
-        terminated((code, sep, rest), nom::combinator::eof),
-        |(c, k, t)| (c, k, t),
-    )
-    .parse(line)
+    terminated((code, sep, rest), nom::combinator::eof).parse(line)
 }
 
 /// Say why `line` is not a coded line.
