@@ -130,7 +130,7 @@ fn rejected_or_elsewhere(
     };
     let in_owned = err
         .config_file()
-        .map(|file| same_file(Path::new(&file), &target.include))
+        .map(|file| same_file(file, &target.include))
         .unwrap_or(false);
     if !in_owned {
         return ApplyError::BrokenElsewhere { text };

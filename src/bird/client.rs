@@ -89,6 +89,27 @@ pub enum ClientError {
     Broken { reason: String },
 }
 
+impl ClientError {
+    /// BIRD's own words when BIRD refused the command (8xxx/9xxx), e.g.
+    /// `/etc/bird/extra.conf:3:1: syntax error, unexpected GARBAGE`;
+    /// `None` for transport failures and for commands refused before sending.
+    pub fn bird_text(&self) -> Option<String> {
+        match self {
+            ClientError::Bird { code, text, .. } => Some(format!("{code} {text}")),
+            ClientError::ConfigFile { error, .. } => Some(error.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The file BIRD blamed for a configuration error.
+    pub fn config_file(&self) -> Option<&Path> {
+        match self {
+            ClientError::ConfigFile { error, .. } => Some(&error.file),
+            _ => None,
+        }
+    }
+}
+
 /// The greeting's product and version: `0001 BIRD 2.0.12 ready.`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdVersion {
