@@ -302,8 +302,8 @@ fn parse_names_the_line_of_a_hand_edit() {
 
 fn arb_addr() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
-        any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)),
-        any::<[u16; 8]>().prop_map(|s| IpAddr::from(s)),
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u16; 8]>().prop_map(IpAddr::from),
         any::<u16>().prop_map(|x| IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, x])),
     ]
     .prop_filter("neighbor address", |a| !a.is_unspecified())
