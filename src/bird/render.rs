@@ -1,8 +1,39 @@
-//! The owned include file: rendered from the roster and parsed back.
+//! The include file autopeer owns: rendered from the roster and parsed back.
 //!
-//! (Skeleton: shared types; rendering is being written.)
+//! Pure: no I/O, no logging. [`render`] never emits text it did not
+//! validate (symbols, interface names, timestamps, `via` tags), and
+//! [`parse`] reads back exactly what [`render`] writes, tolerating blank
+//! lines, comments and whole blocks deleted by hand. It must not accept a
+//! block edited into anything else: that is an error naming the line.
+//!
+//! One block per peer, sorted by name:
+//!
+//! ```text
+//! # autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log
+//! protocol bgp clients_10_88_0_2 from CLIENTS {
+//!   neighbor 10.88.0.2 internal;
+//!   description "autopeer clients 10.88.0.2";
+//! }
+//! ```
 
+use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// BIRD's `SYM_MAX_LEN`: the longest symbol it accepts.
+pub const SYM_MAX_LEN: usize = 64;
+/// Linux `IFNAMSIZ - 1`.
+const IFACE_MAX_LEN: usize = 15;
+/// Longest `via` tag accepted.
+const VIA_MAX_LEN: usize = 32;
+
+/// The first lines of every rendered file.
+const HEADER: &str = "\
+# Managed by autopeer: do not edit. The only change allowed by hand is to
+# delete a peer's whole block, from its \"# autopeer:\" line to its closing
+# \"}\"; autopeer then forgets that peer. Other edits are refused or lost.
+";
 
 /// What a group's peers are told about their AS (`neighbor ADDR as N;`,
 /// `neighbor ADDR internal;`, `neighbor ADDR external;`).
@@ -24,5 +55,592 @@ impl fmt::Display for NeighborAs {
             NeighborAs::External => f.write_str("external"),
             NeighborAs::As(n) => write!(f, "as {n}"),
         }
+    }
+}
+
+/// One admitted peer: one `protocol bgp` block of the owned file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The BIRD protocol name, usually from [`peer_name`].
+    pub name: String,
+    /// The autopeer group it was admitted to.
+    pub group: String,
+    /// The BIRD template it derives from (`from TEMPLATE`).
+    pub template: String,
+    pub addr: IpAddr,
+    /// Interface for a link-local neighbor (`neighbor fe80::1%vti3`).
+    pub iface: Option<String>,
+    /// `None`: `neighbor ADDR;`, the template supplies the AS or peer type
+    /// (checked with `bird -p`: BIRD 2.0.12 accepts it when the template
+    /// says `neighbor as 65000;` or `neighbor internal;`).
+    pub neighbor: Option<NeighborAs>,
+    /// When it was admitted, RFC 3339 UTC: `2026-11-23T06:55:02Z`.
+    pub admitted: String,
+    /// Which source admitted it: `bird-log`, `nhrp`, `ctl`, …
+    pub via: String,
+}
+
+/// Errors from rendering or parsing the owned include file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// Not a BIRD symbol (`[A-Za-z_][A-Za-z0-9_]*`, at most 64, no keyword,
+    /// not 32+ hex digits only).
+    #[error("{what} {value:?} is not a usable BIRD symbol")]
+    BadSymbol { what: &'static str, value: String },
+    /// Not an interface name (`[A-Za-z0-9_.:-]{1,15}`).
+    #[error("peer {name}: interface {value:?} is not a usable interface name")]
+    BadIface { name: String, value: String },
+    /// `0.0.0.0` or `::` as a neighbor.
+    #[error("peer {name}: {addr} is not a neighbor address")]
+    BadAddress { name: String, addr: IpAddr },
+    /// `as 0` is not a peer AS.
+    #[error("peer {name}: AS 0 is not a peer AS")]
+    BadAs { name: String },
+    /// Not `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
+    #[error("peer {name}: admitted {value:?} is not an RFC 3339 UTC time")]
+    BadTimestamp { name: String, value: String },
+    /// Not `[A-Za-z0-9_.-]{1,32}`.
+    #[error("peer {name}: via {value:?} is not a source tag")]
+    BadVia { name: String, value: String },
+    /// Two peers with one name.
+    #[error("two peers are named {name}")]
+    DuplicateName { name: String },
+    /// A line of the file that is not what [`render`] writes.
+    #[error("line {line}: {reason}: {text:?}")]
+    Parse {
+        line: usize,
+        reason: &'static str,
+        text: String,
+    },
+    /// A block that parses but holds an invalid peer.
+    #[error("line {line}: {source}")]
+    InvalidBlock {
+        line: usize,
+        #[source]
+        source: Box<RenderError>,
+    },
+    /// The file ends inside a `protocol` block.
+    #[error("line {line}: protocol block is not closed")]
+    Unterminated { line: usize },
+}
+
+/// Every keyword of BIRD 1.6.8, 2.0.12 and 3.2.0 (`CF_KEYWORDS` in the
+/// `*.Y` grammar files), sorted. Keywords cannot be names, not even in
+/// the apostrophe form.
+#[rustfmt::skip]
+const KEYWORDS: &[&str] = &[
+    "accept", "action", "add", "address", "administrative", "advertise", "aes128", "after",
+    "aggregate", "aggregator", "aigp", "algorithm", "all", "allocator", "allow", "always", "ao",
+    "append", "area", "as", "as4", "asn", "aspa", "aspa_check", "aspa_check_downstream",
+    "aspa_check_upstream", "aspa_providers", "attribute", "auth", "authentication", "autonomous",
+    "aware", "babel", "babel_metric", "base", "bcast", "bfd", "bgp", "bgp_aggregator", "bgp_aigp",
+    "bgp_atomic_aggr", "bgp_cluster_list", "bgp_community", "bgp_ext_community",
+    "bgp_large_community", "bgp_local_pref", "bgp_med", "bgp_next_hop", "bgp_origin",
+    "bgp_originator_id", "bgp_otc", "bgp_path", "bgpmask", "bgppath", "bind", "bird", "blackhole",
+    "blake2b256", "blake2b512", "blake2s128", "blake2s256", "block", "bmp", "bool", "broadcast",
+    "bt_assert", "bt_check_assign", "bt_test_same", "bt_test_suite", "buffer", "bug", "by",
+    "bytestring", "capabilities", "case", "cast", "cease", "change", "channels", "check",
+    "checksum", "circuit", "class", "cli", "client", "clist", "cluster", "cmac", "code",
+    "collision", "commands", "communities", "confederation", "config", "configuration", "confirm",
+    "connect", "connection", "contains", "cork", "cost", "cost2", "count", "cryptographic",
+    "current", "custom", "customer", "data", "data1", "data2", "dead", "debug", "decay",
+    "deconfigured", "default", "define", "defined", "delay", "delete", "demand", "deprecated",
+    "description", "dest", "deterministic", "dev", "device", "digest", "digits", "direct",
+    "disable", "disabled", "distinguisher", "dnssl", "do", "domain", "dont_fragment", "double",
+    "dport", "drop", "dscp", "dst", "dual", "dump", "dynamic", "ebgp", "ec", "eclist", "ecmp",
+    "eligible", "else", "empty", "enable", "enforce", "enhanced", "entries", "enum", "error",
+    "eval", "events", "exp", "expire", "export", "exported", "express", "extended", "external",
+    "false", "fatal", "filename", "filter", "filtered", "filters", "first", "first_fragment",
+    "fixed", "flags", "flow4", "flow6", "flush", "for", "forget", "format", "fragment", "free",
+    "from", "from_hex", "function", "garbage", "gateway", "gc", "generate", "generation",
+    "generic", "global", "graceful", "group", "gw", "gw_mpls", "header", "hello", "hidden", "high",
+    "hit", "hmac", "hold", "hop", "horizon", "hostname", "ibgp", "icmp", "id", "idle", "if",
+    "ifindex", "ifname", "ignore", "igp", "igp_metric", "import", "in", "infinity", "info",
+    "instance", "int", "interface", "interfaces", "internal", "interpret", "interval", "ip",
+    "ipv4", "ipv4_mc", "ipv4_mpls", "ipv6", "ipv6_mc", "ipv6_mpls", "ipv6_sadr", "is_fragment",
+    "is_v4", "is_v6", "iso", "keep", "keepalive", "kernel", "key", "keyed", "keys", "krt_advmss",
+    "krt_cwnd", "krt_feature_allfrag", "krt_feature_ecn", "krt_hoplimit", "krt_initcwnd",
+    "krt_initrwnd", "krt_lock_advmss", "krt_lock_congctl", "krt_lock_cwnd",
+    "krt_lock_fastopen_no_cookie", "krt_lock_hoplimit", "krt_lock_initcwnd", "krt_lock_initrwnd",
+    "krt_lock_mtu", "krt_lock_quickack", "krt_lock_reordering", "krt_lock_rto_min", "krt_lock_rtt",
+    "krt_lock_rttvar", "krt_lock_ssthresh", "krt_lock_sstresh", "krt_lock_window", "krt_metric",
+    "krt_mtu", "krt_prefsrc", "krt_quickack", "krt_realm", "krt_reordering", "krt_rto_min",
+    "krt_rtt", "krt_rttvar", "krt_scope", "krt_source", "krt_sstresh", "krt_window", "l3vpn",
+    "label", "large", "last", "last_fragment", "last_nonaggregated", "latency", "lc", "lclist",
+    "learn", "len", "length", "lifetime", "limit", "linger", "link", "listen", "lived", "lladdr",
+    "local", "log", "long", "low", "lsa", "lsadb", "lsid", "mac", "managed", "mandatory", "mask",
+    "match", "max", "maxlen", "md5", "med", "medium", "member", "memory", "merge", "messages",
+    "meticulous", "metric", "min", "missing", "mode", "monitoring", "mpls", "mpls_class",
+    "mpls_label", "mpls_policy", "mrt", "mrtdump", "ms", "mtu", "mult", "multicast", "multihop",
+    "multipath", "multiplier", "name", "native", "nbma", "neighbor", "neighbors", "net", "netlink",
+    "netmask", "networks", "next", "ng", "no", "noexport", "nonbroadcast", "none", "normal", "ns",
+    "nssa", "of", "off", "offset", "old", "older", "on", "onlink", "only", "opaque", "option",
+    "originate", "ospf", "ospf_metric1", "ospf_metric2", "ospf_router_id", "ospf_tag", "other",
+    "out", "packets", "pair", "partial", "passive", "password", "passwords", "path", "paths", "pd",
+    "pe", "peer", "perf", "period", "permissive", "persist", "ping", "pipe", "plaintext",
+    "pointomultipoint", "pointopoint", "poison", "policy", "poll", "port", "post_policy",
+    "pre_policy", "preexport", "prefer", "preference", "preferred", "prefix", "prepend", "pri",
+    "primary", "print", "printn", "priority", "private", "prohibit", "propagate", "proto",
+    "protocol", "protocols", "provider", "providers", "ptmp", "ptp", "public", "quad", "quitbird",
+    "ra", "ra_lifetime", "ra_preference", "radv", "randomize", "range", "rd", "rdnss", "reachable",
+    "real", "receive", "recursive", "recv", "refresh", "reject", "rejected", "reload", "remote",
+    "repeat", "require", "reset", "resources", "restart", "restrict", "retrans", "retransmit",
+    "retry", "return", "reverse", "rfc1583compat", "rfc5838", "rib", "rip", "rip_metric",
+    "rip_tag", "ro", "roa", "roa4", "roa6", "roa_check", "role", "roles", "route", "router",
+    "routes", "rpki", "rr", "rs", "rs_client", "rs_server", "rt", "rtt", "rx", "rxcost", "s",
+    "sadr", "scan", "scheduling", "scope", "sec", "secondary", "secret", "security", "self",
+    "send", "sensitive", "set", "setkey", "sets", "settle", "sha1", "sha256", "sha384", "sha512",
+    "short", "show", "shutdown", "simple", "single", "size", "skip", "sockets", "soft",
+    "solicited", "sorted", "source", "split", "sport", "src", "ssh", "stability", "stacks",
+    "stale", "start", "startup", "states", "static", "station", "stats", "status", "stderr",
+    "strict", "string", "stub", "stubnet", "summary", "suppression", "syslog", "system", "table",
+    "tables", "tag", "target", "tcp", "template", "then", "thread", "threads", "threshold", "tick",
+    "time", "timeformat", "timeout", "timer", "timers", "timestamps", "to", "trace", "transit",
+    "translator", "transmit", "transparent", "transport", "trie", "trigger", "true", "ttl",
+    "tunnel", "tx", "type", "udp", "udp6", "undo", "unicast", "unknown", "unreachable", "unset",
+    "update", "us", "user", "v2", "v3", "v6only", "valid", "validate", "value", "version", "via",
+    "virtual", "vpn", "vpn4", "vpn4_mc", "vpn4_mpls", "vpn6", "vpn6_mc", "vpn6_mpls", "vrf",
+    "wait", "wakeup", "warn", "warning", "watchdog", "weight", "where", "wired", "wireless", "yes",
+    "zero",
+];
+
+fn is_keyword(s: &str) -> bool {
+    KEYWORDS
+        .binary_search(&s.to_ascii_lowercase().as_str())
+        .is_ok()
+}
+
+/// A plain BIRD symbol: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters,
+/// not a keyword, and not 32 or more hex digits only (BIRD 2.0.12 lexes
+/// an even number of at least 32 as a byte string; checked with `bird -p`:
+/// `deadbeef` is fine, `deadbeef` x4 fails with `unexpected BYTESTRING`).
+pub fn is_symbol(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    let first_ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_');
+    first_ok
+        && s.len() <= SYM_MAX_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !(s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        && !is_keyword(s)
+}
+
+/// An interface name autopeer will write: `[A-Za-z0-9_.:-]{1,15}`.
+pub fn is_iface(s: &str) -> bool {
+    (1..=IFACE_MAX_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+/// `2026-11-23T06:55:02Z`, optionally with a fraction before the `Z`.
+fn is_utc_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let Some(head) = b.get(..19) else {
+        return false;
+    };
+    let head_ok = head.iter().enumerate().all(|(i, c)| match i {
+        4 | 7 => *c == b'-',
+        10 => *c == b'T',
+        13 | 16 => *c == b':',
+        _ => c.is_ascii_digit(),
+    });
+    let tail = b.get(19..).unwrap_or_default();
+    let tail_ok = match tail {
+        [b'Z'] => true,
+        [b'.', frac @ .., b'Z'] => {
+            !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    head_ok && tail_ok
+}
+
+fn is_via(s: &str) -> bool {
+    (1..=VIA_MAX_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// FNV-1a, 64 bit: a tiny hash whose value never changes between Rust or
+/// crate versions, so hashed names stay stable.
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Maps every character outside `[A-Za-z0-9_]` to `_`.
+fn symbolize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The protocol name for a peer: `{group}_{address}` with `.` and `:`
+/// mapped to `_` and `_{iface}` appended for a scoped neighbor:
+/// `clients_192_0_2_7`, `clients_2001_db8__7`, `clients_fe80__1_vti3`.
+/// Characters outside `[A-Za-z0-9_]` become `_`. A name longer than 64
+/// characters is cut to 47 and gets `_` and 16 hex digits of the FNV-1a 64
+/// hash of the whole name, so it stays unique and fits BIRD.
+///
+/// The result is a valid symbol when `group` is one (see [`is_symbol`]).
+pub fn peer_name(group: &str, addr: IpAddr, iface: Option<&str>) -> String {
+    let mut name = format!("{}_{}", symbolize(group), symbolize(&addr.to_string()));
+    if let Some(iface) = iface {
+        name.push('_');
+        name.push_str(&symbolize(iface));
+    }
+    if name.len() <= SYM_MAX_LEN {
+        return name;
+    }
+    let hash = fnv1a64(name.as_bytes());
+    // `name` is ASCII (symbolize), so any byte index is a char boundary.
+    let mut short: String = name.chars().take(SYM_MAX_LEN - 17).collect();
+    let _ = write!(short, "_{hash:016x}");
+    short
+}
+
+/// Checks one peer; the error names the peer.
+fn validate(p: &Peer) -> Result<(), RenderError> {
+    for (what, value) in [
+        ("name", &p.name),
+        ("group", &p.group),
+        ("template", &p.template),
+    ] {
+        if !is_symbol(value) {
+            return Err(RenderError::BadSymbol {
+                what,
+                value: value.clone(),
+            });
+        }
+    }
+    if p.addr.is_unspecified() {
+        return Err(RenderError::BadAddress {
+            name: p.name.clone(),
+            addr: p.addr,
+        });
+    }
+    if let Some(iface) = &p.iface {
+        if !is_iface(iface) {
+            return Err(RenderError::BadIface {
+                name: p.name.clone(),
+                value: iface.clone(),
+            });
+        }
+    }
+    if p.neighbor == Some(NeighborAs::As(0)) {
+        return Err(RenderError::BadAs {
+            name: p.name.clone(),
+        });
+    }
+    if !is_utc_timestamp(&p.admitted) {
+        return Err(RenderError::BadTimestamp {
+            name: p.name.clone(),
+            value: p.admitted.clone(),
+        });
+    }
+    if !is_via(&p.via) {
+        return Err(RenderError::BadVia {
+            name: p.name.clone(),
+            value: p.via.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// How the interface is written after the address.
+enum Scope<'a> {
+    None,
+    /// `fe80::1%vti3`
+    Plain(&'a str),
+    /// `fe80::1 % 'eth-0'`
+    Quoted(&'a str),
+    /// `interface "ipv4";` on its own line: the name is a keyword or
+    /// starts with a digit, which neither symbol form can hold.
+    Option(&'a str),
+}
+
+fn scope(iface: Option<&str>) -> Scope<'_> {
+    match iface {
+        None => Scope::None,
+        Some(i) if is_symbol(i) => Scope::Plain(i),
+        Some(i) if i.bytes().any(|b| b"-.:".contains(&b)) => Scope::Quoted(i),
+        Some(i) => Scope::Option(i),
+    }
+}
+
+/// Renders the owned include file: a header saying it is managed, then one
+/// block per peer sorted by name. Every peer is validated first; nothing
+/// is rendered if any is invalid or two share a name.
+pub fn render(peers: &[Peer]) -> Result<String, RenderError> {
+    let mut seen = HashSet::new();
+    for p in peers {
+        validate(p)?;
+        if !seen.insert(p.name.as_str()) {
+            return Err(RenderError::DuplicateName {
+                name: p.name.clone(),
+            });
+        }
+    }
+    let mut sorted: Vec<&Peer> = peers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut out = String::from(HEADER);
+    for p in sorted {
+        let nbr = match p.neighbor {
+            Some(n) => format!(" {n}"),
+            None => String::new(),
+        };
+        let scope = scope(p.iface.as_deref());
+        let addr = match scope {
+            Scope::Plain(i) => format!("{}%{i}", p.addr),
+            Scope::Quoted(i) => format!("{} % '{i}'", p.addr),
+            Scope::None | Scope::Option(_) => p.addr.to_string(),
+        };
+        let shown = match &p.iface {
+            Some(i) => format!("{}%{i}", p.addr),
+            None => p.addr.to_string(),
+        };
+        // Infallible: writing to a String.
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "# autopeer: group {}, admitted {} via {}",
+            p.group, p.admitted, p.via
+        );
+        let _ = writeln!(out, "protocol bgp {} from {} {{", p.name, p.template);
+        let _ = writeln!(out, "  neighbor {addr}{nbr};");
+        if let Scope::Option(i) = scope {
+            let _ = writeln!(out, "  interface \"{i}\";");
+        }
+        let _ = writeln!(out, "  description \"autopeer {} {shown}\";", p.group);
+        let _ = writeln!(out, "}}");
+    }
+    Ok(out)
+}
+
+/// The `# autopeer: ...` line of a block, parsed.
+struct Meta {
+    group: String,
+    admitted: String,
+    via: String,
+}
+
+/// A block being read.
+struct Block {
+    start: usize,
+    meta: Meta,
+    name: String,
+    template: String,
+    neighbor: Option<(IpAddr, Option<String>, Option<NeighborAs>)>,
+    iface_option: Option<String>,
+    description: bool,
+}
+
+/// `# autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log`
+fn parse_meta(line: &str) -> Option<Meta> {
+    let rest = line.strip_prefix("# autopeer: group ")?;
+    let (group, rest) = rest.split_once(", admitted ")?;
+    let (admitted, via) = rest.split_once(" via ")?;
+    Some(Meta {
+        group: group.to_string(),
+        admitted: admitted.to_string(),
+        via: via.to_string(),
+    })
+}
+
+/// `protocol bgp clients_10_88_0_2 from CLIENTS {`
+fn parse_open(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix("protocol bgp ")?.strip_suffix(" {")?;
+    let (name, template) = rest.split_once(" from ")?;
+    Some((name.to_string(), template.to_string()))
+}
+
+/// `neighbor 10.88.0.2 internal;`, `neighbor fe80::1%vti3;`,
+/// `neighbor fe80::1 % 'eth-0' as 65001;`
+fn parse_neighbor(line: &str) -> Option<(IpAddr, Option<String>, Option<NeighborAs>)> {
+    let rest = line.strip_prefix("neighbor ")?.strip_suffix(';')?;
+    let mut toks = rest.split(' ').peekable();
+    let first = toks.next()?;
+    let (addr, mut iface) = match first.split_once('%') {
+        Some((a, i)) if is_symbol(i) => (a.parse().ok()?, Some(i.to_string())),
+        Some(_) => return None,
+        None => (first.parse().ok()?, None),
+    };
+    if toks.peek() == Some(&"%") {
+        if iface.is_some() {
+            return None;
+        }
+        toks.next();
+        let quoted = toks.next()?.strip_prefix('\'')?.strip_suffix('\'')?;
+        if !is_iface(quoted) || is_keyword(quoted) {
+            return None;
+        }
+        iface = Some(quoted.to_string());
+    }
+    let rest: Vec<&str> = toks.collect();
+    let neighbor = match rest[..] {
+        [] => None,
+        ["internal"] => Some(NeighborAs::Internal),
+        ["external"] => Some(NeighborAs::External),
+        ["as", n] if n.bytes().all(|b| b.is_ascii_digit()) => Some(NeighborAs::As(n.parse().ok()?)),
+        _ => return None,
+    };
+    Some((addr, iface, neighbor))
+}
+
+/// Reads the owned include file back into peers, in file order. Blank
+/// lines and comments are skipped; a `# autopeer:` line whose block was
+/// deleted is ignored. A line inside or between blocks that [`render`]
+/// would not write is an error naming the line. Every peer is validated
+/// as [`render`] does, so `parse(&render(x)?)? == x` for any `x` sorted by
+/// name.
+pub fn parse(text: &str) -> Result<Vec<Peer>, RenderError> {
+    let mut peers = Vec::new();
+    let mut seen = HashSet::new();
+    let mut meta: Option<Meta> = None;
+    let mut block: Option<Block> = None;
+    let err = |line: usize, reason: &'static str, text: &str| RenderError::Parse {
+        line,
+        reason,
+        text: text.to_string(),
+    };
+
+    for (idx, raw) in text.lines().enumerate() {
+        let lineno = idx + 1;
+        let line = raw.trim();
+        if let Some(b) = block.as_mut() {
+            if line == "}" {
+                let Some(b) = block.take() else { continue };
+                let Some((addr, iface, neighbor)) = b.neighbor else {
+                    return Err(err(lineno, "block without a neighbor line", raw));
+                };
+                let iface = match (iface, b.iface_option) {
+                    (Some(_), Some(_)) => {
+                        return Err(err(lineno, "two interfaces in one block", raw))
+                    }
+                    (a, b) => a.or(b),
+                };
+                if !b.description {
+                    return Err(err(lineno, "block without a description line", raw));
+                }
+                let peer = Peer {
+                    name: b.name,
+                    group: b.meta.group,
+                    template: b.template,
+                    addr,
+                    iface,
+                    neighbor,
+                    admitted: b.meta.admitted,
+                    via: b.meta.via,
+                };
+                validate(&peer).map_err(|e| RenderError::InvalidBlock {
+                    line: b.start,
+                    source: Box::new(e),
+                })?;
+                if !seen.insert(peer.name.clone()) {
+                    return Err(RenderError::DuplicateName { name: peer.name });
+                }
+                peers.push(peer);
+            } else if line.starts_with("neighbor ") {
+                if b.neighbor.is_some() {
+                    return Err(err(lineno, "second neighbor line", raw));
+                }
+                b.neighbor = Some(
+                    parse_neighbor(line).ok_or_else(|| err(lineno, "bad neighbor line", raw))?,
+                );
+            } else if let Some(rest) = line.strip_prefix("interface \"") {
+                let name = rest
+                    .strip_suffix("\";")
+                    .filter(|n| is_iface(n))
+                    .ok_or_else(|| err(lineno, "bad interface line", raw))?;
+                if b.iface_option.replace(name.to_string()).is_some() {
+                    return Err(err(lineno, "second interface line", raw));
+                }
+            } else if let Some(rest) = line.strip_prefix("description \"") {
+                let ok = rest.strip_suffix("\";").is_some_and(|d| !d.contains('"'));
+                if !ok || b.description {
+                    return Err(err(lineno, "bad description line", raw));
+                }
+                b.description = true;
+            } else if line.is_empty() || line.starts_with('#') {
+                // Blank lines and comments inside a block are harmless.
+            } else {
+                return Err(err(lineno, "unexpected line in an autopeer block", raw));
+            }
+            continue;
+        }
+
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("# autopeer:") {
+            meta = Some(parse_meta(line).ok_or_else(|| err(lineno, "bad autopeer line", raw))?);
+        } else if line.starts_with('#') {
+            // Header or operator's comment.
+        } else if line.starts_with("protocol ") {
+            let (name, template) =
+                parse_open(line).ok_or_else(|| err(lineno, "bad protocol line", raw))?;
+            let Some(m) = meta.take() else {
+                return Err(err(
+                    lineno,
+                    "protocol block without its \"# autopeer:\" line",
+                    raw,
+                ));
+            };
+            block = Some(Block {
+                start: lineno,
+                meta: m,
+                name,
+                template,
+                neighbor: None,
+                iface_option: None,
+                description: false,
+            });
+        } else {
+            return Err(err(lineno, "unexpected line outside a block", raw));
+        }
+    }
+    match block {
+        Some(b) => Err(RenderError::Unterminated { line: b.start }),
+        None => Ok(peers),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_sorted_for_binary_search() {
+        assert!(KEYWORDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_keyword("neighbor") && is_keyword("ipv4") && is_keyword("BGP"));
+        assert!(!is_keyword("vti3"));
+    }
+
+    #[test]
+    fn fnv1a64_known_answers() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert!(is_utc_timestamp("2026-11-23T06:55:02Z"));
+        assert!(is_utc_timestamp("2026-11-23T06:55:02.123Z"));
+        assert!(!is_utc_timestamp("2026-11-23T06:55:02+00:00"));
+        assert!(!is_utc_timestamp("2026-11-23 06:55:02Z"));
+        assert!(!is_utc_timestamp("2026-11-23T06:55:02.Z"));
+        assert!(!is_utc_timestamp(""));
     }
 }
