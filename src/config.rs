@@ -490,6 +490,8 @@ impl Config {
         };
 
         let mut groups = Vec::new();
+        let mut keys = Vec::new();
+        let mut indexes = Vec::new();
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         for (i, rg) in raw.groups.into_iter().enumerate() {
             let key = if is_group_name(&rg.name) && !names.contains_key(&rg.name) {
@@ -513,9 +515,12 @@ impl Config {
             } else {
                 names.insert(rg.name.clone(), i);
             }
-            groups.push(convert_group(rg, &key, base_dir, &mut p));
+            let (group, index) = convert_group(rg, &key, base_dir, &mut p);
+            groups.push(group);
+            keys.push(key);
+            indexes.push(index);
         }
-        check_group_overlaps(&groups, &mut p);
+        check_group_overlaps(&groups, &keys, &indexes, &mut p);
 
         if p.is_empty() {
             Ok(Config {
@@ -669,14 +674,15 @@ fn parse_prefix(s: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-fn parse_prefix_list(list: &[String], key: &str, p: &mut Vec<Problem>) -> Vec<IpNet> {
-    let mut out: Vec<IpNet> = Vec::new();
+/// The valid prefixes of `list`, each with its index in `list`.
+fn parse_prefix_list(list: &[String], key: &str, p: &mut Vec<Problem>) -> Vec<(usize, IpNet)> {
+    let mut out: Vec<(usize, IpNet)> = Vec::new();
     for (i, s) in list.iter().enumerate() {
         match parse_prefix(s) {
-            Ok(n) if out.contains(&n) => {
+            Ok(n) if out.iter().any(|(_, o)| *o == n) => {
                 p.push(Problem::new(format!("{key}[{i}]"), format!("{n} is listed twice")))
             }
-            Ok(n) => out.push(n),
+            Ok(n) => out.push((i, n)),
             Err(m) => p.push(Problem::new(format!("{key}[{i}]"), m)),
         }
     }
@@ -687,7 +693,14 @@ fn link_local() -> IpNet {
     IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10))
 }
 
-fn convert_group(rg: RawGroup, key: &str, base_dir: &Path, p: &mut Vec<Problem>) -> Group {
+/// Converts one group; also returns the index in the file of each of
+/// `Group::prefixes`, for key paths.
+fn convert_group(
+    rg: RawGroup,
+    key: &str,
+    base_dir: &Path,
+    p: &mut Vec<Problem>,
+) -> (Group, Vec<usize>) {
     if !is_bird_symbol(&rg.template) {
         p.push(Problem::new(
             format!("{key}.template"),
@@ -698,7 +711,9 @@ fn convert_group(rg: RawGroup, key: &str, base_dir: &Path, p: &mut Vec<Problem>)
         ));
     }
 
-    let prefixes = parse_prefix_list(&rg.prefixes, &format!("{key}.prefixes"), p);
+    let indexed = parse_prefix_list(&rg.prefixes, &format!("{key}.prefixes"), p);
+    let prefix_index: Vec<usize> = indexed.iter().map(|(i, _)| *i).collect();
+    let prefixes: Vec<IpNet> = indexed.iter().map(|(_, n)| *n).collect();
     if rg.prefixes.is_empty() {
         p.push(Problem::new(format!("{key}.prefixes"), "is empty"));
     }
@@ -785,7 +800,7 @@ fn convert_group(rg: RawGroup, key: &str, base_dir: &Path, p: &mut Vec<Problem>)
     };
 
     let deny = parse_prefix_list(&rg.deny, &format!("{key}.deny"), p);
-    for (i, d) in deny.iter().enumerate() {
+    for (i, d) in &deny {
         if !prefixes.is_empty() && !prefixes.iter().any(|g| g.contains(d)) {
             p.push(Problem::new(
                 format!("{key}.deny[{i}]"),
@@ -853,7 +868,7 @@ fn convert_group(rg: RawGroup, key: &str, base_dir: &Path, p: &mut Vec<Problem>)
         }
     }
     if rg.interface.is_none() {
-        for (i, pf) in prefixes.iter().enumerate() {
+        for (i, pf) in &indexed {
             if link_local().contains(pf) {
                 p.push(Problem::new(
                     format!("{key}.prefixes[{i}]"),
@@ -865,29 +880,37 @@ fn convert_group(rg: RawGroup, key: &str, base_dir: &Path, p: &mut Vec<Problem>)
 
     let nbma_prefixes = parse_prefix_list(&rg.nbma_prefixes, &format!("{key}.nbma_prefixes"), p);
 
-    Group {
+    let group = Group {
         name: rg.name,
         template: rg.template,
         prefixes,
         neighbor,
         password,
-        deny,
+        deny: deny.into_iter().map(|(_, n)| n).collect(),
         max_peers,
         rate,
         expire,
         interface: rg.interface,
-        nbma_prefixes,
-    }
+        nbma_prefixes: nbma_prefixes.into_iter().map(|(_, n)| n).collect(),
+    };
+    (group, prefix_index)
 }
 
 /// Two groups listing the same prefix would tie on longest-prefix match.
-fn check_group_overlaps(groups: &[Group], p: &mut Vec<Problem>) {
+/// `keys[i]` is the key path of `groups[i]`, `indexes[i]` the file index
+/// of each of its prefixes.
+fn check_group_overlaps(
+    groups: &[Group],
+    keys: &[String],
+    indexes: &[Vec<usize>],
+    p: &mut Vec<Problem>,
+) {
     for (i, a) in groups.iter().enumerate() {
-        for b in groups.iter().skip(i + 1) {
-            for (k, pb) in b.prefixes.iter().enumerate() {
+        for ((b, bkey), bidx) in groups.iter().zip(keys).zip(indexes).skip(i + 1) {
+            for (pb, k) in b.prefixes.iter().zip(bidx) {
                 if a.prefixes.contains(pb) {
                     p.push(Problem::new(
-                        format!("group.{}.prefixes[{k}]", b.name),
+                        format!("{bkey}.prefixes[{k}]"),
                         format!(
                             "{pb} is also a prefix of group {}: longest-prefix match would tie",
                             a.name
