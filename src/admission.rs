@@ -96,7 +96,9 @@ impl Limits {
             return Duration::MAX;
         }
         let elapsed = now.saturating_duration_since(b.last).as_nanos();
-        let units = b.units.saturating_add(elapsed.saturating_mul(u128::from(rate)));
+        let units = b
+            .units
+            .saturating_add(elapsed.saturating_mul(u128::from(rate)));
         if units >= NANOS_PER_MINUTE {
             return Duration::ZERO;
         }
@@ -129,13 +131,18 @@ pub enum Refusal {
     Broadcast,
     NoGroup,
     /// A link-local address without its interface.
-    LinkLocalWithoutInterface { group: String },
+    LinkLocalWithoutInterface {
+        group: String,
+    },
     WrongInterface {
         group: String,
         expected: String,
         got: Option<String>,
     },
-    Denied { group: String, entry: IpNet },
+    Denied {
+        group: String,
+        entry: IpNet,
+    },
     /// bird.conf already has a protocol for this neighbor.
     Static {
         protocol: String,
@@ -149,9 +156,17 @@ pub enum Refusal {
         file: PathBuf,
         line: usize,
     },
-    InRoster { name: String },
-    MaxPeers { group: String, max: usize },
-    RateLimited { group: String, rate: u32 },
+    InRoster {
+        name: String,
+    },
+    MaxPeers {
+        group: String,
+        max: usize,
+    },
+    RateLimited {
+        group: String,
+        rate: u32,
+    },
 }
 
 impl fmt::Display for Refusal {

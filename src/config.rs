@@ -404,10 +404,7 @@ impl Config {
 
     fn parse_text(text: &str, base: &Path, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -620,8 +617,7 @@ pub fn is_bird_symbol(s: &str) -> bool {
 /// A Linux interface name as BIRD accepts it: `[A-Za-z0-9_.:-]{1,15}`.
 pub fn is_interface_name(s: &str) -> bool {
     (1..=15).contains(&s.len())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
@@ -679,9 +675,10 @@ fn parse_prefix_list(list: &[String], key: &str, p: &mut Vec<Problem>) -> Vec<(u
     let mut out: Vec<(usize, IpNet)> = Vec::new();
     for (i, s) in list.iter().enumerate() {
         match parse_prefix(s) {
-            Ok(n) if out.iter().any(|(_, o)| *o == n) => {
-                p.push(Problem::new(format!("{key}[{i}]"), format!("{n} is listed twice")))
-            }
+            Ok(n) if out.iter().any(|(_, o)| *o == n) => p.push(Problem::new(
+                format!("{key}[{i}]"),
+                format!("{n} is listed twice"),
+            )),
             Ok(n) => out.push((i, n)),
             Err(m) => p.push(Problem::new(format!("{key}[{i}]"), m)),
         }
@@ -690,7 +687,10 @@ fn parse_prefix_list(list: &[String], key: &str, p: &mut Vec<Problem>) -> Vec<(u
 }
 
 fn link_local() -> IpNet {
-    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10))
+    IpNet::V6(Ipv6Net::new_assert(
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        10,
+    ))
 }
 
 /// Converts one group; also returns the index in the file of each of
@@ -735,9 +735,7 @@ fn convert_group(
             };
             p.push(Problem::new(
                 format!("{key}.neighbor"),
-                format!(
-                    "{shown} is not \"internal\", \"external\" or an AS number 1..4294967295"
-                ),
+                format!("{shown} is not \"internal\", \"external\" or an AS number 1..4294967295"),
             ));
             None
         }
@@ -834,7 +832,9 @@ fn convert_group(
             };
             p.push(Problem::new(
                 format!("{key}.rate"),
-                format!("{shown} is not a positive number of admissions per minute or \"unlimited\""),
+                format!(
+                    "{shown} is not a positive number of admissions per minute or \"unlimited\""
+                ),
             ));
             Some(DEFAULT_RATE)
         }
@@ -853,7 +853,10 @@ fn convert_group(
             }
             Ok(d) => Some(d),
             Err(m) => {
-                p.push(Problem::new(format!("{key}.expire"), format!("{m} or \"never\"")));
+                p.push(Problem::new(
+                    format!("{key}.expire"),
+                    format!("{m} or \"never\""),
+                ));
                 None
             }
         }
@@ -958,7 +961,9 @@ mod tests {
     fn prefix_suggests_network() {
         let e = parse_prefix("10.88.0.1/24").unwrap_err();
         assert!(e.contains("did you mean \"10.88.0.0/24\""), "{e}");
-        assert!(parse_prefix("10.88.0.1").unwrap_err().contains("10.88.0.1/32"));
+        assert!(parse_prefix("10.88.0.1")
+            .unwrap_err()
+            .contains("10.88.0.1/32"));
         assert!(parse_prefix("2001:db8::/64").is_ok());
     }
 }

@@ -18,7 +18,11 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn debian_bird2_finds_templates_statics_ranges_and_skips_owned() {
-    let c = scan(&fx("debian-bird2/bird.conf"), &fx("debian-bird2/autopeer.conf")).unwrap();
+    let c = scan(
+        &fx("debian-bird2/bird.conf"),
+        &fx("debian-bird2/autopeer.conf"),
+    )
+    .unwrap();
 
     // Files: main, owned include, then the glob in alphabetical order; the
     // directory `sub.conf` is skipped.
@@ -29,7 +33,12 @@ fn debian_bird2_finds_templates_statics_ranges_and_skips_owned() {
         .collect();
     assert_eq!(
         names,
-        ["bird.conf", "autopeer.conf", "10-upstream.conf", "20-dynamic.conf"]
+        [
+            "bird.conf",
+            "autopeer.conf",
+            "10-upstream.conf",
+            "20-dynamic.conf"
+        ]
     );
     assert!(c.includes_owned);
     assert!(!c.owned_include_missing);
@@ -66,7 +75,10 @@ fn debian_bird2_finds_templates_statics_ranges_and_skips_owned() {
 
 #[test]
 fn debian_bird16_style() {
-    let c = scan(&fx("debian-bird16/bird.conf"), Path::new("/etc/bird/autopeer.conf"));
+    let c = scan(
+        &fx("debian-bird16/bird.conf"),
+        Path::new("/etc/bird/autopeer.conf"),
+    );
     // It includes /etc/bird/autopeer.conf, which does not exist here; unless
     // /etc/bird exists, that is a plain missing include.
     match c {
@@ -88,7 +100,13 @@ fn debian_bird16_style() {
     assert_eq!(c.neighbors.len(), 1);
     assert!(c.neighbors[0].password);
     assert_eq!(
-        c.templates.get("spokes").unwrap().password.as_ref().unwrap().expose(),
+        c.templates
+            .get("spokes")
+            .unwrap()
+            .password
+            .as_ref()
+            .unwrap()
+            .expose(),
         "old-key"
     );
 }
@@ -106,11 +124,19 @@ fn nested_relative_includes() {
 
 #[test]
 fn owned_include_may_be_missing() {
-    let c = scan(&fx("owned-missing/bird.conf"), &fx("owned-missing/autopeer.conf")).unwrap();
+    let c = scan(
+        &fx("owned-missing/bird.conf"),
+        &fx("owned-missing/autopeer.conf"),
+    )
+    .unwrap();
     assert!(c.includes_owned);
     assert!(c.owned_include_missing);
     // A glob whose directory exists and would match the owned file.
-    let c = scan(&fx("glob-owned/bird.conf"), &fx("glob-owned/peers/autopeer.conf")).unwrap();
+    let c = scan(
+        &fx("glob-owned/bird.conf"),
+        &fx("glob-owned/peers/autopeer.conf"),
+    )
+    .unwrap();
     assert!(c.includes_owned);
     assert!(c.owned_include_missing);
     assert_eq!(c.files.len(), 1);
@@ -119,12 +145,27 @@ fn owned_include_may_be_missing() {
 #[test]
 fn broken_files_name_file_and_line() {
     let cases: &[(&str, &str)] = &[
-        ("missing-include.conf", "missing-include.conf:3: unable to open included file"),
-        ("unterminated-string.conf", "unterminated-string.conf:3: unterminated string"),
-        ("unterminated-comment.conf", "unterminated-comment.conf:3: unterminated comment"),
-        ("unterminated-include.conf", "unterminated-include.conf:2: unterminated include"),
+        (
+            "missing-include.conf",
+            "missing-include.conf:3: unable to open included file",
+        ),
+        (
+            "unterminated-string.conf",
+            "unterminated-string.conf:3: unterminated string",
+        ),
+        (
+            "unterminated-comment.conf",
+            "unterminated-comment.conf:3: unterminated comment",
+        ),
+        (
+            "unterminated-include.conf",
+            "unterminated-include.conf:2: unterminated include",
+        ),
         ("unclosed-brace.conf", "unclosed-brace.conf:2: unclosed `{`"),
-        ("glob-nodir.conf", "glob-nodir.conf:2: unable to match pattern"),
+        (
+            "glob-nodir.conf",
+            "glob-nodir.conf:2: unable to match pattern",
+        ),
         ("cycle-a.conf", "cycle-b.conf:2: include cycle"),
         ("deep0.conf", "deep7.conf:2: include depth exceeds 8"),
         ("deep2.conf", "deep9.conf:2: include depth exceeds 8"),
@@ -172,5 +213,18 @@ fn fixtures_are_valid_bird2() {
             "{f}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+proptest::proptest! {
+    /// Hostile text never panics or hangs the scanner.
+    #[test]
+    fn scan_text_never_panics(text in "[ -~\n\t{}%;\"'/*#]{0,300}") {
+        let _ = autopeer::bird::conf::scan_text(&text, Path::new("x"));
+    }
+
+    #[test]
+    fn config_never_panics(text in "[ -~\n]{0,200}") {
+        let _ = autopeer::config::Config::load_str(&text, Path::new("/nonexistent"));
     }
 }

@@ -54,7 +54,10 @@ fn full_example_every_key() {
     let c = Config::load(&fx("autopeer.toml")).unwrap();
     assert_eq!(c.bird.config, fx("debian-bird2/bird.conf"));
     assert_eq!(c.sources.nhrp_policy, NhrpPolicy::Advise);
-    assert_eq!(c.sources.nhrp_socket.as_deref(), Some(Path::new("/run/autopeer/nhrp.sock")));
+    assert_eq!(
+        c.sources.nhrp_socket.as_deref(),
+        Some(Path::new("/run/autopeer/nhrp.sock"))
+    );
     let [clients, vip, links] = &c.groups[..] else {
         panic!("three groups")
     };
@@ -88,12 +91,29 @@ fn check_bird_reports_missing_template_as_include_and_log() {
     );
     let c = Config::load_str(&text, &fx("")).unwrap();
     let bird = autopeer::bird::conf::scan(&c.bird.config, &c.bird.include).unwrap();
-    let keys: Vec<String> = c.check_bird(&bird).into_iter().map(|p| p.key_path).collect();
+    let keys: Vec<String> = c
+        .check_bird(&bird)
+        .into_iter()
+        .map(|p| p.key_path)
+        .collect();
     // `other` uses T, which has `neighbor as 65001`: no problem there.
-    assert_eq!(keys, ["group.clients.template", "bird.include", "sources.logs[0]"]);
+    assert_eq!(
+        keys,
+        ["group.clients.template", "bird.include", "sources.logs[0]"]
+    );
 
-    let text = format!("[bird]\nconfig = \"debian-bird2/bird.conf\"\ninclude = \"debian-bird2/autopeer.conf\"\n[sources]\nlogs = [\"/var/log/bird/bird.log\"]\n[[group]]\nname = \"l\"\ntemplate = \"LINKS\"\nprefixes = [\"10.1.0.0/16\"]\n");
-    let c = Config::load_str(&text, &fx("")).unwrap();
+    let text = r#"
+[bird]
+config = "debian-bird2/bird.conf"
+include = "debian-bird2/autopeer.conf"
+[sources]
+logs = ["/var/log/bird/bird.log"]
+[[group]]
+name = "l"
+template = "LINKS"
+prefixes = ["10.1.0.0/16"]
+"#;
+    let c = Config::load_str(text, &fx("")).unwrap();
     let bird = autopeer::bird::conf::scan(&c.bird.config, &c.bird.include).unwrap();
     let p = c.check_bird(&bird);
     assert_eq!(p.len(), 1, "{p:?}");
@@ -154,7 +174,13 @@ fn long_password_is_a_problem_without_echo() {
 #[test]
 fn unknown_key_and_syntax_errors_name_file_line_column() {
     let e = Config::load(&fx("broken-unknown-key.toml")).unwrap_err();
-    let ConfigError::Syntax { path, line, message, .. } = &e else {
+    let ConfigError::Syntax {
+        path,
+        line,
+        message,
+        ..
+    } = &e
+    else {
         panic!("{e}")
     };
     assert!(path.ends_with("broken-unknown-key.toml"));
@@ -164,9 +190,16 @@ fn unknown_key_and_syntax_errors_name_file_line_column() {
     let e = Config::load(&fx("broken-syntax.toml")).unwrap_err();
     assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e}");
 
-    for text in ["[bird]\nsockett = \"x\"\n", "[nope]\n", "[agent]\nbatch = \"1s\"\nfoo = 1\n"] {
+    for text in [
+        "[bird]\nsockett = \"x\"\n",
+        "[nope]\n",
+        "[agent]\nbatch = \"1s\"\nfoo = 1\n",
+    ] {
         assert!(
-            matches!(Config::load_str(text, &fx("")), Err(ConfigError::Syntax { .. })),
+            matches!(
+                Config::load_str(text, &fx("")),
+                Err(ConfigError::Syntax { .. })
+            ),
             "{text}"
         );
     }
@@ -203,10 +236,16 @@ fn value_tables() {
         ("interface = \"\"", Some("group.clients.interface")),
         ("interface = \"a b\"", Some("group.clients.interface")),
         ("password = \"\"", Some("group.clients.password")),
-        ("password = \"line\\nbreak\"", Some("group.clients.password")),
+        (
+            "password = \"line\\nbreak\"",
+            Some("group.clients.password"),
+        ),
         ("password = \"nul\\u0000\"", Some("group.clients.password")),
         ("password = \"back\\\\slash ok\"", None),
-        ("nbma_prefixes = [\"203.0.113.5/24\"]", Some("group.clients.nbma_prefixes[0]")),
+        (
+            "nbma_prefixes = [\"203.0.113.5/24\"]",
+            Some("group.clients.nbma_prefixes[0]"),
+        ),
     ];
     for (extra, want) in cases {
         let got = Config::load_str(&group(extra), &fx(""));
@@ -219,7 +258,13 @@ fn value_tables() {
         }
     }
 
-    for (batch, ok) in [("100ms", true), ("0", true), ("2s", true), ("61s", false), ("fast", false)] {
+    for (batch, ok) in [
+        ("100ms", true),
+        ("0", true),
+        ("2s", true),
+        ("61s", false),
+        ("fast", false),
+    ] {
         let t = format!("[agent]\nbatch = \"{batch}\"\n");
         assert_eq!(Config::load_str(&t, &fx("")).is_ok(), ok, "{batch}");
     }
@@ -239,15 +284,20 @@ fn group_rules() {
     assert!(Config::load_str(&two("2001:db8::/32", "2001:db8:1::/48"), &fx("")).is_ok());
 
     // Listed twice inside one group.
-    let p = problems(&format!(
-        "[[group]]\nname = \"a\"\ntemplate = \"T\"\nprefixes = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n"
-    ));
+    let p = problems(
+        "[[group]]\nname = \"a\"\ntemplate = \"T\"\nprefixes = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n",
+    );
     assert_eq!(p[0].key_path, "group.a.prefixes[1]");
 
     // Names: at most 32 chars, lowercase start.
-    let name = |n: &str| format!("[[group]]\nname = \"{n}\"\ntemplate = \"T\"\nprefixes = [\"10.0.0.0/8\"]\n");
+    let name = |n: &str| {
+        format!("[[group]]\nname = \"{n}\"\ntemplate = \"T\"\nprefixes = [\"10.0.0.0/8\"]\n")
+    };
     assert!(Config::load_str(&name(&"a".repeat(32)), &fx("")).is_ok());
-    assert_eq!(problems(&name(&"a".repeat(33)))[0].key_path, "group[0].name");
+    assert_eq!(
+        problems(&name(&"a".repeat(33)))[0].key_path,
+        "group[0].name"
+    );
     assert_eq!(problems(&name("_a"))[0].key_path, "group[0].name");
 
     // Missing required keys are serde errors with a line.
@@ -261,11 +311,23 @@ fn password_file_rules() {
     std::fs::write(dir.path().join("k1"), "abc\r\n").unwrap();
     std::fs::write(dir.path().join("k2"), "abc\n\n").unwrap();
     std::fs::write(dir.path().join("k3"), "abc").unwrap();
-    let load = |f: &str| {
-        Config::load_str(&group(&format!("password_file = \"{f}\"")), dir.path())
-    };
-    assert_eq!(load("k1").unwrap().groups[0].password.as_ref().unwrap().expose(), "abc");
-    assert_eq!(load("k3").unwrap().groups[0].password.as_ref().unwrap().expose(), "abc");
+    let load = |f: &str| Config::load_str(&group(&format!("password_file = \"{f}\"")), dir.path());
+    assert_eq!(
+        load("k1").unwrap().groups[0]
+            .password
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "abc"
+    );
+    assert_eq!(
+        load("k3").unwrap().groups[0]
+            .password
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "abc"
+    );
     // Only one trailing newline is trimmed; the second is a line break.
     let Err(ConfigError::Invalid { problems, .. }) = load("k2") else {
         panic!()
@@ -279,7 +341,9 @@ fn password_file_rules() {
     let Err(ConfigError::Invalid { problems, .. }) = load("nope") else {
         panic!()
     };
-    assert!(problems[0].message.contains(&dir.path().join("nope").display().to_string()));
+    assert!(problems[0]
+        .message
+        .contains(&dir.path().join("nope").display().to_string()));
 }
 
 #[test]

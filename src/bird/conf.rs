@@ -85,8 +85,7 @@ impl BirdConf {
     /// The static neighbor with this address (and interface, for link-local).
     pub fn static_neighbor(&self, addr: IpAddr, iface: Option<&str>) -> Option<&StaticNeighbor> {
         self.neighbors.iter().find(|n| {
-            n.addr == addr
-                && (iface.is_none() || n.iface.is_none() || n.iface.as_deref() == iface)
+            n.addr == addr && (iface.is_none() || n.iface.is_none() || n.iface.as_deref() == iface)
         })
     }
 
@@ -228,10 +227,9 @@ pub fn lex(text: &str) -> Result<Vec<Lexeme>, LexError> {
             }
             '\'' => {
                 let mut j = i + 1;
-                while chars
-                    .get(j)
-                    .is_some_and(|&c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
-                {
+                while chars.get(j).is_some_and(|&c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
+                }) {
                     j += 1;
                 }
                 if chars.get(j) == Some(&'\'') {
@@ -308,7 +306,11 @@ fn string_at(chars: &[char], i: usize, line: usize) -> Result<(String, usize), L
 
 /// After a line-initial `include` at `chars[j]`: `{WHITE}*"PATH"{WHITE}*;`
 /// on the same line. `None` when no `"` follows (then it is a plain word).
-fn include_at(chars: &[char], mut j: usize, line: usize) -> Result<Option<(String, usize)>, LexError> {
+fn include_at(
+    chars: &[char],
+    mut j: usize,
+    line: usize,
+) -> Result<Option<(String, usize)>, LexError> {
     while chars.get(j).is_some_and(|&c| c == ' ' || c == '\t') {
         j += 1;
     }
@@ -316,7 +318,10 @@ fn include_at(chars: &[char], mut j: usize, line: usize) -> Result<Option<(Strin
         return Ok(None);
     }
     let (path, mut k) = string_at(chars, j, line)?;
-    while chars.get(k).is_some_and(|&c| c == ' ' || c == '\t' || c == '\r') {
+    while chars
+        .get(k)
+        .is_some_and(|&c| c == ' ' || c == '\t' || c == '\r')
+    {
         k += 1;
     }
     if chars.get(k) != Some(&';') {
@@ -434,9 +439,11 @@ fn neighbor_stmt(items: &[Item], mut i: usize, end: usize, b: &mut Block) -> usi
     while i < end && !punct(items, i, ';') && !punct(items, i, '}') {
         match word(items, i) {
             Some("range") => {
-                if let (Some(a), true, Some(l)) =
-                    (word(items, i + 1), punct(items, i + 2, '/'), word(items, i + 3))
-                {
+                if let (Some(a), true, Some(l)) = (
+                    word(items, i + 1),
+                    punct(items, i + 2, '/'),
+                    word(items, i + 3),
+                ) {
                     if let Ok(net) = format!("{a}/{l}").parse::<IpNet>() {
                         b.range = Some(net);
                     }
@@ -762,7 +769,13 @@ impl Loader {
         }
     }
 
-    fn enter(&mut self, from: &Path, line: usize, target: &Path, depth: usize) -> Result<(), ConfError> {
+    fn enter(
+        &mut self,
+        from: &Path,
+        line: usize,
+        target: &Path,
+        depth: usize,
+    ) -> Result<(), ConfError> {
         let canon = canon_loose(target);
         if self.stack.contains(&canon) {
             return Err(ConfError::Cycle {
@@ -829,8 +842,14 @@ mod tests {
             vec![Tok::Include("conf.d/*.conf".into())]
         );
         // Not at line start: a word, not an include.
-        assert_eq!(words("x include \"a\";").first(), Some(&Tok::Word("x".into())));
-        assert_eq!(words("'spoke-10.0.0.1'"), vec![Tok::Word("spoke-10.0.0.1".into())]);
+        assert_eq!(
+            words("x include \"a\";").first(),
+            Some(&Tok::Word("x".into()))
+        );
+        assert_eq!(
+            words("'spoke-10.0.0.1'"),
+            vec![Tok::Word("spoke-10.0.0.1".into())]
+        );
     }
 
     #[test]
@@ -864,7 +883,10 @@ protocol device { }
         assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
-        assert_eq!(p2.password.as_ref().map(|s| s.expose().as_str()), Some("s3cret"));
+        assert_eq!(
+            p2.password.as_ref().map(|s| s.expose().as_str()),
+            Some("s3cret")
+        );
         assert_eq!(c.neighbors.len(), 2);
         assert!(c.neighbors[0].password);
         assert_eq!(c.neighbors[1].iface.as_deref(), Some("vti3"));
