@@ -1,1 +1,969 @@
-//! TODO
+//! The TOML configuration (`/etc/bird/autopeer.toml`): schema, defaults and
+//! validation.
+//!
+//! Two steps, as in ntpd-rs: serde reads the text into [`RawConfig`] (strings,
+//! `deny_unknown_fields` everywhere, named defaults), then
+//! [`Config::from_raw`] turns it into typed values and reports *every*
+//! problem with its key path (`group.clients.prefixes[1]: ...`). The only I/O
+//! here is reading the config file itself and `password_file`s. Passwords
+//! never appear in a [`Problem`] or in `Debug` output.
+//!
+//! Decisions not fixed by DESIGN.md (documented defaults):
+//! - `max_peers` defaults to [`DEFAULT_MAX_PEERS`] (1000); 0 is a problem.
+//! - `rate` defaults to [`DEFAULT_RATE`] (60 admissions per minute); the
+//!   string `"unlimited"` turns the limit off; 0 is a problem.
+//! - `expire` defaults to `"never"`: autopeer removes nobody unless told to.
+//! - `batch` must be at most 60 s.
+//! - Relative paths anywhere in the file resolve against the config file's
+//!   directory.
+//! - A `deny` entry must lie inside one of the group's own prefixes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv6Net};
+use serde::Deserialize;
+
+use crate::bird::render::NeighborAs;
+use crate::secret::Secret;
+
+/// Default `[[group]] max_peers`.
+pub const DEFAULT_MAX_PEERS: usize = 1000;
+/// Default `[[group]] rate`, admissions per minute.
+pub const DEFAULT_RATE: u32 = 60;
+/// Longest accepted MD5 key (DESIGN fact 11: longer ones fail at run time).
+pub const MAX_PASSWORD_LEN: usize = 80;
+/// Longest group name; names become BIRD symbol prefixes (`clients_10_0_0_1`).
+pub const MAX_GROUP_NAME_LEN: usize = 32;
+/// Longest `batch`.
+pub const MAX_BATCH: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- raw schema
+
+fn default_bird_socket() -> PathBuf {
+    PathBuf::from("/run/bird/bird.ctl")
+}
+fn default_bird_config() -> PathBuf {
+    PathBuf::from("/etc/bird/bird.conf")
+}
+fn default_bird_include() -> PathBuf {
+    PathBuf::from("/etc/bird/autopeer.conf")
+}
+fn default_keyring() -> String {
+    "auto".into()
+}
+fn default_agent_socket() -> PathBuf {
+    PathBuf::from("/run/autopeer.ctl")
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("/var/lib/autopeer/state.toml")
+}
+fn default_audit_log() -> PathBuf {
+    PathBuf::from("/var/log/autopeer.log")
+}
+fn default_batch() -> String {
+    "100ms".into()
+}
+fn default_logs() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/log/bird.log")]
+}
+fn default_nhrp_policy() -> String {
+    "enforce".into()
+}
+fn default_expire() -> String {
+    "never".into()
+}
+
+/// The file as serde reads it: everything a user can type, only shape-checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub bird: RawBird,
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub sources: RawSources,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<RawGroup>,
+}
+
+/// `[bird]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawBird {
+    #[serde(default = "default_bird_socket")]
+    pub socket: PathBuf,
+    #[serde(default = "default_bird_config")]
+    pub config: PathBuf,
+    #[serde(default = "default_bird_include")]
+    pub include: PathBuf,
+    #[serde(default = "default_keyring")]
+    pub keyring: String,
+}
+
+impl Default for RawBird {
+    fn default() -> Self {
+        RawBird {
+            socket: default_bird_socket(),
+            config: default_bird_config(),
+            include: default_bird_include(),
+            keyring: default_keyring(),
+        }
+    }
+}
+
+/// `[agent]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawAgent {
+    #[serde(default = "default_agent_socket")]
+    pub socket: PathBuf,
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    #[serde(default = "default_batch")]
+    pub batch: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            socket: default_agent_socket(),
+            state: default_state(),
+            audit_log: default_audit_log(),
+            batch: default_batch(),
+            dry_run: false,
+        }
+    }
+}
+
+/// `[sources]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawSources {
+    #[serde(default = "default_logs")]
+    pub logs: Vec<PathBuf>,
+    #[serde(default)]
+    pub nhrp_socket: Option<PathBuf>,
+    #[serde(default = "default_nhrp_policy")]
+    pub nhrp_policy: String,
+}
+
+impl Default for RawSources {
+    fn default() -> Self {
+        RawSources {
+            logs: default_logs(),
+            nhrp_socket: None,
+            nhrp_policy: default_nhrp_policy(),
+        }
+    }
+}
+
+/// A TOML value that is either a string or an integer
+/// (`neighbor = "internal"` / `neighbor = 65001`, `rate = 60` / `"unlimited"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawWordOrNumber {
+    Number(i64),
+    Word(String),
+}
+
+/// One `[[group]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawGroup {
+    pub name: String,
+    pub template: String,
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub neighbor: Option<RawWordOrNumber>,
+    #[serde(default, deserialize_with = "de_secret")]
+    pub password: Option<Secret<String>>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub max_peers: Option<i64>,
+    #[serde(default)]
+    pub rate: Option<RawWordOrNumber>,
+    #[serde(default = "default_expire")]
+    pub expire: String,
+    #[serde(default)]
+    pub interface: Option<String>,
+    #[serde(default)]
+    pub nbma_prefixes: Vec<String>,
+}
+
+impl fmt::Debug for RawGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawGroup")
+            .field("name", &self.name)
+            .field("template", &self.template)
+            .field("prefixes", &self.prefixes)
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `password` straight into a [`Secret`], so no `Debug` of the raw
+/// config can show it. (A local function, not a `Deserialize` impl on the
+/// shared type.)
+fn de_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(|o| o.map(Secret::new))
+}
+
+// ---------------------------------------------------------------- typed config
+
+/// `[bird] keyring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyring {
+    /// Prefix MD5 keys on BIRD's listener for groups that have a password.
+    Auto,
+    /// No keys; only unsigned peers can knock.
+    Off,
+}
+
+/// `[sources] nhrp_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NhrpPolicy {
+    /// Reject NHRP registrations that are not admitted.
+    Enforce,
+    /// Always accept registrations; decide only about the BGP peer.
+    Advise,
+}
+
+/// `[bird]`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirdSection {
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub include: PathBuf,
+    pub keyring: Keyring,
+}
+
+/// `[agent]`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSection {
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub audit_log: PathBuf,
+    pub batch: Duration,
+    pub dry_run: bool,
+}
+
+/// `[sources]`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcesSection {
+    pub logs: Vec<PathBuf>,
+    pub nhrp_socket: Option<PathBuf>,
+    pub nhrp_policy: NhrpPolicy,
+}
+
+/// One validated `[[group]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// `[a-z][a-z0-9_]*`, at most 32 characters, unique.
+    pub name: String,
+    /// A BIRD symbol; that it exists in bird.conf is checked by [`Config::check_bird`].
+    pub template: String,
+    /// Host bits clear, no prefix shared with another group.
+    pub prefixes: Vec<IpNet>,
+    /// `None`: the template supplies `neighbor as N` / `internal` / `external`.
+    pub neighbor: Option<NeighborAs>,
+    /// From `password` or `password_file`; `None`: the template's own, if any.
+    pub password: Option<Secret<String>>,
+    /// Each inside one of `prefixes`.
+    pub deny: Vec<IpNet>,
+    /// At least 1.
+    pub max_peers: usize,
+    /// Admissions per minute; `None` is `rate = "unlimited"`.
+    pub rate: Option<u32>,
+    /// `None` is `expire = "never"`.
+    pub expire: Option<Duration>,
+    /// Required when a prefix is link-local.
+    pub interface: Option<String>,
+    pub nbma_prefixes: Vec<IpNet>,
+}
+
+impl Group {
+    /// Whether `addr` lies in one of the group's prefixes.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.prefixes.iter().any(|p| p.contains(&addr))
+    }
+
+    /// Length of the longest of the group's prefixes that holds `addr`.
+    pub fn match_len(&self, addr: IpAddr) -> Option<u8> {
+        self.prefixes
+            .iter()
+            .filter(|p| p.contains(&addr))
+            .map(|p| p.prefix_len())
+            .max()
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bird: BirdSection,
+    pub agent: AgentSection,
+    pub sources: SourcesSection,
+    pub groups: Vec<Group>,
+}
+
+/// One thing wrong with the config, at a key path such as
+/// `group.clients.prefixes[1]` or `agent.batch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key_path: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key_path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key_path: key_path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key_path, self.message)
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), ProblemList(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the config at `path`. A missing file is
+    /// an error; relative paths inside resolve against `path`'s directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        Self::parse_text(&text, base, path)
+    }
+
+    /// Like [`Config::load`] for text already in memory (tests, `check`).
+    /// Errors name the file `<base_dir>/autopeer.toml`.
+    pub fn load_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        Self::parse_text(text, base_dir, &base_dir.join("autopeer.toml"))
+    }
+
+    fn parse_text(text: &str, base: &Path, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        Config::from_raw(raw, base).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Converts and validates; collects every problem. Reads `password_file`s.
+    pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+        let mut p = Vec::new();
+        let abs = |path: PathBuf| -> PathBuf {
+            if path.is_relative() {
+                base_dir.join(path)
+            } else {
+                path
+            }
+        };
+
+        let keyring = match raw.bird.keyring.as_str() {
+            "auto" => Keyring::Auto,
+            "off" => Keyring::Off,
+            other => {
+                p.push(Problem::new(
+                    "bird.keyring",
+                    format!("must be \"auto\" or \"off\", not {other:?}"),
+                ));
+                Keyring::Auto
+            }
+        };
+        let bird = BirdSection {
+            socket: abs(raw.bird.socket),
+            config: abs(raw.bird.config),
+            include: abs(raw.bird.include),
+            keyring,
+        };
+
+        let batch = match parse_duration(&raw.agent.batch) {
+            Ok(d) if d > MAX_BATCH => {
+                p.push(Problem::new(
+                    "agent.batch",
+                    format!("{:?} is longer than 60s", raw.agent.batch),
+                ));
+                d
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                p.push(Problem::new("agent.batch", msg));
+                Duration::ZERO
+            }
+        };
+        let agent = AgentSection {
+            socket: abs(raw.agent.socket),
+            state: abs(raw.agent.state),
+            audit_log: abs(raw.agent.audit_log),
+            batch,
+            dry_run: raw.agent.dry_run,
+        };
+
+        let nhrp_policy = match raw.sources.nhrp_policy.as_str() {
+            "enforce" => NhrpPolicy::Enforce,
+            "advise" => NhrpPolicy::Advise,
+            other => {
+                p.push(Problem::new(
+                    "sources.nhrp_policy",
+                    format!("must be \"enforce\" or \"advise\", not {other:?}"),
+                ));
+                NhrpPolicy::Enforce
+            }
+        };
+        let sources = SourcesSection {
+            logs: raw.sources.logs.into_iter().map(abs).collect(),
+            nhrp_socket: raw.sources.nhrp_socket.map(abs),
+            nhrp_policy,
+        };
+
+        let mut groups = Vec::new();
+        let mut keys = Vec::new();
+        let mut indexes = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, rg) in raw.groups.into_iter().enumerate() {
+            let key = if is_group_name(&rg.name) && !names.contains_key(&rg.name) {
+                format!("group.{}", rg.name)
+            } else {
+                format!("group[{i}]")
+            };
+            if !is_group_name(&rg.name) {
+                p.push(Problem::new(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} is not a valid group name: use [a-z][a-z0-9_]*, at most {MAX_GROUP_NAME_LEN} characters",
+                        rg.name
+                    ),
+                ));
+            } else if let Some(first) = names.get(&rg.name) {
+                p.push(Problem::new(
+                    format!("{key}.name"),
+                    format!("duplicate group name {:?} (also group[{first}])", rg.name),
+                ));
+            } else {
+                names.insert(rg.name.clone(), i);
+            }
+            let (group, index) = convert_group(rg, &key, base_dir, &mut p);
+            groups.push(group);
+            keys.push(key);
+            indexes.push(index);
+        }
+        check_group_overlaps(&groups, &keys, &indexes, &mut p);
+
+        if p.is_empty() {
+            Ok(Config {
+                bird,
+                agent,
+                sources,
+                groups,
+            })
+        } else {
+            Err(p)
+        }
+    }
+
+    /// Cross-checks against the scanned bird.conf: each template exists,
+    /// supplies the peer AS when the group does not, bird.conf includes the
+    /// owned file, and each `[sources] logs` file is one BIRD writes.
+    pub fn check_bird(&self, conf: &crate::bird::conf::BirdConf) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for g in &self.groups {
+            let key = format!("group.{}", g.name);
+            match conf.templates.get(&g.template) {
+                None => p.push(Problem::new(
+                    format!("{key}.template"),
+                    format!(
+                        "template {:?} is not defined in {}",
+                        g.template,
+                        self.bird.config.display()
+                    ),
+                )),
+                Some(t) => {
+                    if g.neighbor.is_none() && !t.has_neighbor_as {
+                        p.push(Problem::new(
+                            format!("{key}.neighbor"),
+                            format!(
+                                "not set, and template {} ({}:{}) has no `neighbor as N`, `internal` or `external`",
+                                t.name,
+                                t.file.display(),
+                                t.line
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if !conf.includes_owned {
+            p.push(Problem::new(
+                "bird.include",
+                format!(
+                    "{} is not included by {}: add `include \"{}\";`",
+                    self.bird.include.display(),
+                    self.bird.config.display(),
+                    self.bird.include.display()
+                ),
+            ));
+        }
+        for (i, log) in self.sources.logs.iter().enumerate() {
+            if !conf.log_files.iter().any(|l| l == log) {
+                p.push(Problem::new(
+                    format!("sources.logs[{i}]"),
+                    format!(
+                        "BIRD does not write {}: add `log \"{}\" {{ info, warning, error }};` to {}",
+                        log.display(),
+                        log.display(),
+                        self.bird.config.display()
+                    ),
+                ));
+            }
+        }
+        p
+    }
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// `[a-z][a-z0-9_]*`, 1..=32 characters.
+pub fn is_group_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= MAX_GROUP_NAME_LEN
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// A plain BIRD symbol: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters.
+pub fn is_bird_symbol(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A Linux interface name as BIRD accepts it: `[A-Za-z0-9_.:-]{1,15}`.
+pub fn is_interface_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+/// What is wrong with an MD5 key, without quoting it.
+pub fn password_problem(pw: &str) -> Option<String> {
+    if pw.is_empty() {
+        Some("is empty".into())
+    } else if pw.contains('"') {
+        Some("contains a double quote, which a BIRD string cannot hold".into())
+    } else if pw.contains('\n') || pw.contains('\r') {
+        Some("contains a line break, which a BIRD string cannot hold".into())
+    } else if pw.contains('\0') {
+        Some("contains a NUL byte".into())
+    } else if pw.len() > MAX_PASSWORD_LEN {
+        Some(format!(
+            "is {} bytes long; the kernel takes at most {MAX_PASSWORD_LEN} (BIRD only fails when the session starts)",
+            pw.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// `"100ms"`, `"2s"`, `"0"` (humantime syntax).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like \"100ms\" or \"7d\": {e}"))
+}
+
+/// A prefix with host bits clear; the message suggests the network.
+fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = match s.trim().parse() {
+        Ok(n) => n,
+        Err(_) => match s.trim().parse::<IpAddr>() {
+            Ok(a) => {
+                let len = if a.is_ipv4() { 32 } else { 128 };
+                return Err(format!(
+                    "{s:?} is an address, not a prefix: write \"{a}/{len}\""
+                ));
+            }
+            Err(_) => return Err(format!("{s:?} is not a prefix like \"10.88.0.0/24\"")),
+        },
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set: did you mean \"{}\"?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// The valid prefixes of `list`, each with its index in `list`.
+fn parse_prefix_list(list: &[String], key: &str, p: &mut Vec<Problem>) -> Vec<(usize, IpNet)> {
+    let mut out: Vec<(usize, IpNet)> = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        match parse_prefix(s) {
+            Ok(n) if out.iter().any(|(_, o)| *o == n) => p.push(Problem::new(
+                format!("{key}[{i}]"),
+                format!("{n} is listed twice"),
+            )),
+            Ok(n) => out.push((i, n)),
+            Err(m) => p.push(Problem::new(format!("{key}[{i}]"), m)),
+        }
+    }
+    out
+}
+
+fn link_local() -> IpNet {
+    IpNet::V6(Ipv6Net::new_assert(
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        10,
+    ))
+}
+
+/// Converts one group; also returns the index in the file of each of
+/// `Group::prefixes`, for key paths.
+fn convert_group(
+    rg: RawGroup,
+    key: &str,
+    base_dir: &Path,
+    p: &mut Vec<Problem>,
+) -> (Group, Vec<usize>) {
+    if !is_bird_symbol(&rg.template) {
+        p.push(Problem::new(
+            format!("{key}.template"),
+            format!(
+                "{:?} is not a BIRD symbol ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)",
+                rg.template
+            ),
+        ));
+    }
+
+    let indexed = parse_prefix_list(&rg.prefixes, &format!("{key}.prefixes"), p);
+    let prefix_index: Vec<usize> = indexed.iter().map(|(i, _)| *i).collect();
+    let prefixes: Vec<IpNet> = indexed.iter().map(|(_, n)| *n).collect();
+    if rg.prefixes.is_empty() {
+        p.push(Problem::new(format!("{key}.prefixes"), "is empty"));
+    }
+
+    let neighbor = match &rg.neighbor {
+        None => None,
+        Some(RawWordOrNumber::Word(w)) if w == "internal" => Some(NeighborAs::Internal),
+        Some(RawWordOrNumber::Word(w)) if w == "external" => Some(NeighborAs::External),
+        Some(RawWordOrNumber::Word(w)) if w.parse::<u32>().is_ok_and(|n| n > 0) => {
+            w.parse::<u32>().ok().map(NeighborAs::As)
+        }
+        Some(RawWordOrNumber::Number(n)) if (1..=i64::from(u32::MAX)).contains(n) => {
+            u32::try_from(*n).ok().map(NeighborAs::As)
+        }
+        Some(other) => {
+            let shown = match other {
+                RawWordOrNumber::Number(n) => n.to_string(),
+                RawWordOrNumber::Word(w) => format!("{w:?}"),
+            };
+            p.push(Problem::new(
+                format!("{key}.neighbor"),
+                format!("{shown} is not \"internal\", \"external\" or an AS number 1..4294967295"),
+            ));
+            None
+        }
+    };
+
+    let password = match (rg.password, &rg.password_file) {
+        (Some(_), Some(_)) => {
+            p.push(Problem::new(
+                format!("{key}.password"),
+                "password and password_file are mutually exclusive",
+            ));
+            None
+        }
+        (Some(pw), None) => {
+            if let Some(m) = password_problem(pw.expose()) {
+                p.push(Problem::new(format!("{key}.password"), m));
+            }
+            Some(pw)
+        }
+        (None, Some(file)) => {
+            let path = if file.is_relative() {
+                base_dir.join(file)
+            } else {
+                file.clone()
+            };
+            match std::fs::read(&path) {
+                Err(e) => {
+                    p.push(Problem::new(
+                        format!("{key}.password_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    None
+                }
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Err(_) => {
+                        p.push(Problem::new(
+                            format!("{key}.password_file"),
+                            format!("{} is not UTF-8 text", path.display()),
+                        ));
+                        None
+                    }
+                    Ok(mut text) => {
+                        if text.ends_with("\r\n") {
+                            text.truncate(text.len() - 2);
+                        } else if text.ends_with('\n') {
+                            text.truncate(text.len() - 1);
+                        }
+                        if let Some(m) = password_problem(&text) {
+                            p.push(Problem::new(
+                                format!("{key}.password_file"),
+                                format!("the key in {} {m}", path.display()),
+                            ));
+                        }
+                        Some(Secret::new(text))
+                    }
+                },
+            }
+        }
+        (None, None) => None,
+    };
+
+    let deny = parse_prefix_list(&rg.deny, &format!("{key}.deny"), p);
+    for (i, d) in &deny {
+        if !prefixes.is_empty() && !prefixes.iter().any(|g| g.contains(d)) {
+            p.push(Problem::new(
+                format!("{key}.deny[{i}]"),
+                format!("{d} is not inside any of the group's prefixes, so it denies nothing"),
+            ));
+        }
+    }
+
+    let max_peers = match rg.max_peers {
+        None => DEFAULT_MAX_PEERS,
+        Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) => {
+            p.push(Problem::new(
+                format!("{key}.max_peers"),
+                format!("{n} admits nobody: use at least 1"),
+            ));
+            DEFAULT_MAX_PEERS
+        }
+    };
+
+    let rate = match &rg.rate {
+        None => Some(DEFAULT_RATE),
+        Some(RawWordOrNumber::Word(w)) if w == "unlimited" => None,
+        Some(RawWordOrNumber::Number(n)) if (1..=i64::from(u32::MAX)).contains(n) => {
+            u32::try_from(*n).ok()
+        }
+        Some(other) => {
+            let shown = match other {
+                RawWordOrNumber::Number(n) => n.to_string(),
+                RawWordOrNumber::Word(w) => format!("{w:?}"),
+            };
+            p.push(Problem::new(
+                format!("{key}.rate"),
+                format!(
+                    "{shown} is not a positive number of admissions per minute or \"unlimited\""
+                ),
+            ));
+            Some(DEFAULT_RATE)
+        }
+    };
+
+    let expire = if rg.expire.trim() == "never" {
+        None
+    } else {
+        match parse_duration(&rg.expire) {
+            Ok(d) if d.is_zero() => {
+                p.push(Problem::new(
+                    format!("{key}.expire"),
+                    "0 would remove every peer at once: use a duration like \"7d\" or \"never\"",
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(m) => {
+                p.push(Problem::new(
+                    format!("{key}.expire"),
+                    format!("{m} or \"never\""),
+                ));
+                None
+            }
+        }
+    };
+
+    if let Some(i) = &rg.interface {
+        if !is_interface_name(i) {
+            p.push(Problem::new(
+                format!("{key}.interface"),
+                format!("{i:?} is not an interface name ([A-Za-z0-9_.:-], 1-15 characters)"),
+            ));
+        }
+    }
+    if rg.interface.is_none() {
+        for (i, pf) in &indexed {
+            if link_local().contains(pf) {
+                p.push(Problem::new(
+                    format!("{key}.prefixes[{i}]"),
+                    format!("{pf} is link-local: set `interface` for this group"),
+                ));
+            }
+        }
+    }
+
+    let nbma_prefixes = parse_prefix_list(&rg.nbma_prefixes, &format!("{key}.nbma_prefixes"), p);
+
+    let group = Group {
+        name: rg.name,
+        template: rg.template,
+        prefixes,
+        neighbor,
+        password,
+        deny: deny.into_iter().map(|(_, n)| n).collect(),
+        max_peers,
+        rate,
+        expire,
+        interface: rg.interface,
+        nbma_prefixes: nbma_prefixes.into_iter().map(|(_, n)| n).collect(),
+    };
+    (group, prefix_index)
+}
+
+/// Two groups listing the same prefix would tie on longest-prefix match.
+/// `keys[i]` is the key path of `groups[i]`, `indexes[i]` the file index
+/// of each of its prefixes.
+fn check_group_overlaps(
+    groups: &[Group],
+    keys: &[String],
+    indexes: &[Vec<usize>],
+    p: &mut Vec<Problem>,
+) {
+    for (i, a) in groups.iter().enumerate() {
+        for ((b, bkey), bidx) in groups.iter().zip(keys).zip(indexes).skip(i + 1) {
+            for (pb, k) in b.prefixes.iter().zip(bidx) {
+                if a.prefixes.contains(pb) {
+                    p.push(Problem::new(
+                        format!("{bkey}.prefixes[{k}]"),
+                        format!(
+                            "{pb} is also a prefix of group {}: longest-prefix match would tie",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_group_name("clients_2"));
+        assert!(!is_group_name("Clients"));
+        assert!(!is_group_name("2clients"));
+        assert!(!is_group_name(&"a".repeat(33)));
+        assert!(is_bird_symbol("CLIENTS"));
+        assert!(!is_bird_symbol("cli-ents"));
+        assert!(is_interface_name("vti3.100"));
+        assert!(!is_interface_name("a-very-long-ifname"));
+    }
+
+    #[test]
+    fn password_rules_never_quote_the_key() {
+        for pw in ["a\"b", "a\nb", "a\rb", "a\0b", &"x".repeat(81), ""] {
+            let m = password_problem(pw).expect("problem");
+            assert!(pw.is_empty() || !m.contains(pw), "{m}");
+        }
+        assert_eq!(password_problem(&"x".repeat(80)), None);
+        assert_eq!(password_problem("s3cr\\et with spaces"), None);
+    }
+
+    #[test]
+    fn prefix_suggests_network() {
+        let e = parse_prefix("10.88.0.1/24").unwrap_err();
+        assert!(e.contains("did you mean \"10.88.0.0/24\""), "{e}");
+        assert!(parse_prefix("10.88.0.1")
+            .unwrap_err()
+            .contains("10.88.0.1/32"));
+        assert!(parse_prefix("2001:db8::/64").is_ok());
+    }
+}
