@@ -63,7 +63,10 @@ fn check(name: &str, expected: &[E]) {
         let got = match std::str::from_utf8(raw) {
             Ok(text) => parse_line(text, AT),
             Err(_) => {
-                assert!(matches!(want, E::Bytes), "{name}:{n}: invalid UTF-8, expected {want:?}");
+                assert!(
+                    matches!(want, E::Bytes),
+                    "{name}:{n}: invalid UTF-8, expected {want:?}"
+                );
                 continue;
             }
         };
@@ -102,7 +105,7 @@ fn bird_2_0_file() {
             Irr,
             Irr,
             bird("10.213.0.2", 47472),
-            bird("192.0.2.7", 179),  // BIRD 3 thread id in the prefix
+            bird("192.0.2.7", 179),   // BIRD 3 thread id in the prefix
             bird("192.0.2.8", 33000), // timeformat log "%b %d %T"
             bird("192.0.2.9", 33001), // timeformat log ""
             Irr,
@@ -137,7 +140,13 @@ fn syslog_rfc3164() {
             sys("10.88.0.5", 43327),
             sys("10.88.0.6", 43328),
             sys("2001:db8:201::22", 50413),
-            E::S("fe80::1", 50414, Some("vti3"), Via::Syslog, Trust::Unverified),
+            E::S(
+                "fe80::1",
+                50414,
+                Some("vti3"),
+                Via::Syslog,
+                Trust::Unverified,
+            ),
             Irr,
             Irr,
             Irr,
@@ -232,7 +241,13 @@ fn netfilter() {
             Irr, // DPT=1179
             Irr, // SYN+ACK
             Irr, // outbound (IN= empty)
-            E::S("fe80::1", 40281, Some("vti3"), Via::Netfilter, Trust::Unverified),
+            E::S(
+                "fe80::1",
+                40281,
+                Some("vti3"),
+                Via::Netfilter,
+                Trust::Unverified,
+            ),
             Irr, // UDP
             Irr, // DPT=22
             nf("10.213.0.7", 60550),
@@ -322,9 +337,15 @@ fn huge_lines_are_rejected_quickly() {
     let mut huge = trigger.repeat((1 << 20) / trigger.len() + 1);
     assert!(huge.len() > 1 << 20);
     let start = Instant::now();
-    assert_eq!(parse_line(&huge, AT), LineOutcome::Malformed(Malformed::TooLong));
+    assert_eq!(
+        parse_line(&huge, AT),
+        LineOutcome::Malformed(Malformed::TooLong)
+    );
     huge.truncate(MAX_LINE_LEN + 1);
-    assert_eq!(parse_line(&huge, AT), LineOutcome::Malformed(Malformed::TooLong));
+    assert_eq!(
+        parse_line(&huge, AT),
+        LineOutcome::Malformed(Malformed::TooLong)
+    );
     // Just under the limit: scanned, never a sighting (trailing garbage).
     let near = format!("{trigger}{}", "<".repeat(MAX_LINE_LEN - trigger.len()));
     assert_eq!(near.len(), MAX_LINE_LEN);
@@ -341,7 +362,10 @@ fn malformed_reason_never_echoes_input() {
         panic!("expected malformed");
     };
     let text = m.to_string();
-    assert!(!text.contains("protocol") && !text.contains("10.88"), "{text}");
+    assert!(
+        !text.contains("protocol") && !text.contains("10.88"),
+        "{text}"
+    );
 }
 
 mod props {

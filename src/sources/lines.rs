@@ -321,9 +321,14 @@ pub fn parse_netfilter(msg: &str, at: SystemTime) -> LineOutcome {
         Ok((addr, port, iface))
     });
     match result {
-        Ok((addr, port, iface)) => {
-            sighting(addr, Some(port), iface, Via::Netfilter, Trust::Unverified, at)
-        }
+        Ok((addr, port, iface)) => sighting(
+            addr,
+            Some(port),
+            iface,
+            Via::Netfilter,
+            Trust::Unverified,
+            at,
+        ),
         Err(e) => LineOutcome::Malformed(e),
     }
 }
@@ -360,14 +365,17 @@ fn sighting(
     })
 }
 
+/// Address, source port and interface from BIRD's message.
+type BirdPeer = (IpAddr, u16, Option<String>);
+
 /// `BGP: Unexpected connect from unknown address %I%J (port %d)`.
 /// `None`: not this message. `Some(Err)`: this message with a bad part.
-fn bird_message(msg: &str) -> Option<Result<(IpAddr, u16, Option<String>), Malformed>> {
+fn bird_message(msg: &str) -> Option<Result<BirdPeer, Malformed>> {
     let rest = msg.strip_prefix(BIRD_MSG)?;
     Some(bird_message_rest(rest))
 }
 
-fn bird_message_rest(rest: &str) -> Result<(IpAddr, u16, Option<String>), Malformed> {
+fn bird_message_rest(rest: &str) -> Result<BirdPeer, Malformed> {
     let (addr_text, port_text) = rest.split_once(" (port ").ok_or(Malformed::MissingField)?;
     let port_text = port_text
         .trim_end_matches([' ', '\t'])
@@ -413,9 +421,7 @@ fn host_addr(text: &str) -> Result<IpAddr, Malformed> {
         v4 => v4,
     };
     let unicast = match addr {
-        IpAddr::V4(v4) => {
-            !(v4.is_unspecified() || v4.is_multicast() || v4 == Ipv4Addr::BROADCAST)
-        }
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4 == Ipv4Addr::BROADCAST),
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     };
     if unicast {
@@ -472,7 +478,10 @@ fn bird_prefix_ok(prefix: &str) -> bool {
         && !prefix.contains(": ")
         && prefix.bytes().all(|b| {
             b.is_ascii_alphanumeric()
-                || matches!(b, b' ' | b'-' | b':' | b'.' | b',' | b'/' | b'+' | b'_' | b'[' | b']')
+                || matches!(
+                    b,
+                    b' ' | b'-' | b':' | b'.' | b',' | b'/' | b'+' | b'_' | b'[' | b']'
+                )
         })
 }
 
@@ -604,7 +613,9 @@ fn rfc3339_time(s: &str) -> Option<&str> {
         && b[4] == b'-'
         && b[7] == b'-'
         && b[10] == b'T'
-        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit());
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit());
     if !date {
         return None;
     }
@@ -763,7 +774,11 @@ fn strip_kernel_stamp(msg: &str) -> &str {
     let Some((stamp, rest)) = inner.split_once("] ") else {
         return msg;
     };
-    if stamp.len() <= 24 && stamp.bytes().all(|b| b == b' ' || b == b'.' || b.is_ascii_digit()) {
+    if stamp.len() <= 24
+        && stamp
+            .bytes()
+            .all(|b| b == b' ' || b == b'.' || b.is_ascii_digit())
+    {
         rest
     } else {
         msg
@@ -780,7 +795,10 @@ fn kernel_md5_tcp_hash_fail(rest: &str) -> Result<Option<(IpAddr, u16)>, Malform
     let (src, rest) = rest.split_once("->").ok_or(Malformed::MissingField)?;
     let (dst, flags) = rest.split_once(" [").ok_or(Malformed::MissingField)?;
     let flags = flags.strip_suffix(']').ok_or(Malformed::MissingField)?;
-    if !flags.bytes().all(|b| matches!(b, b'F' | b'S' | b'R' | b'P' | b'.')) {
+    if !flags
+        .bytes()
+        .all(|b| matches!(b, b'F' | b'S' | b'R' | b'P' | b'.'))
+    {
         return Err(Malformed::MissingField);
     }
     let (_, dport) = dotted_endpoint(dst)?;
@@ -871,8 +889,14 @@ mod tests {
 
     #[test]
     fn rfc3339_offsets() {
-        assert_eq!(rfc3339_time("2026-11-23T08:05:55.123456+00:00 x"), Some(" x"));
-        assert_eq!(rfc3339_time("2026-11-23T08:05:55.841422+0000 x"), Some(" x"));
+        assert_eq!(
+            rfc3339_time("2026-11-23T08:05:55.123456+00:00 x"),
+            Some(" x")
+        );
+        assert_eq!(
+            rfc3339_time("2026-11-23T08:05:55.841422+0000 x"),
+            Some(" x")
+        );
         assert_eq!(rfc3339_time("2026-11-23T08:05:55Z x"), Some(" x"));
         assert_eq!(rfc3339_time("2026-11-23 08:05:55 x"), None);
     }
@@ -880,10 +904,7 @@ mod tests {
     #[test]
     fn structured_data_with_escapes() {
         assert_eq!(structured_data("- msg"), Some(" msg"));
-        assert_eq!(
-            structured_data(r#"[a@1 k="x\"]y"][b@2] msg"#),
-            Some(" msg")
-        );
+        assert_eq!(structured_data(r#"[a@1 k="x\"]y"][b@2] msg"#), Some(" msg"));
         assert_eq!(structured_data(r#"[a@1 k="unterminated"#), None);
     }
 }
