@@ -1,0 +1,307 @@
+//! The tail against real files in a tempdir: appends, rename rotation,
+//! copytruncate, invalid UTF-8, partial and overlong lines, late files,
+//! shutdown. Waits are awaits on the channel with a generous timeout.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use autopeer::sources::tail::{self, TailError, TailStats, Tailer};
+use autopeer::sources::{Sighting, Trust, Via};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn trigger(addr: &str, port: u16) -> String {
+    format!("2026-11-23 06:54:53.477 <WARN> BGP: Unexpected connect from unknown address {addr} (port {port})\n")
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+struct Running {
+    rx: mpsc::Receiver<Sighting>,
+    stats: Arc<TailStats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), TailError>>,
+}
+
+impl Running {
+    async fn start(paths: Vec<PathBuf>) -> Running {
+        let (tx, rx) = mpsc::channel(16);
+        let stats = Arc::new(TailStats::default());
+        let shutdown = CancellationToken::new();
+        // Watches are live once start() returns: no race with the writes below.
+        let tailer = Tailer::start(paths).await.unwrap();
+        let task = tokio::spawn(tailer.run(tx, stats.clone(), shutdown.clone()));
+        Running {
+            rx,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn next(&mut self) -> Sighting {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("no sighting within 10 s")
+            .expect("tail stopped")
+    }
+
+    async fn expect_addr(&mut self, addr: &str, port: u16) {
+        let s = self.next().await;
+        assert_eq!(s.addr, addr.parse::<IpAddr>().unwrap());
+        assert_eq!(s.port, Some(port));
+        assert_eq!((s.via, s.trust), (Via::BirdLog, Trust::Bird));
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let res = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("run did not return after shutdown")
+            .unwrap();
+        assert!(res.is_ok(), "{res:?}");
+    }
+}
+
+#[tokio::test]
+async fn appended_line_gives_sighting_old_lines_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, trigger("10.88.0.1", 1).as_bytes());
+    let mut t = Running::start(vec![log.clone()]).await;
+    append(&log, b"2026-11-23 06:55:02.620 <INFO> Reconfiguring\n");
+    append(&log, trigger("10.88.0.2", 2).as_bytes());
+    t.expect_addr("10.88.0.2", 2).await;
+    let counts = t.stats.snapshot();
+    assert_eq!(
+        (counts.lines, counts.sightings, counts.irrelevant),
+        (2, 1, 1)
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_by_rename_continues_in_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, b"2026-11-23 06:54:41.102 <INFO> Started\n");
+    let mut t = Running::start(vec![log.clone()]).await;
+    append(&log, trigger("10.88.0.1", 1).as_bytes());
+    t.expect_addr("10.88.0.1", 1).await;
+
+    // logrotate `create`: rename, the writer still appends to the old file,
+    // then a new file appears at the path.
+    let rotated = dir.path().join("bird.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, trigger("10.88.0.2", 2).as_bytes());
+    append(&log, trigger("10.88.0.3", 3).as_bytes());
+    t.expect_addr("10.88.0.2", 2).await;
+    t.expect_addr("10.88.0.3", 3).await;
+
+    // And once more, to show the new file is followed, not just read once.
+    append(&log, trigger("10.88.0.4", 4).as_bytes());
+    t.expect_addr("10.88.0.4", 4).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn truncation_continues_from_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("syslog");
+    let mut t = Running::start(vec![log.clone()]).await;
+    // A log with some history, so the copytruncate shrink is visible.
+    let filler = "Nov 23 08:05:59 rr1 sshd[4411]: Accepted publickey for ops\n".repeat(200);
+    append(&log, filler.as_bytes());
+    append(&log, trigger("10.88.0.1", 1).as_bytes());
+    t.expect_addr("10.88.0.1", 1).await;
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, trigger("10.88.0.2", 2).as_bytes());
+    t.expect_addr("10.88.0.2", 2).await;
+    append(&log, trigger("10.88.0.3", 3).as_bytes());
+    t.expect_addr("10.88.0.3", 3).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_counted_and_next_line_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, b"");
+    let mut t = Running::start(vec![log.clone()]).await;
+    // One write: the bad line and the good one arrive in the same event,
+    // which is exactly where linemux's MuxedLines 0.3 stalls.
+    let mut bytes = b"2026-11-23 06:54:51.000 <WARN> BGP: Unexpected connect from unknown address 10.88.0.9\xff (port 1)\n\x80\x81\xfe\n".to_vec();
+    bytes.extend_from_slice(trigger("10.88.0.2", 2).as_bytes());
+    // Held open like BIRD's own writer: no close event comes to help.
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writer.write_all(&bytes).unwrap();
+    t.expect_addr("10.88.0.2", 2).await;
+    let counts = t.stats.snapshot();
+    assert_eq!(
+        (counts.invalid_utf8, counts.sightings, counts.lines),
+        (2, 1, 3)
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn file_created_after_start_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("later.log");
+    let mut t = Running::start(vec![log.clone()]).await;
+    append(&log, trigger("10.88.0.5", 5).as_bytes());
+    t.expect_addr("10.88.0.5", 5).await;
+    append(&log, trigger("10.88.0.6", 6).as_bytes());
+    t.expect_addr("10.88.0.6", 6).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn partial_line_waits_for_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    let marker = dir.path().join("marker.log");
+    append(&log, b"");
+    append(&marker, b"");
+    let mut t = Running::start(vec![log.clone(), marker.clone()]).await;
+    let line = trigger("10.88.0.7", 7);
+    let (head, tail) = line.split_at(60);
+    append(&log, head.as_bytes());
+    // inotify keeps event order within one instance: once the marker's
+    // sighting is here, the half line has been read and held back.
+    append(&marker, trigger("10.88.0.70", 70).as_bytes());
+    t.expect_addr("10.88.0.70", 70).await;
+    assert_eq!(t.stats.snapshot().lines, 1);
+    append(&log, tail.as_bytes());
+    t.expect_addr("10.88.0.7", 7).await;
+    assert_eq!(t.stats.snapshot().lines, 2);
+    t.stop().await;
+}
+
+/// Why tail.rs reads the files itself: linemux 0.3's `MuxedLines` returns
+/// an error for an invalid UTF-8 line and then waits for the next inotify
+/// event, so valid lines written in the same write are delayed until the
+/// file is touched again. If this starts failing, linemux changed.
+#[tokio::test]
+async fn linemux_muxedlines_stalls_after_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    append(&log, b"old\n");
+    let mut lines = linemux::MuxedLines::new().unwrap();
+    lines.add_file(&log).await.unwrap();
+    // The writer keeps the file open, as BIRD and rsyslog do (a close would
+    // be one more event, which would let linemux resume).
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writer.write_all(b"one\nbad\xff\ntwo\n").unwrap();
+    let first = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().line(), "one");
+    let bad = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert_eq!(bad.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    let stalled = tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await;
+    assert!(stalled.is_err(), "linemux no longer stalls: {stalled:?}");
+    writer.write_all(b"three\n").unwrap();
+    let two = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert_eq!(two.unwrap().unwrap().line(), "two");
+}
+
+#[tokio::test]
+async fn overlong_line_is_dropped_and_tail_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, b"");
+    let mut t = Running::start(vec![log.clone()]).await;
+    let mut bytes = "A".repeat(1 << 20).into_bytes();
+    bytes.extend_from_slice(
+        trigger("10.88.0.8", 8)
+            .as_bytes()
+            .strip_prefix(b"2026")
+            .unwrap(),
+    );
+    bytes.extend_from_slice(trigger("10.88.0.9", 9).as_bytes());
+    append(&log, &bytes);
+    t.expect_addr("10.88.0.9", 9).await;
+    let counts = t.stats.snapshot();
+    assert_eq!(
+        (counts.lines, counts.malformed, counts.sightings),
+        (2, 1, 1)
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn two_files_are_both_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    append(&a, b"");
+    let mut t = Running::start(vec![a.clone(), b.clone()]).await;
+    append(&b, trigger("10.88.0.11", 11).as_bytes());
+    t.expect_addr("10.88.0.11", 11).await;
+    append(&a, trigger("10.88.0.10", 10).as_bytes());
+    t.expect_addr("10.88.0.10", 10).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn missing_directory_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("bird.log");
+    let err = Tailer::start(vec![path.clone()]).await.unwrap_err();
+    assert!(
+        matches!(&err, TailError::Watch { path: p, .. } if p == &path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
+#[tokio::test]
+async fn run_returns_on_shutdown_even_with_full_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, b"");
+    let (tx, _rx) = mpsc::channel(1);
+    let stats = Arc::new(TailStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(tail::run(
+        vec![log.clone()],
+        tx,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    // Nobody reads `_rx`: the tail blocks on the second sighting until shutdown.
+    let mut wait = 0;
+    loop {
+        append(&log, trigger("10.88.0.12", 12).as_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if stats.snapshot().sightings >= 2 {
+            break;
+        }
+        wait += 1;
+        assert!(wait < 200, "tail never saw the lines");
+    }
+    shutdown.cancel();
+    let res = tokio::time::timeout(WAIT, task)
+        .await
+        .expect("no return")
+        .unwrap();
+    assert!(res.is_ok());
+}
