@@ -82,21 +82,34 @@ pub enum ApplyError {
 pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyError> {
     let mut conn = Connection::connect(&target.socket, target.timeout)
         .await
-        .map_err(|source| ApplyError::Unavailable { written: false, source })?;
+        .map_err(|source| ApplyError::Unavailable {
+            written: false,
+            source,
+        })?;
     conn.set_timeout(target.timeout);
 
     let old = match std::fs::read(&target.include) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => return Err(ApplyError::Write { path: target.include.clone(), source }),
+        Err(source) => {
+            return Err(ApplyError::Write {
+                path: target.include.clone(),
+                source,
+            })
+        }
     };
     let changed = old.as_deref() != Some(new_text.as_bytes());
     if changed {
-        write_atomic(&target.include, new_text.as_bytes())
-            .map_err(|source| ApplyError::Write { path: target.include.clone(), source })?;
+        write_atomic(&target.include, new_text.as_bytes()).map_err(|source| ApplyError::Write {
+            path: target.include.clone(),
+            source,
+        })?;
     }
 
-    let unavailable = |source| ApplyError::Unavailable { written: changed, source };
+    let unavailable = |source| ApplyError::Unavailable {
+        written: changed,
+        source,
+    };
     if let Err(e) = conn.configure_check().await {
         return Err(rejected_or_elsewhere(target, old.as_deref(), changed, e));
     }
@@ -126,7 +139,10 @@ fn rejected_or_elsewhere(
     err: ClientError,
 ) -> ApplyError {
     let Some(text) = err.bird_text() else {
-        return ApplyError::Unavailable { written: changed, source: err };
+        return ApplyError::Unavailable {
+            written: changed,
+            source: err,
+        };
     };
     let in_owned = err
         .config_file()
@@ -141,7 +157,11 @@ fn rejected_or_elsewhere(
     };
     match restored {
         Ok(()) => ApplyError::Rejected { text },
-        Err(source) => ApplyError::RollbackFailed { path: target.include.clone(), text, source },
+        Err(source) => ApplyError::RollbackFailed {
+            path: target.include.clone(),
+            text,
+            source,
+        },
     }
 }
 
@@ -174,7 +194,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.autopeer-{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -206,10 +229,16 @@ mod tests {
         write_atomic(&p, b"one\n").unwrap();
         write_atomic(&p, b"two\n").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
 
     #[test]

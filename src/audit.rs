@@ -21,7 +21,10 @@ impl AuditLog {
     /// Opens (creates, mode 0640) the log for appending. An unopenable file
     /// is reported by the caller and retried at each write.
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
-        let mut log = AuditLog { path: path.to_path_buf(), file: None };
+        let mut log = AuditLog {
+            path: path.to_path_buf(),
+            file: None,
+        };
         log.file = Some(log.reopen()?);
         Ok(log)
     }
@@ -31,12 +34,18 @@ impl AuditLog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        OpenOptions::new().create(true).append(true).mode(0o640).open(&self.path)
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)
     }
 
     /// Appends the event's line, if it has one.
     pub fn record(&mut self, event: &Event, at: SystemTime) {
-        let Some(text) = event.audit_text() else { return };
+        let Some(text) = event.audit_text() else {
+            return;
+        };
         let line = format!("{} {}\n", rfc3339(at), text);
         if self.file.is_none() {
             self.file = self.reopen().ok();

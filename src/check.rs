@@ -36,18 +36,32 @@ impl fmt::Display for Finding {
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> Finding {
-    Finding { severity: Severity::Problem, key: key.into(), message: message.into() }
+    Finding {
+        severity: Severity::Problem,
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn warning(key: impl Into<String>, message: impl Into<String>) -> Finding {
-    Finding { severity: Severity::Warning, key: key.into(), message: message.into() }
+    Finding {
+        severity: Severity::Warning,
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Loads and checks the config at `path`, bird.conf and BIRD's socket.
 pub async fn check(path: &Path) -> Vec<Finding> {
     let config = match Config::load(path) {
         Ok(c) => c,
-        Err(e) => return e.problems().into_iter().map(|(k, m)| problem(k, m)).collect(),
+        Err(e) => {
+            return e
+                .problems()
+                .into_iter()
+                .map(|(k, m)| problem(k, m))
+                .collect()
+        }
     };
     check_config(&config).await
 }
@@ -58,17 +72,13 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
     match conf::scan(&config.bird.config, &config.bird.include) {
         Err(e) => out.push(problem("bird.config", e.to_string())),
         Ok(bc) => {
+            out.extend(
+                config
+                    .check_bird(&bc)
+                    .into_iter()
+                    .map(|p| problem(p.key_path, p.message)),
+            );
             for g in &config.groups {
-                if !bc.templates.contains_key(&g.template) {
-                    out.push(problem(
-                        format!("group.{}.template", g.name),
-                        format!(
-                            "template {} is not defined in {} or its includes",
-                            g.template,
-                            config.bird.config.display()
-                        ),
-                    ));
-                }
                 for n in &bc.neighbors {
                     if g.prefixes.iter().any(|p| p.contains(&n.addr)) {
                         out.push(warning(
@@ -82,17 +92,6 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                         ));
                     }
                 }
-            }
-            if !bc.includes_owned {
-                out.push(problem(
-                    "bird.include",
-                    format!(
-                        "{} does not include {}: add the line `include \"{}\";`",
-                        config.bird.config.display(),
-                        config.bird.include.display(),
-                        config.bird.include.display()
-                    ),
-                ));
             }
             for (i, log) in config.sources.logs.iter().enumerate() {
                 let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
@@ -109,7 +108,10 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                 if !log.exists() {
                     out.push(warning(
                         format!("sources.logs[{i}]"),
-                        format!("{} does not exist yet; it is followed once it appears", log.display()),
+                        format!(
+                            "{} does not exist yet; it is followed once it appears",
+                            log.display()
+                        ),
                     ));
                 }
             }

@@ -94,7 +94,7 @@ pub enum All {
 /// Parses `ADDR` or `ADDR%IFACE` as given to `autopeer add`.
 pub fn parse_addr(text: &str) -> Option<(IpAddr, Option<String>)> {
     match text.split_once('%') {
-        Some((a, i)) if crate::config::valid_interface(i) => {
+        Some((a, i)) if crate::config::is_interface_name(i) => {
             Some((a.parse().ok()?, Some(i.to_string())))
         }
         Some(_) => None,
@@ -119,15 +119,25 @@ mod tests {
         assert!(matches!(c.command, Command::Check));
         let c = Cli::try_parse_from(["autopeer", "-s", "/s", "add", "10.0.0.1", "--group", "g"])
             .unwrap();
-        assert!(matches!(c.command, Command::Add { ref group, .. } if group.as_deref() == Some("g")));
+        assert!(
+            matches!(c.command, Command::Add { ref group, .. } if group.as_deref() == Some("g"))
+        );
         let c = Cli::try_parse_from(["autopeer", "show", "peers", "all"]).unwrap();
-        assert!(matches!(c.command, Command::Show { what: ShowWhat::Peers { all: Some(_) } }));
+        assert!(matches!(
+            c.command,
+            Command::Show {
+                what: ShowWhat::Peers { all: Some(_) }
+            }
+        ));
         assert!(Cli::try_parse_from(["autopeer", "show", "bogus"]).is_err());
     }
 
     #[test]
     fn addresses_for_add() {
-        assert_eq!(parse_addr("10.0.0.1"), Some(("10.0.0.1".parse().unwrap(), None)));
+        assert_eq!(
+            parse_addr("10.0.0.1"),
+            Some(("10.0.0.1".parse().unwrap(), None))
+        );
         assert_eq!(
             parse_addr("fe80::1%vti3"),
             Some(("fe80::1".parse().unwrap(), Some("vti3".into())))

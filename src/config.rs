@@ -365,6 +365,32 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// Every problem as (where, what), for printing one per line.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            ConfigError::Read { path, source } => {
+                vec![(path.display().to_string(), format!("cannot read: {source}"))]
+            }
+            ConfigError::Syntax {
+                path,
+                line,
+                column,
+                message,
+            } => {
+                vec![(
+                    format!("{}:{line}:{column}", path.display()),
+                    message.clone(),
+                )]
+            }
+            ConfigError::Invalid { problems, .. } => problems
+                .iter()
+                .map(|p| (p.key_path.clone(), p.message.clone()))
+                .collect(),
+        }
+    }
+}
+
 struct ProblemList<'a>(&'a [Problem]);
 
 impl fmt::Display for ProblemList<'_> {
@@ -572,19 +598,6 @@ impl Config {
                     self.bird.include.display()
                 ),
             ));
-        }
-        for (i, log) in self.sources.logs.iter().enumerate() {
-            if !conf.log_files.iter().any(|l| l == log) {
-                p.push(Problem::new(
-                    format!("sources.logs[{i}]"),
-                    format!(
-                        "BIRD does not write {}: add `log \"{}\" {{ info, warning, error }};` to {}",
-                        log.display(),
-                        log.display(),
-                        self.bird.config.display()
-                    ),
-                ));
-            }
         }
         p
     }

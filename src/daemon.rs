@@ -34,6 +34,8 @@ const CONF_DEBOUNCE: Duration = Duration::from_millis(300);
 pub enum DaemonError {
     #[error(transparent)]
     Start(#[from] crate::roster::StartError),
+    #[error("cannot follow the logs: {0}")]
+    Tail(#[from] tail::TailError),
     #[error("cannot watch bird.conf: {0}")]
     Watch(#[from] notify::Error),
 }
@@ -59,12 +61,9 @@ pub async fn run(
     let (msg_tx, msg_rx) = mpsc::channel(64);
 
     let stats = Arc::new(tail::TailStats::default());
-    let tail_task = tokio::spawn(tail::run(
-        config.sources.logs.clone(),
-        sighting_tx,
-        Arc::clone(&stats),
-        token.clone(),
-    ));
+    // Watches are live once `start` returns: only then is the daemon ready.
+    let tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
+    let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
     let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));

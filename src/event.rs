@@ -80,7 +80,11 @@ impl Event {
                 ..
             } => format!(
                 "adding neighbor {neighbor} to group {group} (via {via}){}",
-                if *dry_run { " [dry run: nothing changed]" } else { "" }
+                if *dry_run {
+                    " [dry run: nothing changed]"
+                } else {
+                    ""
+                }
             ),
             Event::Refusing {
                 neighbor,
@@ -109,13 +113,28 @@ impl Event {
     /// Logs the event with tracing, with fields.
     pub fn log(&self) {
         match self {
-            Event::Adding { neighbor, group, name, via, dry_run } => {
+            Event::Adding {
+                neighbor,
+                group,
+                name,
+                via,
+                dry_run,
+            } => {
                 tracing::info!(peer = %neighbor, group, name, %via, dry_run, "admitted")
             }
-            Event::Refusing { neighbor, reason, via } => {
+            Event::Refusing {
+                neighbor,
+                reason,
+                via,
+            } => {
                 tracing::info!(peer = %neighbor, reason, %via, "refused")
             }
-            Event::Removing { neighbor, group, name, reason } => {
+            Event::Removing {
+                neighbor,
+                group,
+                name,
+                reason,
+            } => {
                 tracing::info!(peer = %neighbor, group, name, reason, "removed")
             }
             Event::RejectedByBird { names, text } => {
@@ -124,7 +143,11 @@ impl Event {
             Event::BrokenElsewhere { text } => {
                 tracing::error!(bird = %text, "bird config broken outside the owned include")
             }
-            Event::Applied { added, removed, millis } => {
+            Event::Applied {
+                added,
+                removed,
+                millis,
+            } => {
                 tracing::info!(added, removed, millis, "applied")
             }
             Event::BirdUnavailable { error, retry_secs } => {
@@ -146,7 +169,10 @@ mod tests {
 
     #[test]
     fn audit_lines_read_as_in_design() {
-        let n = Neighbor { addr: "10.88.0.2".parse().unwrap(), iface: None };
+        let n = Neighbor {
+            addr: "10.88.0.2".parse().unwrap(),
+            iface: None,
+        };
         let e = Event::Adding {
             neighbor: n.clone(),
             group: "clients".into(),
@@ -158,12 +184,19 @@ mod tests {
             e.audit_text().unwrap(),
             "adding neighbor 10.88.0.2 to group clients (via bird-log)"
         );
-        let r = Event::Refusing { neighbor: n, reason: "no group matches".into(), via: Via::Syslog };
+        let r = Event::Refusing {
+            neighbor: n,
+            reason: "no group matches".into(),
+            via: Via::Syslog,
+        };
         assert_eq!(
             r.audit_text().unwrap(),
             "refusing neighbor 10.88.0.2: no group matches (via syslog)"
         );
-        let ll = Neighbor { addr: "fe80::1".parse().unwrap(), iface: Some("vti3".into()) };
+        let ll = Neighbor {
+            addr: "fe80::1".parse().unwrap(),
+            iface: Some("vti3".into()),
+        };
         assert_eq!(ll.to_string(), "fe80::1%vti3");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }

@@ -32,11 +32,17 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Command::Run => {
             let config = match Config::load(&config_path) {
@@ -53,8 +59,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
-            rt.block_on(autopeer::daemon::run(config, Some(config_path), shutdown_signal()))
-                .context("daemon failed")?;
+            rt.block_on(autopeer::daemon::run(
+                config,
+                Some(config_path),
+                shutdown_signal(),
+            ))
+            .context("daemon failed")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
@@ -66,7 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for f in &findings {
                 println!("{f}");
             }
-            let problems = findings.iter().filter(|f| f.severity == Severity::Problem).count();
+            let problems = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Problem)
+                .count();
             if problems == 0 {
                 println!("{}: ok", config_path.display());
                 Ok(ExitCode::SUCCESS)

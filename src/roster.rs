@@ -98,7 +98,11 @@ impl RosterLookup for Roster {
     }
 
     fn group_size(&self, group: &str) -> usize {
-        self.peers.values().chain(self.pending.iter()).filter(|p| p.group == group).count()
+        self.peers
+            .values()
+            .chain(self.pending.iter())
+            .filter(|p| p.group == group)
+            .count()
     }
 }
 
@@ -112,15 +116,26 @@ impl Roster {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let empty = render::render(&[]).unwrap_or_default();
                 if !config.agent.dry_run {
-                    apply::write_atomic(&include, empty.as_bytes())
-                        .map_err(|source| StartError::Read { path: include.clone(), source })?;
+                    apply::write_atomic(&include, empty.as_bytes()).map_err(|source| {
+                        StartError::Read {
+                            path: include.clone(),
+                            source,
+                        }
+                    })?;
                 }
                 empty
             }
-            Err(source) => return Err(StartError::Read { path: include, source }),
+            Err(source) => {
+                return Err(StartError::Read {
+                    path: include,
+                    source,
+                })
+            }
         };
-        let peers = render::parse(&text)
-            .map_err(|source| StartError::Include { path: include.clone(), source })?;
+        let peers = render::parse(&text).map_err(|source| StartError::Include {
+            path: include.clone(),
+            source,
+        })?;
         let birdconf = conf::scan(&config.bird.config, &config.bird.include)?;
         let target = Target {
             socket: config.bird.socket.clone(),
@@ -238,7 +253,10 @@ impl Roster {
 
     fn on_sighting(&mut self, s: Sighting) {
         let now = Instant::now();
-        let neighbor = Neighbor { addr: s.addr, iface: s.iface.clone() };
+        let neighbor = Neighbor {
+            addr: s.addr,
+            iface: s.iface.clone(),
+        };
         if let Some(t) = self.rejected.get(&s.addr) {
             if now.duration_since(*t) < REJECTED_COOLDOWN {
                 return;
@@ -303,13 +321,18 @@ impl Roster {
             }
         }
         if self.refusals.len() >= REFUSAL_MEMORY {
-            self.refusals.retain(|_, t| now.duration_since(*t) < REFUSAL_QUIET);
+            self.refusals
+                .retain(|_, t| now.duration_since(*t) < REFUSAL_QUIET);
             if self.refusals.len() >= REFUSAL_MEMORY {
                 self.refusals.clear();
             }
         }
         self.refusals.insert(key, now);
-        self.emit(Event::Refusing { neighbor, reason, via });
+        self.emit(Event::Refusing {
+            neighbor,
+            reason,
+            via,
+        });
     }
 
     /// Renders peers + pending and makes BIRD load it.
@@ -438,12 +461,20 @@ impl Roster {
                 return;
             }
         };
-        let kept: BTreeMap<String, Peer> = parsed.into_iter().map(|p| (p.name.clone(), p)).collect();
-        let removed: Vec<Peer> =
-            self.peers.values().filter(|p| !kept.contains_key(&p.name)).cloned().collect();
+        let kept: BTreeMap<String, Peer> =
+            parsed.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let removed: Vec<Peer> = self
+            .peers
+            .values()
+            .filter(|p| !kept.contains_key(&p.name))
+            .cloned()
+            .collect();
         for p in removed {
             self.emit(Event::Removing {
-                neighbor: Neighbor { addr: p.addr, iface: p.iface.clone() },
+                neighbor: Neighbor {
+                    addr: p.addr,
+                    iface: p.iface.clone(),
+                },
                 group: p.group.clone(),
                 name: p.name.clone(),
                 reason: "deleted from the include by hand".into(),
@@ -472,7 +503,10 @@ impl Roster {
         for (name, place) in statics {
             if let Some(p) = self.peers.remove(&name) {
                 self.emit(Event::Removing {
-                    neighbor: Neighbor { addr: p.addr, iface: p.iface.clone() },
+                    neighbor: Neighbor {
+                        addr: p.addr,
+                        iface: p.iface.clone(),
+                    },
                     group: p.group.clone(),
                     name: p.name.clone(),
                     reason: format!("now configured statically at {place}"),

@@ -83,7 +83,7 @@ fn full_example_every_key() {
 }
 
 #[test]
-fn check_bird_reports_missing_template_as_include_and_log() {
+fn check_bird_reports_missing_template_and_include() {
     let text = format!(
         "[bird]\nconfig = \"nested/bird.conf\"\ninclude = \"nested/autopeer.conf\"\n{}{}",
         group(""),
@@ -97,10 +97,9 @@ fn check_bird_reports_missing_template_as_include_and_log() {
         .map(|p| p.key_path)
         .collect();
     // `other` uses T, which has `neighbor as 65001`: no problem there.
-    assert_eq!(
-        keys,
-        ["group.clients.template", "bird.include", "sources.logs[0]"]
-    );
+    // (A log file BIRD does not write is a warning of `autopeer check`,
+    // not a config problem: a syslog file is a legal source.)
+    assert_eq!(keys, ["group.clients.template", "bird.include"]);
 
     let text = r#"
 [bird]

@@ -57,10 +57,20 @@ struct Lab {
 
 impl Lab {
     fn up(args: &[&str]) -> Lab {
-        let dir = tempfile::Builder::new().prefix("aplab").tempdir_in("/tmp").unwrap();
-        let mut lab = Lab { dir, env: HashMap::new() };
+        let dir = tempfile::Builder::new()
+            .prefix("aplab")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut lab = Lab {
+            dir,
+            env: HashMap::new(),
+        };
         let out = lab.script(&[&["up"], args].concat());
-        assert!(out.status.success(), "bird/lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bird/lab up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = lab.script(&["env"]);
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((k, v)) = line.split_once('=') {
@@ -82,7 +92,9 @@ impl Lab {
     }
 
     fn get(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("bird/lab env has no {key}: {:?}", self.env))
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("bird/lab env has no {key}: {:?}", self.env))
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -95,7 +107,9 @@ impl Lab {
     }
 
     fn established(&self, proto: &str, secs: u32) -> bool {
-        self.script(&["wait-established", "rr", proto, &secs.to_string()]).status.success()
+        self.script(&["wait-established", "rr", proto, &secs.to_string()])
+            .status
+            .success()
     }
 }
 
@@ -115,7 +129,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
             .arg("-c")
             .arg(config)
@@ -215,7 +233,11 @@ fn knocking_peers_are_admitted_end_to_end() {
     let lab = Lab::up(&["--clients", "3", "--no-start"]);
     for node in ["c2", "c3", "c4", "c200"] {
         let out = lab.script(&["start", node]);
-        assert!(out.status.success(), "start {node}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "start {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let config = write_config(&lab);
     let d = lab.dir.path().to_path_buf();
@@ -246,7 +268,11 @@ fn knocking_peers_are_admitted_end_to_end() {
 
     // The two knocking clients are admitted and come up.
     for proto in ["clients_10_88_0_2", "clients_10_88_0_3"] {
-        assert!(lab.established(proto, 60), "{proto} not Established\n{}", dump());
+        assert!(
+            lab.established(proto, 60),
+            "{proto} not Established\n{}",
+            dump()
+        );
     }
     let audit_text = read(&audit);
     assert!(
@@ -274,8 +300,18 @@ fn knocking_peers_are_admitted_end_to_end() {
     daemon.stop();
     let daemon = Daemon::start(&config, &daemon_log);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(read(&include), before, "restart changed the include\n{}", dump());
-    assert_eq!(read(&audit).matches("adding neighbor").count(), adds_before, "{}", dump());
+    assert_eq!(
+        read(&include),
+        before,
+        "restart changed the include\n{}",
+        dump()
+    );
+    assert_eq!(
+        read(&audit).matches("adding neighbor").count(),
+        adds_before,
+        "{}",
+        dump()
+    );
     assert!(lab.established("clients_10_88_0_2", 10), "{}", dump());
 
     // An operator disables a peer at runtime; autopeer's next configure
@@ -295,19 +331,33 @@ fn knocking_peers_are_admitted_end_to_end() {
     let audit_text = read(&audit);
     assert!(audit_text.contains(extra.to_str().unwrap()), "{}", dump());
     let peers = autopeer::bird::render::parse(&read(&include)).expect("owned include stays valid");
-    assert!(peers.iter().any(|p| p.name == "clients_10_88_0_5"), "{}", dump());
-    assert!(!lab.birdc(&["show", "protocols"]).contains("clients_10_88_0_5"), "{}", dump());
+    assert!(
+        peers.iter().any(|p| p.name == "clients_10_88_0_5"),
+        "{}",
+        dump()
+    );
+    assert!(
+        !lab.birdc(&["show", "protocols"])
+            .contains("clients_10_88_0_5"),
+        "{}",
+        dump()
+    );
 
     // The operator fixes it: autopeer notices and loads the roster.
     std::fs::write(&extra, "# fixed\n").unwrap();
     assert!(lab.established("clients_10_88_0_5", 60), "{}", dump());
     let row = lab.birdc(&["show", "protocols", "clients_10_88_0_2"]);
     assert!(
-        row.lines().any(|l| l.starts_with("clients_10_88_0_2") && l.contains(" down ")),
+        row.lines()
+            .any(|l| l.starts_with("clients_10_88_0_2") && l.contains(" down ")),
         "operator's disable was undone:\n{row}\n{}",
         dump()
     );
-    assert!(read(&audit).contains("kept clients_10_88_0_2 disabled"), "{}", dump());
+    assert!(
+        read(&audit).contains("kept clients_10_88_0_2 disabled"),
+        "{}",
+        dump()
+    );
 
     // Deleting a block by hand is a removal (stop the client first, or it
     // would knock and be admitted again).
@@ -320,9 +370,14 @@ fn knocking_peers_are_admitted_end_to_end() {
         .collect();
     std::fs::write(&include, kept.join("\n\n")).unwrap();
     wait_for("clients_10_88_0_3 to leave BIRD", 30, || {
-        !lab.birdc(&["show", "protocols"]).contains("clients_10_88_0_3")
+        !lab.birdc(&["show", "protocols"])
+            .contains("clients_10_88_0_3")
     });
-    assert!(read(&audit).contains("removing neighbor 10.88.0.3 from group clients"), "{}", dump());
+    assert!(
+        read(&audit).contains("removing neighbor 10.88.0.3 from group clients"),
+        "{}",
+        dump()
+    );
 
     daemon.stop();
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use super::protocols::{parse_protocols, Protocol, ProtocolsError};
 use super::reply::{AsyncLine, Code, FrameError, Framer, LineKind, Reply, ReplyAssembler};
 
 /// Longest command line sent to BIRD, in bytes, without the LF.
@@ -84,6 +85,11 @@ pub enum ClientError {
         command: String,
         code: Code,
         text: String,
+    },
+    #[error("cannot read BIRD's protocol table: {source}")]
+    Protocols {
+        #[source]
+        source: ProtocolsError,
     },
     #[error("connection unusable after an earlier failure: {reason}")]
     Broken { reason: String },
@@ -352,6 +358,23 @@ impl Connection {
             cmd.push_str(&quote_string(p)?);
         }
         self.command(&cmd).await
+    }
+
+    /// `show protocols [all] ["pattern"]`, typed. A pattern that matches
+    /// nothing (`8003 No protocols match`) is an empty list, not an error.
+    pub async fn protocols(
+        &mut self,
+        all: bool,
+        pattern: Option<&str>,
+    ) -> Result<Vec<Protocol>, ClientError> {
+        let reply = match self.show_protocols(all, pattern).await {
+            Ok(r) => r,
+            Err(ClientError::Bird {
+                code: Code(8003), ..
+            }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        parse_protocols(&reply).map_err(|source| ClientError::Protocols { source })
     }
 
     /// `configure check`: parse the config on disk, apply nothing.
