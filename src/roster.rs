@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Limits, Refusal, RosterLookup};
@@ -26,7 +26,7 @@ use crate::apply::{self, ApplyError, Target};
 use crate::audit::AuditLog;
 use crate::bird::conf::{self, BirdConf};
 use crate::bird::render::{self, Peer};
-use crate::config::Config;
+use crate::config::{Config, Group};
 use crate::event::{rfc3339, Event, Neighbor};
 use crate::sources::{Sighting, Via};
 
@@ -36,10 +36,15 @@ const REFUSAL_QUIET: Duration = Duration::from_secs(600);
 /// At most this many remembered refusals (a spoofed flood must not grow
 /// memory without bound).
 const REFUSAL_MEMORY: usize = 10_000;
-/// After BIRD rejected a peer, its knocks are ignored for this long.
-const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// After BIRD rejected a peer, or an operator removed it, its knocks are
+/// ignored for this long (an explicit `add` overrides).
+const QUIET_AFTER_REMOVAL: Duration = Duration::from_secs(600);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How many events a slow `watch` client may fall behind before it is
+/// told it lost some.
+const EVENT_BACKLOG: usize = 1024;
 
 /// Messages to the roster task.
 #[derive(Debug)]
@@ -48,6 +53,60 @@ pub enum Msg {
     BirdConfChanged,
     /// A new, already validated config (SIGHUP or `reload`).
     Reload(Box<Config>),
+    /// Decide about `sighting` now and answer at once (operator `add`, an
+    /// NHRP registration); the change itself goes out with the next batch.
+    /// `group` restricts the decision to that group.
+    Admit {
+        sighting: Sighting,
+        group: Option<String>,
+        reply: oneshot::Sender<Result<Admitted, String>>,
+    },
+    /// Remove a peer by protocol name or address; answers the names removed.
+    Remove {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+    /// The roster as it stands.
+    Snapshot(oneshot::Sender<Snapshot>),
+    /// The roster as it stands, and every event from then on ("dump, then
+    /// push": nothing falls between the two).
+    Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<Event>)>),
+}
+
+/// The answer to [`Msg::Admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub name: String,
+    pub group: String,
+    /// It was in the roster already.
+    pub already: bool,
+}
+
+/// A copy of the roster for status output.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub peers: Vec<PeerView>,
+    pub groups: Vec<GroupView>,
+    /// Changes not yet loaded by BIRD.
+    pub dirty: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    pub peer: Peer,
+    /// Admitted, not yet written to the include.
+    pub pending: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub name: String,
+    pub template: String,
+    pub prefixes: Vec<ipnet::IpNet>,
+    pub peers: usize,
+    pub max_peers: usize,
+    pub rate: Option<u32>,
 }
 
 pub struct Roster {
@@ -63,10 +122,11 @@ pub struct Roster {
     limits: Limits,
     audit: Option<AuditLog>,
     refusals: HashMap<(IpAddr, String), Instant>,
-    rejected: HashMap<IpAddr, Instant>,
+    quiet: HashMap<IpAddr, Instant>,
     backoff: Duration,
     deadline: Option<tokio::time::Instant>,
     last_broken: Option<String>,
+    events: broadcast::Sender<Event>,
 }
 
 /// Why the roster could not start.
@@ -153,10 +213,11 @@ impl Roster {
             last_text: Some(text),
             audit,
             refusals: HashMap::new(),
-            rejected: HashMap::new(),
+            quiet: HashMap::new(),
             backoff: BACKOFF_MIN,
             deadline: None,
             last_broken: None,
+            events: broadcast::channel(EVENT_BACKLOG).0,
         })
     }
 
@@ -186,6 +247,18 @@ impl Roster {
                 m = msgs.recv(), if msgs_open => match m {
                     Some(Msg::BirdConfChanged) => self.on_birdconf_changed(),
                     Some(Msg::Reload(c)) => self.on_reload(*c),
+                    Some(Msg::Admit { sighting, group, reply }) => {
+                        let _ = reply.send(self.admit(sighting, group.as_deref()));
+                    }
+                    Some(Msg::Remove { target, reply }) => {
+                        let _ = reply.send(self.remove(&target));
+                    }
+                    Some(Msg::Snapshot(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Some(Msg::Subscribe(reply)) => {
+                        let _ = reply.send((self.snapshot(), self.events.subscribe()));
+                    }
                     None => msgs_open = false,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -241,6 +314,44 @@ impl Roster {
         if let Some(a) = self.audit.as_mut() {
             a.record(&event, SystemTime::now());
         }
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// The roster as it stands.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut peers: Vec<PeerView> = self
+            .peers
+            .values()
+            .map(|p| PeerView {
+                peer: p.clone(),
+                pending: false,
+            })
+            .chain(self.pending.iter().map(|p| PeerView {
+                peer: p.clone(),
+                pending: true,
+            }))
+            .collect();
+        peers.sort_by(|a, b| a.peer.name.cmp(&b.peer.name));
+        let groups = self
+            .config
+            .groups
+            .iter()
+            .map(|g| GroupView {
+                name: g.name.clone(),
+                template: g.template.clone(),
+                prefixes: g.prefixes.clone(),
+                peers: self.group_size(&g.name),
+                max_peers: g.max_peers,
+                rate: g.rate,
+            })
+            .collect();
+        Snapshot {
+            peers,
+            groups,
+            dirty: self.dirty,
+            dry_run: self.config.agent.dry_run,
+        }
     }
 
     fn schedule(&mut self, after: Duration) {
@@ -252,21 +363,37 @@ impl Roster {
     }
 
     fn on_sighting(&mut self, s: Sighting) {
+        let _ = self.admit(s, None);
+    }
+
+    /// Decides about one sighting; on admission the peer joins `pending`
+    /// and an apply is scheduled after `batch`.
+    fn admit(&mut self, s: Sighting, only: Option<&str>) -> Result<Admitted, String> {
         let now = Instant::now();
         let neighbor = Neighbor {
             addr: s.addr,
             iface: s.iface.clone(),
         };
-        if let Some(t) = self.rejected.get(&s.addr) {
-            if now.duration_since(*t) < REJECTED_COOLDOWN {
-                return;
+        let operator = s.via == Via::Operator;
+        if !operator {
+            if let Some(t) = self.quiet.get(&s.addr) {
+                if now.duration_since(*t) < QUIET_AFTER_REMOVAL {
+                    return Err("removed or rejected recently; ignored for now".into());
+                }
+                self.quiet.remove(&s.addr);
             }
-            self.rejected.remove(&s.addr);
         }
         let config = Arc::clone(&self.config);
-        let mut limits = std::mem::replace(&mut self.limits, Limits::new());
+        let groups: Vec<Group> = match only {
+            Some(name) => match config.groups.iter().find(|g| g.name == name) {
+                Some(g) => vec![g.clone()],
+                None => return Err(format!("no group named {name}")),
+            },
+            None => config.groups.clone(),
+        };
+        let mut limits = std::mem::take(&mut self.limits);
         let decision = admission::decide(
-            &config.groups,
+            &groups,
             &self.birdconf,
             &*self,
             &mut limits,
@@ -275,40 +402,94 @@ impl Roster {
             now,
         );
         self.limits = limits;
-        match decision {
-            Ok(admit) => {
-                let Some(group) = config.groups.iter().find(|g| g.name == admit.group) else {
-                    return;
-                };
-                let peer = Peer {
-                    name: render::peer_name(&group.name, s.addr, s.iface.as_deref()),
-                    group: group.name.clone(),
-                    template: group.template.clone(),
-                    addr: s.addr,
-                    iface: s.iface.clone(),
-                    neighbor: group.neighbor,
-                    admitted: rfc3339(SystemTime::now()),
-                    via: s.via.as_str().to_string(),
-                };
-                self.emit(Event::Adding {
-                    neighbor,
-                    group: group.name.clone(),
-                    name: peer.name.clone(),
-                    via: s.via,
-                    dry_run: config.agent.dry_run,
+        let group_name = match decision {
+            Ok(admit) => admit.group,
+            // An operator's explicit `add` is not held to the rate limit.
+            Err(Refusal::RateLimited { group, .. }) if operator => group,
+            Err(Refusal::InRoster { name }) => {
+                // A peer already in the roster knocks until BIRD has its
+                // protocol: expected, not a refusal worth a line.
+                let group = self
+                    .peers
+                    .get(&name)
+                    .or_else(|| self.pending.iter().find(|p| p.name == name))
+                    .map(|p| p.group.clone())
+                    .unwrap_or_default();
+                return Ok(Admitted {
+                    name,
+                    group,
+                    already: true,
                 });
-                if config.agent.dry_run {
-                    return;
-                }
-                self.pending.push(peer);
-                self.dirty = true;
-                self.schedule(config.agent.batch);
             }
-            // A peer already in the roster knocks until BIRD has its
-            // protocol: that is expected, not a refusal worth a line.
-            Err(Refusal::InRoster { .. }) => {}
-            Err(refusal) => self.refuse(neighbor, &refusal, s.via, now),
+            Err(refusal) => {
+                let reason = refusal.to_string();
+                self.refuse(neighbor, &refusal, s.via, now);
+                return Err(reason);
+            }
+        };
+        let Some(group) = groups.iter().find(|g| g.name == group_name) else {
+            return Err(format!("no group named {group_name}"));
+        };
+        if operator {
+            self.quiet.remove(&s.addr);
         }
+        let peer = Peer {
+            name: render::peer_name(&group.name, s.addr, s.iface.as_deref()),
+            group: group.name.clone(),
+            template: group.template.clone(),
+            addr: s.addr,
+            iface: s.iface.clone(),
+            neighbor: group.neighbor,
+            admitted: rfc3339(SystemTime::now()),
+            via: s.via.as_str().to_string(),
+        };
+        let admitted = Admitted {
+            name: peer.name.clone(),
+            group: group.name.clone(),
+            already: false,
+        };
+        self.emit(Event::Adding {
+            neighbor,
+            group: group.name.clone(),
+            name: peer.name.clone(),
+            via: s.via,
+            dry_run: config.agent.dry_run,
+        });
+        if !config.agent.dry_run {
+            self.pending.push(peer);
+            self.dirty = true;
+            self.schedule(config.agent.batch);
+        }
+        Ok(admitted)
+    }
+
+    /// Removes peers by protocol name or address.
+    fn remove(&mut self, target: &str) -> Result<Vec<String>, String> {
+        let addr: Option<IpAddr> = crate::cli::parse_addr(target).map(|(a, _)| a);
+        let hit = |p: &Peer| p.name == target || Some(p.addr) == addr;
+        let mut gone: Vec<Peer> = self.peers.values().filter(|p| hit(p)).cloned().collect();
+        gone.extend(self.pending.iter().filter(|p| hit(p)).cloned());
+        if gone.is_empty() {
+            return Err(format!("no peer {target} in the roster"));
+        }
+        self.peers.retain(|_, p| !hit(p));
+        self.pending.retain(|p| !hit(p));
+        let now = Instant::now();
+        for p in &gone {
+            self.quiet.insert(p.addr, now);
+            self.emit(Event::Removing {
+                neighbor: Neighbor {
+                    addr: p.addr,
+                    iface: p.iface.clone(),
+                },
+                group: p.group.clone(),
+                name: p.name.clone(),
+                reason: "removed by operator".into(),
+            });
+        }
+        self.dirty = true;
+        self.schedule(Duration::ZERO);
+        Ok(gone.into_iter().map(|p| p.name).collect())
     }
 
     fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
@@ -387,7 +568,7 @@ impl Roster {
                 let names = self.pending.iter().map(|p| p.name.clone()).collect();
                 let now = Instant::now();
                 for p in std::mem::take(&mut self.pending) {
-                    self.rejected.insert(p.addr, now);
+                    self.quiet.insert(p.addr, now);
                 }
                 self.dirty = false;
                 self.emit(Event::RejectedByBird { names, text: bird });
