@@ -106,7 +106,7 @@ fn squash(s: &str) -> String {
 fn section<'a>(page: &'a str, heading: &str) -> Vec<&'a str> {
     let mut lines = page.lines().skip_while(|l| {
         l.strip_prefix(".SH ")
-            .is_none_or(|h| h.trim().trim_matches('"') != heading)
+            .map_or(true, |h| h.trim().trim_matches('"') != heading)
     });
     assert!(
         lines.next().is_some(),
@@ -153,7 +153,7 @@ fn long_flags_in(text: &str) -> BTreeSet<String> {
         let preceded_ok = rest[..at]
             .chars()
             .last()
-            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '-');
+            .map_or(true, |c| !c.is_ascii_alphanumeric() && c != '-');
         if preceded_ok && !name.is_empty() {
             out.insert(name.clone());
         }
