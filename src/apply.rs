@@ -207,6 +207,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .mode(0o640)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        keep_owner(&f, path, dir)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -216,6 +217,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The new file gets the old file's owner and group (BIRD runs as user
+/// `bird` and must still read it); a first write takes the directory's
+/// group, as BSD-style directories would.
+fn keep_owner(f: &std::fs::File, path: &Path, dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{fchown, Gid, Uid};
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = match std::fs::metadata(path) {
+        Ok(m) => (Some(m.uid()), m.gid()),
+        Err(_) => (None, std::fs::metadata(dir)?.gid()),
+    };
+    let me = f.metadata()?;
+    if uid.map_or(true, |u| u == me.uid()) && gid == me.gid() {
+        return Ok(());
+    }
+    fchown(f, uid.map(Uid::from_raw), Some(Gid::from_raw(gid))).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -239,6 +257,29 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o640
         );
+    }
+
+    #[test]
+    fn atomic_write_keeps_owner_and_group() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping owner test: not root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("autopeer.conf");
+        write_atomic(&p, b"one\n").unwrap();
+        // As if BIRD's group owned it: nobody:nogroup stands in.
+        let (uid, gid) = (65534, 65534);
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        write_atomic(&p, b"two\n").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (uid, gid));
+        // A first write takes the directory's group.
+        std::os::unix::fs::chown(dir.path(), None, Some(gid)).unwrap();
+        let q = dir.path().join("new.conf");
+        write_atomic(&q, b"x").unwrap();
+        assert_eq!(std::fs::metadata(&q).unwrap().gid(), gid);
     }
 
     #[test]
