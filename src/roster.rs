@@ -434,8 +434,9 @@ impl Roster {
         }
         self.reread_include();
         self.drop_now_static();
-        if self.dirty && self.deadline.is_none() {
-            // BIRD's config may have been fixed: try again now.
+        if self.dirty {
+            // BIRD's config may have been fixed: try again now, not at
+            // the backoff's deadline (`schedule` keeps the earlier one).
             self.backoff = BACKOFF_MIN;
             self.schedule(Duration::ZERO);
         }
