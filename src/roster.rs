@@ -290,6 +290,13 @@ impl Roster {
                     admitted: rfc3339(SystemTime::now()),
                     via: s.via.as_str().to_string(),
                 };
+                // BIRD would reject the whole batch over one taken name.
+                if self.birdconf.protocol_names.contains(&peer.name) {
+                    let reason =
+                        format!("protocol name {} is already used in bird.conf", peer.name);
+                    self.refuse_because(neighbor, reason, s.via, now);
+                    return;
+                }
                 self.emit(Event::Adding {
                     neighbor,
                     group: group.name.clone(),
@@ -312,7 +319,10 @@ impl Roster {
     }
 
     fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
-        let reason = refusal.to_string();
+        self.refuse_because(neighbor, refusal.to_string(), via, now);
+    }
+
+    fn refuse_because(&mut self, neighbor: Neighbor, reason: String, via: Via, now: Instant) {
         let key = (neighbor.addr, reason.clone());
         if let Some(t) = self.refusals.get(&key) {
             if now.duration_since(*t) < REFUSAL_QUIET {
