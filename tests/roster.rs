@@ -581,3 +581,98 @@ async fn broken_elsewhere_keeps_include_and_retries_once_fixed() {
     );
     roster.stop().await;
 }
+
+#[tokio::test]
+async fn start_up_configures_a_roster_bird_has_not_loaded() {
+    if !require_bird() {
+        return;
+    }
+    // autopeer died between writing the include and `configure`: BIRD
+    // runs the empty roster, the include holds a peer.
+    let files = Files::new();
+    let bird = files.start_bird();
+    let addr: IpAddr = "10.99.0.40".parse().unwrap();
+    let peer = render::Peer {
+        name: render::peer_name("clients", addr, None),
+        group: "clients".into(),
+        template: "CLIENTS".into(),
+        addr,
+        iface: None,
+        neighbor: Some(render::NeighborAs::Internal),
+        admitted: "2026-11-23T06:55:02Z".into(),
+        via: "bird-log".into(),
+    };
+    std::fs::write(
+        files.path("autopeer.conf"),
+        render::render(&[peer]).unwrap(),
+    )
+    .unwrap();
+    assert!(clients(&bird_names(&bird.ctl).await).is_empty());
+    let roster = Running::start(&files, false);
+    eventually("the written peer loaded at start-up", || async {
+        clients(&bird_names(&bird.ctl).await) == ["clients_10_99_0_40"]
+    })
+    .await;
+    // It is in the roster: knocking again adds nothing.
+    roster.knock("10.99.0.40").await;
+    roster.knock("10.99.0.41").await;
+    eventually("the next peer", || async {
+        clients(&bird_names(&bird.ctl).await).len() == 2
+    })
+    .await;
+    assert!(!files.audit().contains("adding neighbor 10.99.0.40 "));
+    roster.stop().await;
+}
+
+#[tokio::test]
+async fn bird_dying_mid_apply_is_retried_once_bird_is_back() {
+    if !require_bird() {
+        return;
+    }
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let files = Files::new();
+    let ctl = files.path("bird.ctl");
+    // A BIRD that accepts `configure check`, then dies on `show protocols`.
+    let listener = tokio::net::UnixListener::bind(&ctl).unwrap();
+    let fake = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        w.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            match line.as_str() {
+                "configure check" => w
+                    .write_all(b"0002-Reading configuration from /x\n0020 Configuration OK\n")
+                    .await
+                    .unwrap(),
+                _ => break,
+            }
+        }
+        seen // dropping the stream and the listener: BIRD is gone
+    });
+    let roster = Running::start(&files, false);
+    roster.knock("10.99.0.50").await;
+    let seen = tokio::time::timeout(POLL_LIMIT, fake)
+        .await
+        .expect("roster talked to the fake")
+        .unwrap();
+    assert_eq!(seen, ["configure check", "show protocols"]);
+    // The include was written (and checked); BIRD never loaded it.
+    assert_eq!(files.include_peers(), ["clients_10_99_0_50"]);
+    std::fs::remove_file(&ctl).unwrap();
+    // BIRD comes back (it reads the include at start, as a restarted BIRD
+    // would); the roster's retry must converge, not duplicate.
+    let bird = files.start_bird();
+    roster.knock("10.99.0.51").await;
+    eventually("both peers in BIRD", || async {
+        clients(&bird_names(&bird.ctl).await) == ["clients_10_99_0_50", "clients_10_99_0_51"]
+    })
+    .await;
+    let mut peers = files.include_peers();
+    peers.sort();
+    assert_eq!(peers, ["clients_10_99_0_50", "clients_10_99_0_51"]);
+    assert_eq!(files.audit().matches("adding neighbor").count(), 2);
+    roster.stop().await;
+}
