@@ -443,6 +443,12 @@ impl Roster {
             admitted: rfc3339(SystemTime::now()),
             via: s.via.as_str().to_string(),
         };
+        // BIRD would reject the whole batch over one taken name.
+        if self.birdconf.protocol_names.contains(&peer.name) {
+            let reason = format!("protocol name {} is already used in bird.conf", peer.name);
+            self.refuse_because(neighbor, reason.clone(), s.via, now);
+            return Err(reason);
+        }
         let admitted = Admitted {
             name: peer.name.clone(),
             group: group.name.clone(),
@@ -493,7 +499,10 @@ impl Roster {
     }
 
     fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
-        let reason = refusal.to_string();
+        self.refuse_because(neighbor, refusal.to_string(), via, now);
+    }
+
+    fn refuse_because(&mut self, neighbor: Neighbor, reason: String, via: Via, now: Instant) {
         let key = (neighbor.addr, reason.clone());
         if let Some(t) = self.refusals.get(&key) {
             if now.duration_since(*t) < REFUSAL_QUIET {
@@ -615,8 +624,9 @@ impl Roster {
         }
         self.reread_include();
         self.drop_now_static();
-        if self.dirty && self.deadline.is_none() {
-            // BIRD's config may have been fixed: try again now.
+        if self.dirty {
+            // BIRD's config may have been fixed: try again now, not at
+            // the backoff's deadline (`schedule` keeps the earlier one).
             self.backoff = BACKOFF_MIN;
             self.schedule(Duration::ZERO);
         }
