@@ -617,3 +617,22 @@ include "{d}/peers/*.conf";
     token.cancel();
     let _ = roster_task.await;
 }
+
+#[test]
+fn example_hub_config_loads() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("bird/nhrp-hub/autopeer.toml");
+    let c = Config::load(&p).expect("bird/nhrp-hub/autopeer.toml is valid");
+    assert_eq!(
+        c.sources.nhrp_socket.as_deref(),
+        Some(Path::new("/run/autopeer/nhrp.sock"))
+    );
+    assert_eq!(c.sources.nhrp_policy, autopeer::config::NhrpPolicy::Enforce);
+    assert_eq!(
+        c.groups[0].nbma_prefixes,
+        vec!["203.0.113.0/24".parse().unwrap()]
+    );
+    let frr = std::fs::read_to_string(p.with_file_name("frr.conf")).unwrap();
+    assert!(frr.contains("nhrp event socket /run/autopeer/nhrp.sock"));
+    let bird = std::fs::read_to_string(p.with_file_name("bird.conf")).unwrap();
+    assert!(bird.contains("template bgp SPOKES"));
+}

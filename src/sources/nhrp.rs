@@ -354,14 +354,11 @@ impl Framer {
             self.buf.extend_from_slice(data);
             data = &[];
             let mut from = start;
-            loop {
-                let Some(rel) = self
-                    .buf
-                    .get(from..)
-                    .and_then(|s| s.windows(2).position(|w| w == b"\n\n"))
-                else {
-                    break;
-                };
+            while let Some(rel) = self
+                .buf
+                .get(from..)
+                .and_then(|s| s.windows(2).position(|w| w == b"\n\n"))
+            {
                 let end = from + rel;
                 let msg: Vec<u8> = self.buf.get(..=end).unwrap_or_default().to_vec();
                 self.buf.drain(..end + 2);
