@@ -4,8 +4,12 @@
 //!   tail (1x, all [sources] logs) --Sighting--> |        |
 //!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
 //!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
-//!                                               |        |     configure)
+//!   nhrp event socket (optional)  --Admit----> |        |     configure)
 //! ```
+//!
+//! The NHRP server asks the roster for a decision and answers nhrpd at
+//! once; its own decisions (with the NBMA address) are logged and audited
+//! here, beside the roster's.
 //!
 //! The roster task owns all state; the others only move data to it.
 //! Shutdown: the caller's `shutdown` future cancels a token that every task
@@ -24,7 +28,7 @@ use crate::audit::AuditLog;
 use crate::bird::conf;
 use crate::config::Config;
 use crate::roster::{Msg, Roster};
-use crate::sources::tail;
+use crate::sources::{nhrp, tail};
 
 /// How long bird.conf edits are gathered before a rescan (editors write in
 /// several steps).
@@ -38,6 +42,8 @@ pub enum DaemonError {
     Tail(#[from] tail::TailError),
     #[error("cannot watch bird.conf: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Nhrp(#[from] nhrp::ServeError),
 }
 
 /// Runs the daemon until `shutdown` resolves. `config_path` is re-read on
@@ -66,7 +72,41 @@ pub async fn run(
     let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
-    let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::clone(&config));
+    let nhrp_task = match &config.sources.nhrp_socket {
+        Some(path) => {
+            let listener = nhrp::bind(path)?;
+            let audit = std::sync::Mutex::new(AuditLog::open(&config.agent.audit_log).ok());
+            let events: nhrp::EventSink = Arc::new(move |e: crate::event::Event| {
+                e.log();
+                if let Ok(mut a) = audit.lock() {
+                    if let Some(a) = a.as_mut() {
+                        a.record(&e, std::time::SystemTime::now());
+                    }
+                }
+            });
+            let ctx = nhrp::NhrpContext {
+                config: config_rx,
+                roster: msg_tx.clone(),
+                events,
+                stats: Arc::new(nhrp::NhrpStats::default()),
+            };
+            tracing::info!(path = %path.display(), "listening for nhrpd");
+            Some(tokio::spawn(nhrp::serve(
+                listener,
+                path.clone(),
+                ctx,
+                token.clone(),
+            )))
+        }
+        None => None,
+    };
+    let hup = tokio::spawn(reload_on_sighup(
+        config_path,
+        msg_tx.clone(),
+        config_tx,
+        token.clone(),
+    ));
     drop(msg_tx);
 
     let roster_task = tokio::spawn(roster.run(sighting_rx, msg_rx, token.clone()));
@@ -79,6 +119,9 @@ pub async fn run(
     token.cancel();
     let _ = roster_task.await;
     hup.abort();
+    if let Some(t) = nhrp_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
         Ok(_) => {}
@@ -132,7 +175,12 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: CancellationToken) {
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    tx: mpsc::Sender<Msg>,
+    config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    token: CancellationToken,
+) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
@@ -144,6 +192,8 @@ async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: C
         let Some(path) = path.as_ref() else { continue };
         match Config::load(path) {
             Ok(c) => {
+                // The NHRP server matches groups and nbma_prefixes itself.
+                let _ = config_tx.send(Arc::new(c.clone()));
                 if tx.send(Msg::Reload(Box::new(c))).await.is_err() {
                     return;
                 }

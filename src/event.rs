@@ -65,6 +65,18 @@ pub enum Event {
     /// A protocol an operator disabled at runtime was disabled again after
     /// autopeer's own `configure` re-enabled it (DESIGN.md fact 9).
     KeptDisabled { name: String },
+    /// An NHRP registration (nhrpd's `authorize-binding`) was answered.
+    /// `outcome` is the BGP side: admitted, already present, or why not.
+    Nhrp {
+        /// The spoke's GRE (protocol) address.
+        addr: IpAddr,
+        /// The spoke's public (NBMA) address, when nhrpd sent one.
+        nbma: Option<IpAddr>,
+        interface: String,
+        /// What nhrpd was told.
+        accepted: bool,
+        outcome: String,
+    },
 }
 
 impl Event {
@@ -106,6 +118,17 @@ impl Event {
             Event::KeptDisabled { name } => {
                 format!("kept {name} disabled across configure (operator had disabled it)")
             }
+            Event::Nhrp {
+                addr,
+                nbma,
+                interface,
+                accepted,
+                outcome,
+            } => format!(
+                "nhrp: {} registration of {addr} (nbma {}) on {interface}: {outcome}",
+                if *accepted { "accepted" } else { "rejected" },
+                nbma.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+            ),
             Event::Applied { .. } | Event::BirdUnavailable { .. } => return None,
         })
     }
@@ -154,6 +177,16 @@ impl Event {
                 tracing::warn!(%error, retry_secs, "bird unavailable, will retry")
             }
             Event::KeptDisabled { name } => tracing::info!(name, "kept disabled"),
+            Event::Nhrp {
+                addr,
+                nbma,
+                interface,
+                accepted,
+                outcome,
+            } => {
+                let nbma = nbma.map(|n| n.to_string()).unwrap_or_default();
+                tracing::info!(peer = %addr, nbma, interface, accepted, outcome, "nhrp registration")
+            }
         }
     }
 }
@@ -199,5 +232,16 @@ mod tests {
         };
         assert_eq!(ll.to_string(), "fe80::1%vti3");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let nh = Event::Nhrp {
+            addr: "10.0.0.5".parse().unwrap(),
+            nbma: Some("203.0.113.5".parse().unwrap()),
+            interface: "gre1".into(),
+            accepted: true,
+            outcome: "admitted to group spokes as spokes_10_0_0_5".into(),
+        };
+        assert_eq!(
+            nh.audit_text().unwrap(),
+            "nhrp: accepted registration of 10.0.0.5 (nbma 203.0.113.5) on gre1: admitted to group spokes as spokes_10_0_0_5"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 pub mod lines;
+pub mod nhrp;
 pub mod tail;
 
 /// One observation that a BGP speaker at `addr` tried to reach us.

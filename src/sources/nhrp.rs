@@ -1,0 +1,724 @@
+//! FRR nhrpd's event socket: a pure parser of its messages and the server
+//! task that answers `authorize-binding` requests.
+//!
+//! With `nhrp event socket PATH`, nhrpd connects to PATH (we listen) and,
+//! for each new dynamic binding on a hub, writes (nhrpd/nhrp_event.c,
+//! `evmgr_notify`, FRR 8.4.4; see fixtures/nhrp/README.md):
+//!
+//! ```text
+//! eventid=1
+//! event=authorize-binding
+//! type=dynamic
+//! old_type=invalid
+//! num_nhs=0
+//! interface=gre1
+//! local_addr=10.0.0.1
+//! vc_initiated=no
+//! local_nbma=192.0.2.1
+//! local_cert=
+//! remote_addr=10.0.0.5
+//! remote_nbma=192.0.2.5
+//! remote_cert=
+//!
+//! ```
+//!
+//! and waits 10 s for `eventid=1\nresult=accept\n\n` (any other result, or
+//! none, drops the binding). The parser does no I/O and never panics; the
+//! server never blocks on the roster longer than [`DECIDE_TIMEOUT`], answers
+//! every message that carries an `eventid`, and never lets one connection's
+//! garbage stop another's answers. It must not write BIRD's config itself:
+//! admission goes through the roster ([`Msg::Admit`]).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::match_group;
+use crate::config::{Config, NhrpPolicy};
+use crate::event::Event;
+use crate::roster::Msg;
+use crate::sources::{Sighting, Trust, Via};
+
+/// Longest line (key, `=`, value) accepted. nhrpd's own lines are short
+/// except the certificates; a DER certificate of [`MAX_CERT_BYTES`] is
+/// twice that in hex.
+pub const MAX_LINE: usize = 2 * MAX_CERT_BYTES + 64;
+/// At most this many lines in one message (nhrpd sends 13).
+pub const MAX_LINES: usize = 64;
+/// At most this many bytes in one message, terminator included.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest certificate kept, in bytes (after hex decoding).
+pub const MAX_CERT_BYTES: usize = 16 * 1024;
+/// How long the server waits for the roster's decision (nhrpd gives up
+/// after 10 s).
+pub const DECIDE_TIMEOUT: Duration = Duration::from_secs(3);
+/// At most this many nhrpd connections at once (nhrpd holds one; a
+/// restart may briefly overlap).
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Why a message could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NhrpError {
+    #[error("line {line}: no '=' in {text:?}")]
+    NoEquals { line: usize, text: String },
+    #[error("line {line}: key {key:?} appears twice")]
+    DuplicateKey { line: usize, key: String },
+    #[error("line {line}: {len} bytes, more than {max}")]
+    LineTooLong { line: usize, len: usize, max: usize },
+    #[error("more than {max} lines")]
+    TooManyLines { max: usize },
+    #[error("message of {len} bytes, more than {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("line {line}: not UTF-8")]
+    NotUtf8 { line: usize },
+    #[error("line {line}: empty key")]
+    EmptyKey { line: usize },
+    #[error("eventid {value:?} is not a number from 1 to 4294967295")]
+    BadEventId { value: String },
+    #[error("{key}: {value:?} is not an IP address")]
+    BadAddress { key: &'static str, value: String },
+    #[error("{key}: {reason}")]
+    BadCert { key: &'static str, reason: String },
+    #[error("{key} missing")]
+    Missing { key: &'static str },
+}
+
+/// One message: its lines as key/value pairs, in order, keys unique.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    pub fields: Vec<(String, String)>,
+}
+
+impl Message {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `eventid=N`: present when nhrpd waits for an answer. nhrpd never
+    /// sends 0 (its reply parser treats 0 as "none").
+    pub fn event_id(&self) -> Result<Option<u32>, NhrpError> {
+        match self.get("eventid") {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+                _ => Err(NhrpError::BadEventId { value: v.into() }),
+            },
+        }
+    }
+}
+
+/// Parses one message: the bytes up to, not including, the empty line
+/// (`"eventid=1\nevent=authorize-binding\n...\nremote_cert=\n"`; the
+/// final `\n` is optional). Each line is `key=value`, split at the first
+/// `=`; a value may be empty (`local_cert=`). Duplicate keys are an error;
+/// unknown keys are kept.
+pub fn parse_message(bytes: &[u8]) -> Result<Message, NhrpError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(NhrpError::TooLarge {
+            len: bytes.len(),
+            max: MAX_MESSAGE,
+        });
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut msg = Message::default();
+    if body.is_empty() {
+        return Ok(msg);
+    }
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        if line > MAX_LINES {
+            return Err(NhrpError::TooManyLines { max: MAX_LINES });
+        }
+        if raw.len() > MAX_LINE {
+            return Err(NhrpError::LineTooLong {
+                line,
+                len: raw.len(),
+                max: MAX_LINE,
+            });
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| NhrpError::NotUtf8 { line })?;
+        let Some((k, v)) = text.split_once('=') else {
+            return Err(NhrpError::NoEquals {
+                line,
+                text: text.chars().take(64).collect(),
+            });
+        };
+        if k.is_empty() {
+            return Err(NhrpError::EmptyKey { line });
+        }
+        if msg.fields.iter().any(|(x, _)| x == k) {
+            return Err(NhrpError::DuplicateKey {
+                line,
+                key: k.chars().take(64).collect(),
+            });
+        }
+        msg.fields.push((k.to_string(), v.to_string()));
+    }
+    Ok(msg)
+}
+
+/// The fields of an `event=authorize-binding` request that a decision needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub event_id: u32,
+    /// `type=dynamic`, … (nhrpd's cache type names).
+    pub kind: String,
+    pub interface: String,
+    pub local_addr: Option<IpAddr>,
+    /// The spoke's protocol (GRE) address.
+    pub remote_addr: IpAddr,
+    /// The spoke's public (NBMA) address.
+    pub remote_nbma: Option<IpAddr>,
+    pub local_nbma: Option<IpAddr>,
+    /// `vc_initiated=yes`: this side asked for the (IPsec) connection.
+    pub vc_initiated: Option<bool>,
+    /// DER bytes, empty without IPsec.
+    pub local_cert: Vec<u8>,
+    pub remote_cert: Vec<u8>,
+}
+
+impl fmt::Debug for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Binding")
+            .field("event_id", &self.event_id)
+            .field("kind", &self.kind)
+            .field("interface", &self.interface)
+            .field("remote_addr", &self.remote_addr)
+            .field("remote_nbma", &self.remote_nbma)
+            .field("local_cert_len", &self.local_cert.len())
+            .field("remote_cert_len", &self.remote_cert.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The event name nhrpd sends for a binding that needs our answer.
+pub const AUTHORIZE_BINDING: &str = "authorize-binding";
+
+fn addr(msg: &Message, key: &'static str) -> Result<Option<IpAddr>, NhrpError> {
+    match msg.get(key) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| NhrpError::BadAddress {
+            key,
+            value: v.chars().take(64).collect(),
+        }),
+    }
+}
+
+/// Decodes `local_cert=` / `remote_cert=` (lower-case hex from nhrpd's
+/// `evmgr_hexdump`; upper case accepted too) into at most
+/// [`MAX_CERT_BYTES`] bytes.
+pub fn decode_hex(key: &'static str, s: &str) -> Result<Vec<u8>, NhrpError> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return Err(NhrpError::BadCert {
+            key,
+            reason: format!("odd number of hex digits ({})", b.len()),
+        });
+    }
+    if b.len() / 2 > MAX_CERT_BYTES {
+        return Err(NhrpError::BadCert {
+            key,
+            reason: format!("{} bytes, more than {MAX_CERT_BYTES}", b.len() / 2),
+        });
+    }
+    fn nib(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    b.chunks_exact(2)
+        .enumerate()
+        .map(|(i, p)| match (nib(p[0]), nib(p[1])) {
+            (Some(h), Some(l)) => Ok(h << 4 | l),
+            _ => Err(NhrpError::BadCert {
+                key,
+                reason: format!("not hex at offset {}", 2 * i),
+            }),
+        })
+        .collect()
+}
+
+/// Reads an `event=authorize-binding` message into a [`Binding`].
+/// `remote_addr` is required (nhrpd sends it, with the NBMA addresses and
+/// certificates, whenever the binding has a peer, which dynamic bindings
+/// always have).
+pub fn parse_binding(msg: &Message) -> Result<Binding, NhrpError> {
+    let event_id = msg
+        .event_id()?
+        .ok_or(NhrpError::Missing { key: "eventid" })?;
+    let remote_addr = addr(msg, "remote_addr")?.ok_or(NhrpError::Missing { key: "remote_addr" })?;
+    Ok(Binding {
+        event_id,
+        kind: msg.get("type").unwrap_or("").to_string(),
+        interface: msg.get("interface").unwrap_or("").to_string(),
+        local_addr: addr(msg, "local_addr")?,
+        remote_addr,
+        remote_nbma: addr(msg, "remote_nbma")?,
+        local_nbma: addr(msg, "local_nbma")?,
+        vc_initiated: msg.get("vc_initiated").map(|v| v == "yes"),
+        local_cert: decode_hex("local_cert", msg.get("local_cert").unwrap_or(""))?,
+        remote_cert: decode_hex("remote_cert", msg.get("remote_cert").unwrap_or(""))?,
+    })
+}
+
+/// The reply nhrpd understands: `eventid=N\nresult=accept\n\n`.
+pub fn reply(event_id: u32, accept: bool) -> String {
+    format!(
+        "eventid={event_id}\nresult={}\n\n",
+        if accept { "accept" } else { "reject" }
+    )
+}
+
+/// Splits a byte stream into messages ended by `\n\n`, bounded by
+/// [`MAX_MESSAGE`]. A message that grows past the cap is skipped up to its
+/// terminator and reported as [`Frame::Oversized`] with the `eventid` seen
+/// in its first bytes (so it can still be rejected).
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Skipping an oversized message: its eventid, if seen.
+    skipping: Option<Option<u32>>,
+    /// The last byte of the skipped part was `\n`.
+    skip_nl: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete message, terminator removed (the last line's `\n` kept).
+    Message(Vec<u8>),
+    /// A message over the size cap; its eventid when the first line had one.
+    Oversized(Option<u32>),
+}
+
+/// `eventid=N` as the first line of a partial message.
+fn leading_event_id(b: &[u8]) -> Option<u32> {
+    let rest = b.strip_prefix(b"eventid=")?;
+    let end = rest.iter().position(|&c| c == b'\n')?;
+    let digits = rest.get(..end)?;
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+impl Framer {
+    /// Feeds bytes; returns the frames completed by them.
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            if let Some(id) = self.skipping {
+                // Look for "\n\n", possibly split across reads.
+                let mut end = None;
+                let mut prev_nl = self.skip_nl;
+                for (i, &c) in data.iter().enumerate() {
+                    if c == b'\n' && prev_nl {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    prev_nl = c == b'\n';
+                }
+                match end {
+                    Some(e) => {
+                        out.push(Frame::Oversized(id));
+                        self.skipping = None;
+                        self.skip_nl = false;
+                        data = data.get(e..).unwrap_or_default();
+                    }
+                    None => {
+                        self.skip_nl = prev_nl;
+                        data = &[];
+                    }
+                }
+                continue;
+            }
+            // Search for the terminator starting one byte back (a split "\n|\n").
+            let start = self.buf.len().saturating_sub(1);
+            self.buf.extend_from_slice(data);
+            data = &[];
+            let mut from = start;
+            while let Some(rel) = self
+                .buf
+                .get(from..)
+                .and_then(|s| s.windows(2).position(|w| w == b"\n\n"))
+            {
+                let end = from + rel;
+                let msg: Vec<u8> = self.buf.get(..=end).unwrap_or_default().to_vec();
+                self.buf.drain(..end + 2);
+                // Stray blank lines between messages are not messages.
+                let skip = msg.iter().take_while(|&&c| c == b'\n').count();
+                let msg = msg.get(skip..).unwrap_or_default();
+                if msg.len() > MAX_MESSAGE {
+                    out.push(Frame::Oversized(leading_event_id(msg)));
+                } else if !msg.is_empty() {
+                    out.push(Frame::Message(msg.to_vec()));
+                }
+                from = 0;
+            }
+            if self.buf.len() > MAX_MESSAGE {
+                let id = leading_event_id(&self.buf);
+                self.skip_nl = self.buf.last() == Some(&b'\n');
+                self.buf.clear();
+                self.skipping = Some(id);
+            }
+        }
+        out
+    }
+
+    /// Bytes held of an unfinished message.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Counters of the server (for status output and tests).
+#[derive(Debug, Default)]
+pub struct NhrpStats {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Messages that could not be answered: no (valid) eventid.
+    pub unanswerable: AtomicU64,
+    /// Messages that were not understood (answered `reject` when they had an eventid).
+    pub malformed: AtomicU64,
+    /// Decisions the roster did not give within [`DECIDE_TIMEOUT`].
+    pub timeouts: AtomicU64,
+    /// Messages other than `authorize-binding` (answered `accept` when they wait).
+    pub other_events: AtomicU64,
+}
+
+/// Where the server's events go (log, audit log, watch stream).
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What the server needs to decide.
+#[derive(Clone)]
+pub struct NhrpContext {
+    /// The current config (updated on reload).
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The roster task.
+    pub roster: mpsc::Sender<Msg>,
+    pub events: EventSink,
+    pub stats: Arc<NhrpStats>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{}: exists and is not a socket; not removed", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the socket: a stale socket at `path` is removed (anything else
+/// there is an error), the new one gets mode 0600 (nhrpd runs with
+/// CAP_DAC_OVERRIDE raised, so a root-owned 0600 socket reaches it).
+pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => {
+            return Err(ServeError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    let bind_err = |source| ServeError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let l = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(l)
+}
+
+/// Accepts nhrpd's connections until `token` is cancelled; removes the
+/// socket file on the way out.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: NhrpContext,
+    token: CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::warn!("nhrp: too many connections, closing the newest");
+                    continue;
+                };
+                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("nhrp: nhrpd connected");
+                let ctx = ctx.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    connection(stream, ctx, token).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "nhrp: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// One nhrpd connection: messages are decided concurrently (each waits at
+/// most [`DECIDE_TIMEOUT`] for the roster) and answered as they are
+/// decided; nhrpd matches answers by eventid, not by order.
+async fn connection(stream: UnixStream, ctx: NhrpContext, token: CancellationToken) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (ans_tx, mut ans_rx) = mpsc::channel::<String>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(a) = ans_rx.recv().await {
+            if wr.write_all(a.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Decisions in flight at once: a flood waits here, bounded.
+    let inflight = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            _ = token.cancelled() => break,
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+        };
+        for frame in framer.push(buf.get(..n).unwrap_or_default()) {
+            let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
+                break;
+            };
+            let ctx = ctx.clone();
+            let tx = ans_tx.clone();
+            tokio::spawn(async move {
+                if let Some(a) = handle(frame, &ctx).await {
+                    let _ = tx.send(a).await;
+                }
+                drop(permit);
+            });
+        }
+    }
+    if framer.pending() > 0 {
+        tracing::debug!(
+            bytes = framer.pending(),
+            "nhrp: connection closed mid-message"
+        );
+    }
+    drop(ans_tx);
+    // Answers already decided still go out if the peer is reading.
+    let _ = tokio::time::timeout(DECIDE_TIMEOUT + Duration::from_secs(1), writer).await;
+    tracing::info!("nhrp: nhrpd disconnected");
+}
+
+/// One frame in, at most one answer out.
+async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
+    let s = &ctx.stats;
+    let bytes = match frame {
+        Frame::Oversized(id) => {
+            s.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(max = MAX_MESSAGE, "nhrp: message over the size cap");
+            return match id {
+                Some(id) => {
+                    s.rejected.fetch_add(1, Ordering::Relaxed);
+                    Some(reply(id, false))
+                }
+                None => {
+                    s.unanswerable.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
+        }
+        Frame::Message(b) => b,
+    };
+    let msg = match parse_message(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            s.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "nhrp: malformed message");
+            return match leading_event_id(&bytes) {
+                Some(id) => {
+                    s.rejected.fetch_add(1, Ordering::Relaxed);
+                    Some(reply(id, false))
+                }
+                None => {
+                    s.unanswerable.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
+        }
+    };
+    let id = match msg.event_id() {
+        Ok(Some(id)) => id,
+        Ok(None) | Err(_) => {
+            s.unanswerable.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                event = msg.get("event").unwrap_or(""),
+                "nhrp: message without a usable eventid, cannot answer"
+            );
+            return None;
+        }
+    };
+    if msg.get("event") != Some(AUTHORIZE_BINDING) {
+        // nhrpd 8.4.4 sends no other event that waits; answering keeps a
+        // future one from hanging for 10 s.
+        s.other_events.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            event = msg.get("event").unwrap_or(""),
+            "nhrp: unknown event, accepted"
+        );
+        return Some(reply(id, true));
+    }
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let binding = match parse_binding(&msg) {
+        Ok(b) => b,
+        Err(e) => {
+            s.malformed.fetch_add(1, Ordering::Relaxed);
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "nhrp: bad authorize-binding, rejected");
+            return Some(reply(id, false));
+        }
+    };
+    let policy = ctx.config.borrow().sources.nhrp_policy;
+    let mut verdict = decide(&binding, ctx).await;
+    if policy == NhrpPolicy::Advise && !verdict.admitted {
+        verdict
+            .outcome
+            .push_str(" (policy advise: registration accepted, no BGP peer)");
+    }
+    let accept = match policy {
+        NhrpPolicy::Enforce => verdict.admitted,
+        NhrpPolicy::Advise => true,
+    };
+    if verdict.timed_out {
+        s.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    if accept {
+        s.accepted.fetch_add(1, Ordering::Relaxed);
+    } else {
+        s.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    (ctx.events)(Event::Nhrp {
+        addr: binding.remote_addr,
+        nbma: binding.remote_nbma,
+        interface: binding.interface.clone(),
+        accepted: accept,
+        outcome: verdict.outcome,
+    });
+    Some(reply(id, accept))
+}
+
+/// The BGP side of a decision.
+struct Verdict {
+    admitted: bool,
+    timed_out: bool,
+    outcome: String,
+}
+
+/// Matches the spoke to a group, checks `nbma_prefixes`, then asks the
+/// roster (which applies deny, limits and rate, and batches the BGP change).
+async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
+    let config = Arc::clone(&ctx.config.borrow());
+    let refused = |outcome: String| Verdict {
+        admitted: false,
+        timed_out: false,
+        outcome,
+    };
+    let group = match match_group(&config.groups, b.remote_addr) {
+        Some(g) => g,
+        None => return refused("no group matches".into()),
+    };
+    if !group.nbma_prefixes.is_empty() {
+        match b.remote_nbma {
+            None => {
+                return refused(format!(
+                    "group {} needs an nbma address, none sent",
+                    group.name
+                ))
+            }
+            Some(n) if !group.nbma_prefixes.iter().any(|p| p.contains(&n)) => {
+                return refused(format!(
+                    "nbma {n} outside group {}'s nbma_prefixes",
+                    group.name
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    let msg = Msg::Admit {
+        sighting: Sighting {
+            addr: b.remote_addr,
+            port: None,
+            iface: None,
+            via: Via::Nhrp,
+            trust: Trust::Unverified,
+            at: SystemTime::now(),
+        },
+        group: Some(group.name.clone()),
+        reply: tx,
+    };
+    let answer = tokio::time::timeout(DECIDE_TIMEOUT, async {
+        ctx.roster.send(msg).await.ok()?;
+        rx.await.ok()
+    })
+    .await;
+    match answer {
+        Ok(Some(Ok(a))) => Verdict {
+            admitted: true,
+            timed_out: false,
+            outcome: if a.already {
+                format!("already in group {} as {}", a.group, a.name)
+            } else {
+                format!("admitted to group {} as {}", a.group, a.name)
+            },
+        },
+        Ok(Some(Err(reason))) => refused(reason),
+        Ok(None) => refused("roster not running".into()),
+        Err(_) => Verdict {
+            admitted: false,
+            timed_out: true,
+            outcome: format!("no decision within {}s", DECIDE_TIMEOUT.as_secs()),
+        },
+    }
+}
