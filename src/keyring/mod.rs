@@ -980,6 +980,125 @@ mod tests {
         assert!(msg.contains("sysctl -w net.core.optmem_max="), "{msg}");
     }
 
+    fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) -> Group {
+        Group {
+            name: name.to_owned(),
+            template: template.to_owned(),
+            prefixes: prefixes.iter().map(|p| net(p)).collect(),
+            neighbor: None,
+            password: password.map(|p| Secret::new(p.to_owned())),
+            deny: Vec::new(),
+            max_peers: 10,
+            rate: None,
+            expire: None,
+            interface: None,
+            nbma_prefixes: Vec::new(),
+        }
+    }
+
+    const CONF: &str = r#"
+template bgp keyed { local as 65000; password "tmpl-key"; neighbor internal; }
+template bgp open { local as 65000; neighbor internal; }
+protocol bgp same_key from keyed { neighbor 10.1.0.5; }
+protocol bgp other_key from open { neighbor 10.1.0.6; password "other"; }
+protocol bgp no_key from open { neighbor 10.1.0.7; }
+protocol bgp elsewhere from open { neighbor 192.0.2.9; }
+protocol bgp dyn from open { neighbor range 10.1.1.0/24; dynamic name "d"; }
+"#;
+
+    fn conf() -> BirdConf {
+        crate::bird::conf::scan_text(CONF, Path::new("bird.conf")).unwrap()
+    }
+
+    fn covers(plan: &KeyPlan, a: &str) -> Option<String> {
+        let a: IpAddr = a.parse().unwrap();
+        plan.keys
+            .iter()
+            .filter(|k| k.prefix.contains(&a))
+            .max_by_key(|k| k.prefix.prefix_len())
+            .map(|k| k.key.expose().clone())
+    }
+
+    #[test]
+    fn plan_takes_the_template_password_and_exempts_other_keys() {
+        let c = conf();
+        let mut g = group("clients", "keyed", &["10.1.0.0/16"], None);
+        g.deny = vec![net("10.1.2.0/24")];
+        let plan = desired_keys(&[g], &c).unwrap();
+        assert_eq!(covers(&plan, "10.1.9.9").as_deref(), Some("tmpl-key"));
+        assert_eq!(
+            covers(&plan, "10.1.0.5").as_deref(),
+            Some("tmpl-key"),
+            "same key: no hole"
+        );
+        assert_eq!(
+            covers(&plan, "10.1.0.6"),
+            None,
+            "other key: BIRD's exact key decides"
+        );
+        assert_eq!(
+            covers(&plan, "10.1.0.7"),
+            None,
+            "no key: must stay reachable unsigned"
+        );
+        assert_eq!(covers(&plan, "10.1.1.1"), None, "native range");
+        assert_eq!(covers(&plan, "10.1.2.1"), None, "deny");
+        assert!(plan.keys.iter().all(|k| k.group == "clients"));
+        let exact: Vec<IpAddr> = plan.bird_exact.iter().copied().collect();
+        assert_eq!(
+            exact,
+            vec![
+                "10.1.0.5".parse::<IpAddr>().unwrap(),
+                "10.1.0.6".parse().unwrap()
+            ]
+        );
+        assert!(!format!("{plan:?}").contains("tmpl-key"));
+    }
+
+    #[test]
+    fn plan_nested_groups() {
+        let c = conf();
+        let outer = group("outer", "open", &["10.0.0.0/8"], Some("outer-key"));
+        let keyed_inner = group("inner", "open", &["10.2.0.0/16"], Some("inner-key"));
+        let open_inner = group("plain", "open", &["10.3.0.0/16"], None);
+        let plan = desired_keys(&[outer, keyed_inner, open_inner], &c).unwrap();
+        assert_eq!(covers(&plan, "10.2.0.1").as_deref(), Some("inner-key"));
+        assert!(!plan.keys.iter().any(|k| k.prefix == net("10.0.0.0/8")));
+        assert_eq!(covers(&plan, "10.4.0.1").as_deref(), Some("outer-key"));
+        assert_eq!(
+            covers(&plan, "10.3.0.1"),
+            None,
+            "a group without key stays open"
+        );
+        assert_eq!(plan.unkeyed, vec!["plain".to_owned()]);
+        // 10.1.0.5 has the template key, not outer's: exempt from outer.
+        assert_eq!(covers(&plan, "10.1.0.5"), None);
+    }
+
+    #[test]
+    fn plan_refusals() {
+        let c = conf();
+        let zero = group("all", "open", &["0.0.0.0/0"], Some("k"));
+        let quote = group("q", "open", &["10.9.0.0/16"], Some("a\"b"));
+        let long = group("l", "open", &["10.8.0.0/16"], Some(&"x".repeat(81)));
+        let none = group("n", "open", &["10.7.0.0/16"], None);
+        let problems = desired_keys(&[zero, quote, long, none], &c).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text[0].contains("group all: prefix 0.0.0.0/0"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].contains("group q: password (from the group)"),
+            "{}",
+            text[1]
+        );
+        assert!(text[2].contains("longer than 80 bytes"), "{}", text[2]);
+        assert!(!text.join(" ").contains("a\"b"));
+    }
+
     fn v4(bits: u32, len: u8) -> IpNet {
         IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(bits), len).unwrap()).trunc()
     }
