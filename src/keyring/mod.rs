@@ -16,6 +16,7 @@
 //! other family; delete a host-length key at an address where BIRD manages
 //! its own exact key; print a key anywhere (all keys are [`Secret`]s).
 
+pub mod diag;
 pub mod sys;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -326,6 +327,16 @@ fn steal_listener(pid: i32, l: &Listener) -> Result<Option<OwnedFd>, KeyringErro
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
         Err(e) => Err(steal_error(pid, l.fd, e)),
     }
+}
+
+/// The MD5 keys (address/prefix length, never the key) the kernel holds on
+/// `listener`, read back through sock_diag as `ss -tlnie` shows them: ours
+/// and BIRD's alike. `Ok(None)`: the socket is not visible from here (BIRD
+/// runs in another network namespace, or the socket is gone).
+pub fn read_back(listener: &Listener) -> io::Result<Option<Vec<IpNet>>> {
+    let mut all = sys::sock_diag_dump(listener.family)?;
+    // inet_diag_msg carries the inode as 32 bits.
+    Ok(all.remove(&(listener.inode & u64::from(u32::MAX))))
 }
 
 /// Duplicate every BIRD listener once and close it again: proves that
