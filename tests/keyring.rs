@@ -535,3 +535,44 @@ protocol bgp v6_placeholder {{
     let l = listening_sockets(passive.pid() as i32).unwrap();
     assert_eq!(l[0].local, SocketAddr::new(ip("::"), port));
 }
+
+/// An IPv6 wildcard listener without IPV6_V6ONLY (BIRD 1.6 `listen bgp
+/// dual`) takes IPv4 peers too: their prefix keys go on it v4-mapped.
+#[test]
+fn dual_stack_listener_gets_ipv4_keys_mapped() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let dual = TcpListener::bind("[::]:0").unwrap();
+    assert!(
+        !rustix::net::sockopt::ipv6_v6only(&dual).unwrap(),
+        "needs bindv6only=0"
+    );
+    let port = dual.local_addr().unwrap().port();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ring = Keyring::new();
+    let report = ring
+        .sync(own_pid(), &plan(&[("127.0.0.0/24", KEY)]))
+        .unwrap();
+    let mine = report
+        .listeners
+        .iter()
+        .find(|l| l.listener.local.port() == port)
+        .unwrap();
+    assert_eq!(
+        (mine.listener.family, mine.keys),
+        (Family::V6, 1),
+        "{report}"
+    );
+    assert!(mine.failed.is_empty(), "{report}");
+    assert!(report.missing.is_empty(), "{report}");
+    assert!(!knocks("127.0.0.2", to, None));
+    assert!(knocks("127.0.0.2", to, Some(KEY)));
+    let gone = ring.remove_all().unwrap();
+    assert!(gone
+        .listeners
+        .iter()
+        .any(|l| l.removed == 1 && l.failed.is_empty()));
+    assert!(knocks("127.0.0.2", to, None));
+}

@@ -701,7 +701,32 @@ pub fn missing_listener_advice(family: Family, keys: usize) -> String {
 #[derive(Debug)]
 struct Tracked {
     listener: Listener,
+    /// An IPv6 socket that also takes IPv4 (no IPV6_V6ONLY).
+    dual: bool,
     installed: BTreeSet<IpNet>,
+}
+
+/// Whether a listener of `listener` family (`dual`: IPv6 without
+/// V6ONLY) can carry keys for prefixes of family `prefix`.
+fn serves(listener: Family, dual: bool, prefix: Family) -> bool {
+    listener == prefix || (dual && prefix == Family::V4)
+}
+
+/// Add (`key` non-empty) or delete the prefix key `net` on a listener of
+/// `family`. An IPv4 prefix on an IPv6 socket goes in v4-mapped form
+/// (`::ffff:a.b.c.d` with the IPv4 length), which the kernel stores as an
+/// IPv4 key; a plain IPv4 address there would be EINVAL.
+fn set_key(
+    fd: std::os::fd::BorrowedFd<'_>,
+    family: Family,
+    net: &IpNet,
+    key: &[u8],
+) -> io::Result<()> {
+    let addr = match (family, net.addr()) {
+        (Family::V6, IpAddr::V4(a)) => IpAddr::V6(a.to_ipv6_mapped()),
+        (_, a) => a,
+    };
+    sys::setsockopt_md5(fd, addr, Some(net.prefix_len()), key)
 }
 
 /// The keys autopeer has placed on BIRD's listeners, by listener inode.
@@ -753,19 +778,24 @@ impl Keyring {
             let new_socket = !self.tracked.contains_key(&l.inode);
             let tracked = self.tracked.entry(l.inode).or_insert_with(|| Tracked {
                 listener: l.clone(),
+                dual: false,
                 installed: BTreeSet::new(),
             });
             tracked.listener = l.clone();
+            // An IPv6 listener without IPV6_V6ONLY (BIRD 1.6 `listen bgp
+            // dual`) also accepts IPv4 peers, as v4-mapped addresses.
+            let dual =
+                l.family == Family::V6 && !rustix::net::sockopt::ipv6_v6only(&fd).unwrap_or(true);
+            tracked.dual = dual;
             let mut failed = Vec::new();
             let mut wanted = BTreeSet::new();
-            for k in plan.keys_of(l.family) {
+            let keys = plan
+                .keys
+                .iter()
+                .filter(|k| serves(l.family, dual, Family::of_net(&k.prefix)));
+            for k in keys {
                 wanted.insert(k.prefix);
-                match sys::setsockopt_md5(
-                    fd.as_fd(),
-                    k.prefix.addr(),
-                    Some(k.prefix.prefix_len()),
-                    k.key.expose().as_bytes(),
-                ) {
+                match set_key(fd.as_fd(), l.family, &k.prefix, k.key.expose().as_bytes()) {
                     Ok(()) => {
                         tracked.installed.insert(k.prefix);
                     }
@@ -780,7 +810,7 @@ impl Keyring {
                     // Same kernel entry as BIRD's exact key: BIRD owns it now.
                     continue;
                 }
-                match sys::setsockopt_md5(fd.as_fd(), p.addr(), Some(p.prefix_len()), &[]) {
+                match set_key(fd.as_fd(), l.family, &p, &[]) {
                     Ok(()) => removed += 1,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     Err(e) => failed.push((p, "(stale)".to_owned(), e.to_string())),
@@ -799,7 +829,10 @@ impl Keyring {
         self.tracked.retain(|inode, _| seen.contains(inode));
         for family in [Family::V4, Family::V6] {
             let n = plan.keys_of(family).count();
-            let has = report.listeners.iter().any(|l| l.listener.family == family);
+            let has = report.listeners.iter().any(|l| {
+                let dual = self.tracked.get(&l.listener.inode).is_some_and(|t| t.dual);
+                serves(l.listener.family, dual, family)
+            });
             if n > 0 && !has {
                 report.missing.push(MissingListener {
                     family,
@@ -840,7 +873,7 @@ impl Keyring {
                 if is_host(p) && self.bird_exact.contains(&p.addr()) {
                     continue;
                 }
-                match sys::setsockopt_md5(fd.as_fd(), p.addr(), Some(p.prefix_len()), &[]) {
+                match set_key(fd.as_fd(), t.listener.family, p, &[]) {
                     Ok(()) => removed += 1,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     Err(e) => failed.push((*p, "(removal)".to_owned(), e.to_string())),
