@@ -576,3 +576,67 @@ fn dual_stack_listener_gets_ipv4_keys_mapped() {
         .any(|l| l.removed == 1 && l.failed.is_empty()));
     assert!(knocks("127.0.0.2", to, None));
 }
+
+/// BIRD's own exact key for an MD5 static neighbor inside the group prefix
+/// is left alone by sync and remove_all, and the neighbor is exempted from
+/// the group key (fact 13), so its own key decides.
+#[test]
+fn real_bird_exact_keys_are_left_alone() {
+    if !require_bird() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = loopback_conf(tmp.path(), port).replace(
+        &format!("neighbor 127.0.0.3 port {port} as 65003;"),
+        &format!("neighbor 127.0.0.3 port {port} as 65003; password \"bird-own\";"),
+    );
+    assert!(text.contains("bird-own"));
+    let bird = RealBird::start(tmp.path(), &text);
+    let pid = bird.pid() as i32;
+    let bird_key = net("127.0.0.3/32");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        let l = listening_sockets(pid).unwrap();
+        if let Some(l) = l.into_iter().next() {
+            if keyring::read_back(&l)
+                .unwrap()
+                .unwrap_or_default()
+                .contains(&bird_key)
+            {
+                break l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BIRD never keyed 127.0.0.3: {}",
+            bird.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
+    let g = group("clients", "peers", &["127.0.0.0/24"], Some(KEY));
+    let plan = desired_keys(&[g], &conf).unwrap();
+    assert!(plan.bird_exact.contains(&ip("127.0.0.3")));
+    assert!(!plan
+        .keys
+        .iter()
+        .any(|k| k.prefix.contains(&ip("127.0.0.3"))));
+
+    let mut ring = Keyring::new();
+    let report = ring.sync(pid, &plan).unwrap();
+    assert!(report.complete(), "{report}");
+    let keys = keyring::read_back(&listener).unwrap().unwrap();
+    assert!(keys.contains(&bird_key));
+    assert_eq!(keys.len(), plan.keys.len() + 1, "{keys:?}");
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(knocks("127.0.0.60", to, Some(KEY)));
+    assert!(
+        !knocks("127.0.0.3", to, Some(KEY)),
+        "BIRD's key decides for its neighbor"
+    );
+
+    ring.remove_all().unwrap();
+    let keys = keyring::read_back(&listener).unwrap().unwrap();
+    assert_eq!(keys, vec![bird_key]);
+}
