@@ -5,10 +5,17 @@
 //!
 //! Pure parts (unit- and property-tested): [`parse_proc_net_tcp`],
 //! [`parse_socket_link`], [`key_prefixes`], [`desired_keys`],
-//! [`bird_can_express`], [`optmem_estimate`]. I/O parts: [`find_bird_pid`],
-//! [`listening_sockets`], [`probe`], [`Keyring::sync`],
-//! [`Keyring::remove_all`]; the system calls themselves live in [`sys`],
-//! the only file with `unsafe`.
+//! [`bird_can_express`], [`optmem_estimate`], and [`diag`]'s sock_diag
+//! request/reply codec. I/O parts: [`find_bird_pid`], [`listening_sockets`],
+//! [`probe`], [`read_back`], [`Keyring::sync`], [`Keyring::remove_all`];
+//! the system calls themselves live in [`sys`], the only file with `unsafe`.
+//!
+//! Kernel facts this relies on (checked on 6.18 in `tests/keyring.rs`): the
+//! key with the longest matching prefix decides; a prefix key of full
+//! length (/32, /128) is the same entry as BIRD's exact per-neighbor key,
+//! so BIRD's delete removes ours and vice versa; an IPv4 prefix goes on an
+//! IPv6 socket only in v4-mapped form, and only matters for a dual-stack
+//! socket (no IPV6_V6ONLY, BIRD 1.6 `listen bgp dual`).
 //!
 //! This module must not: keep a duplicated listener descriptor open (that
 //! would keep BIRD's port bound after BIRD closes it, and BIRD's next
@@ -350,9 +357,10 @@ pub fn probe(pid: i32) -> Result<Vec<Listener>, KeyringError> {
     Ok(listeners)
 }
 
-/// `None` when this process may duplicate another process's descriptors
+/// `Ok` when this process may duplicate another process's descriptors
 /// (root, or CAP_SYS_PTRACE in the effective set), else a sentence for the
-/// operator. [`probe`] tries it for real.
+/// operator. Yama `ptrace_scope = 3` still forbids it: [`probe`] tries it
+/// for real against BIRD.
 pub fn check_privileges() -> Result<(), String> {
     if rustix::process::geteuid().is_root() {
         return Ok(());
