@@ -24,6 +24,7 @@
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
 //! - [`roster`]: the one task that owns the roster; everything else sends it messages.
 //! - [`daemon`]: wires the tasks together.
+//! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`).
 
 pub mod admission;
 pub mod apply;
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod event;
+pub mod keyring;
 pub mod lifecycle;
 pub mod roster;
 pub mod secret;

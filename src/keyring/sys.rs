@@ -1,0 +1,218 @@
+//! The keyring's system calls: pidfd duplication of another process's socket,
+//! and `setsockopt(TCP_MD5SIG[_EXT])` with a `struct tcp_md5sig`.
+//!
+//! This is the only file of autopeer with `unsafe` (one block, in
+//! [`setsockopt_md5`]). Everything rustix covers goes through rustix. It
+//! must not decide anything: which keys, on which socket, is `super`'s job.
+//! It must never log or format a key.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketType};
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+
+/// `TCP_MD5SIG` from linux/tcp.h: an exact (full-length) key.
+pub const TCP_MD5SIG: i32 = 14;
+/// `TCP_MD5SIG_EXT` from linux/tcp.h (Linux 4.13+): flags and prefix length.
+pub const TCP_MD5SIG_EXT: i32 = 32;
+/// `TCP_MD5SIG_FLAG_PREFIX`: `tcpm_prefixlen` is valid.
+pub const TCP_MD5SIG_FLAG_PREFIX: u8 = 1;
+/// `TCP_MD5SIG_MAXKEYLEN`.
+pub const MAX_KEY_LEN: usize = 80;
+
+/// `struct tcp_md5sig` (linux/tcp.h). `tcpm_addr` is a `sockaddr_storage`
+/// (128 bytes, aligned like `unsigned long`), kept here as bytes so that no
+/// `unsafe` is needed to fill it. Size 216 on x86_64, like the kernel's.
+#[repr(C, align(8))]
+struct TcpMd5Sig {
+    tcpm_addr: [u8; 128],
+    tcpm_flags: u8,
+    tcpm_prefixlen: u8,
+    tcpm_keylen: u16,
+    tcpm_ifindex: i32,
+    tcpm_key: [u8; MAX_KEY_LEN],
+}
+
+// The kernel copies `min(optlen, sizeof(struct tcp_md5sig))`; ours must match.
+const _: () = assert!(std::mem::size_of::<TcpMd5Sig>() == 216);
+
+/// The bytes of a `sockaddr_in` / `sockaddr_in6` for `addr`, port 0.
+fn sockaddr_bytes(addr: IpAddr) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    match addr {
+        IpAddr::V4(a) => {
+            b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            // sin_port (2..4) stays 0; sin_addr at 4..8, network order.
+            b[4..8].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            b[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            // sin6_port 2..4, sin6_flowinfo 4..8 stay 0; sin6_addr at 8..24.
+            b[8..24].copy_from_slice(&a.octets());
+        }
+    }
+    b
+}
+
+/// Add (non-empty `key`) or delete (`key` empty) the key for
+/// (`addr`, `prefix_len`) on socket `fd`. `prefix_len: None` is the plain
+/// `TCP_MD5SIG` exact form BIRD uses for a single neighbor; `Some(n)` is
+/// `TCP_MD5SIG_EXT` with `TCP_MD5SIG_FLAG_PREFIX`.
+pub fn setsockopt_md5(
+    fd: BorrowedFd<'_>,
+    addr: IpAddr,
+    prefix_len: Option<u8>,
+    key: &[u8],
+) -> io::Result<()> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TCP MD5 key longer than 80 bytes",
+        ));
+    }
+    let mut sig = TcpMd5Sig {
+        tcpm_addr: sockaddr_bytes(addr),
+        tcpm_flags: 0,
+        tcpm_prefixlen: 0,
+        tcpm_keylen: key.len() as u16,
+        tcpm_ifindex: 0,
+        tcpm_key: [0u8; MAX_KEY_LEN],
+    };
+    sig.tcpm_key[..key.len()].copy_from_slice(key);
+    let optname = match prefix_len {
+        Some(len) => {
+            sig.tcpm_flags = TCP_MD5SIG_FLAG_PREFIX;
+            sig.tcpm_prefixlen = len;
+            TCP_MD5SIG_EXT
+        }
+        None => TCP_MD5SIG,
+    };
+    // SAFETY: `fd` is a live descriptor for the duration of the borrow;
+    // `sig` is a fully initialised #[repr(C)] value with the kernel's layout
+    // (size asserted above) that outlives the call, and optlen is its size.
+    // The kernel only reads from the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            optname,
+            (&sig as *const TcpMd5Sig).cast::<libc::c_void>(),
+            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    // Wipe our copy of the key.
+    sig.tcpm_key = [0u8; MAX_KEY_LEN];
+    std::hint::black_box(&sig);
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A descriptor for the open file `target_fd` of process `pid`
+/// (`pidfd_open` + `pidfd_getfd`, Linux 5.6+). Needs ptrace access to
+/// `pid`: root or CAP_SYS_PTRACE (EPERM otherwise).
+pub fn steal_fd(pid: i32, target_fd: i32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid must be positive"))?;
+    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+    let fd = rustix::process::pidfd_getfd(&pidfd, target_fd, PidfdGetfdFlags::empty())?;
+    Ok(fd)
+}
+
+/// The inode of the file behind `fd` (for a socket: the number in
+/// `socket:[N]`).
+pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_ino)
+}
+
+/// The pid of the process at the other end of the UNIX stream socket `path`
+/// (`SO_PEERCRED`), read right after connecting.
+pub fn peer_pid(path: &std::path::Path) -> io::Result<i32> {
+    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    let cred = rustix::net::sockopt::socket_peercred(&stream)?;
+    Ok(cred.pid.as_raw_nonzero().get())
+}
+
+/// Connect to `remote` from `local` (port chosen by the kernel), signing
+/// the handshake with `key` when given (an exact `TCP_MD5SIG` key for the
+/// remote address), giving up after `timeout`. A SYN the listener drops
+/// shows as a time-out (`WouldBlock`/`TimedOut`).
+pub fn connect_signed(
+    local: IpAddr,
+    remote: SocketAddr,
+    key: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let family = match remote {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let sock = rustix::net::socket(family, SocketType::STREAM, None)?;
+    rustix::net::bind(&sock, &SocketAddr::new(local, 0))?;
+    if let Some(key) = key {
+        setsockopt_md5(sock.as_fd(), remote.ip(), None, key)?;
+    }
+    // Linux bounds a blocking connect() by SO_SNDTIMEO (EINPROGRESS after it).
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Send,
+        Some(timeout),
+    )?;
+    match rustix::net::connect(&sock, &remote) {
+        Ok(()) => Ok(TcpStream::from(sock)),
+        Err(rustix::io::Errno::INPROGRESS) | Err(rustix::io::Errno::AGAIN) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The MD5 keys (address/prefix length) of every TCP listener of `family`
+/// in this process's network namespace, by inode, via one sock_diag dump.
+/// Gives up after 2 s without a reply.
+pub fn sock_diag_dump(
+    family: super::Family,
+) -> io::Result<std::collections::BTreeMap<u64, Vec<ipnet::IpNet>>> {
+    use rustix::net::netlink;
+    let sock = rustix::net::socket(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        Some(netlink::SOCK_DIAG),
+    )?;
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(2)),
+    )?;
+    let req = super::diag::build_request(family, 1);
+    rustix::net::sendto(
+        &sock,
+        &req,
+        rustix::net::SendFlags::empty(),
+        &netlink::SocketAddrNetlink::new(0, 0),
+    )?;
+    let mut all = std::collections::BTreeMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // A dump of any size ends with NLMSG_DONE; bound the loop anyway.
+    for _ in 0..100_000 {
+        let (n, _) = rustix::net::recv(&sock, &mut buf[..], rustix::net::RecvFlags::empty())?;
+        let chunk = super::diag::parse_reply(buf.get(..n).unwrap_or_default());
+        all.extend(chunk.keys);
+        if let Some(errno) = chunk.error {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if chunk.done || n == 0 {
+            return Ok(all);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "sock_diag dump did not end",
+    ))
+}

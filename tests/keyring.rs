@@ -1,0 +1,642 @@
+//! The keyed listener against the real kernel and the real BIRD: prefix
+//! keys decide which handshakes complete, exemptions punch holes, a
+//! re-created listener is re-keyed, BIRD logs `Unexpected connect` only for
+//! signed knocks.
+//!
+//! Needs root (pidfd_getfd, TCP_MD5SIG on loopback sources 127.0.0.x). With
+//! CI=true a missing prerequisite fails; otherwise the test skips. Traffic
+//! stays on loopback, on ports no other test uses. Sockets with keys of
+//! this process live only inside single tests, and BIRD is killed by pid
+//! on drop.
+
+mod common;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use autopeer::config::Group;
+use autopeer::keyring::{
+    self, connect_signed, desired_keys, find_bird_pid, listening_sockets, DesiredKey, Family,
+    KeyPlan, Keyring, KeyringError,
+};
+use autopeer::secret::Secret;
+use common::bird::{free_port, loopback_conf, require_bird, RealBird};
+use ipnet::IpNet;
+
+const KEY: &str = "group-secret-1";
+const T: Duration = Duration::from_millis(600);
+
+/// Tests that key sockets of this very process must not overlap: a prefix
+/// key on one test's listener would drop another test's unsigned connects.
+static OWN_SOCKETS: Mutex<()> = Mutex::new(());
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but keyring tests need root (pidfd_getfd, TCP_MD5SIG)");
+    }
+    eprintln!("skipping keyring test: not root");
+    false
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn plan(keys: &[(&str, &str)]) -> KeyPlan {
+    KeyPlan {
+        keys: keys
+            .iter()
+            .map(|(p, k)| DesiredKey {
+                prefix: net(p),
+                key: Secret::new((*k).to_owned()),
+                group: "g".to_owned(),
+            })
+            .collect(),
+        ..KeyPlan::default()
+    }
+}
+
+/// Whether a connection from `from` to `to`, signed with `key`, completes
+/// its handshake within `T`. A dropped SYN is `false`; other errors fail.
+fn knocks(from: &str, to: SocketAddr, key: Option<&str>) -> bool {
+    match connect_signed(ip(from), to, key.map(str::as_bytes), T) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => false,
+        Err(e) => panic!("connect {from} -> {to}: {e}"),
+    }
+}
+
+fn own_pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// `ss -tlnie` `md5keys:` field of the listener on `port`, e.g.
+/// `127.0.0.0/8,...`, or None when it shows none.
+fn ss_md5keys(port: u16) -> Option<String> {
+    let out = Command::new("ss")
+        .args(["-tlnie", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("md5keys:"))
+        .map(str::to_owned)
+}
+
+#[test]
+fn prefix_key_admits_only_signers_in_prefix() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let mut ring = Keyring::new();
+
+    // Before keying: anyone gets in unsigned, nobody signed (the kernel
+    // drops a signed SYN that the listener has no key for, fact 1).
+    assert!(knocks("127.0.0.3", to, None));
+    assert!(!knocks("127.0.0.2", to, Some(KEY)));
+
+    // 127.0.0.0/8 minus the exempted host 127.0.0.9 (fact 13).
+    let pieces = keyring::key_prefixes(&[net("127.0.0.0/8")], &[net("127.0.0.9/32")]);
+    assert_eq!(pieces.len(), 24);
+    let p = KeyPlan {
+        keys: pieces
+            .iter()
+            .map(|p| DesiredKey {
+                prefix: *p,
+                key: Secret::new(KEY.to_owned()),
+                group: "clients".to_owned(),
+            })
+            .collect(),
+        ..KeyPlan::default()
+    };
+    let report = ring.sync(own_pid(), &p).unwrap();
+    let mine = report
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to)
+        .expect("our listener is found in /proc");
+    assert_eq!(mine.listener.family, Family::V4);
+    assert_eq!(mine.keys, 24);
+    assert!(mine.new_socket);
+    assert!(mine.failed.is_empty(), "{report}");
+    let shown = report.to_string();
+    assert!(!shown.contains(KEY), "report shows the key: {shown}");
+    assert!(!format!("{report:?}{p:?}").contains(KEY));
+    // Read back through sock_diag: exactly the pieces, in the kernel.
+    assert_eq!(
+        keyring::read_back(&mine.listener).unwrap(),
+        Some(pieces.clone())
+    );
+    if let Some(keys) = ss_md5keys(to.port()) {
+        assert!(keys.contains("127.0.0.0/29"), "ss md5keys: {keys}");
+        assert!(keys.contains("127.0.0.8/32"), "ss md5keys: {keys}");
+        assert!(!keys.contains(KEY), "ss shows the key: {keys}");
+    }
+
+    assert!(knocks("127.0.0.2", to, Some(KEY)), "right key is admitted");
+    assert!(
+        !knocks("127.0.0.2", to, Some("wrong-key")),
+        "wrong key is dropped"
+    );
+    assert!(
+        !knocks("127.0.0.3", to, None),
+        "unsigned inside the prefix is dropped"
+    );
+    assert!(
+        knocks("127.0.0.9", to, None),
+        "the exempted host gets in unsigned"
+    );
+    assert!(!knocks("127.0.0.9", to, Some(KEY)), "and only unsigned");
+    assert!(
+        knocks("127.0.0.8", to, Some(KEY)),
+        "its /32 sibling is keyed"
+    );
+
+    // A second sync changes nothing and re-applies every key.
+    let again = ring.sync(own_pid(), &p).unwrap();
+    let mine = again
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to)
+        .unwrap();
+    assert!(!mine.new_socket);
+    assert_eq!((mine.keys, mine.removed), (24, 0));
+
+    // Shrinking the plan deletes the stale keys.
+    let report = ring
+        .sync(own_pid(), &plan(&[("127.0.0.0/30", KEY)]))
+        .unwrap();
+    let mine = report
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to)
+        .unwrap();
+    assert_eq!((mine.keys, mine.removed), (1, 24));
+    assert!(knocks("127.0.0.5", to, None));
+    assert!(!knocks("127.0.0.2", to, None));
+
+    // remove_all leaves the listener as it was.
+    let gone = ring.remove_all().unwrap();
+    assert!(gone
+        .listeners
+        .iter()
+        .any(|l| l.listener.local == to && l.removed == 1));
+    assert!(knocks("127.0.0.2", to, None));
+    assert!(!knocks("127.0.0.2", to, Some(KEY)));
+    assert_eq!(ss_md5keys(to.port()), None);
+    let l = listening_sockets(own_pid()).unwrap();
+    let l = l.iter().find(|l| l.local == to).unwrap();
+    assert_eq!(keyring::read_back(l).unwrap(), Some(Vec::new()));
+}
+
+#[test]
+fn new_listener_inode_is_rekeyed_and_families_are_kept_apart() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    let to6 = v6.local_addr().unwrap();
+    let p = plan(&[("127.0.0.0/24", KEY), ("::/64", KEY)]);
+    let mut ring = Keyring::new();
+    let first = ring.sync(own_pid(), &p).unwrap();
+    let old = first
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to)
+        .unwrap();
+    let old_inode = old.listener.inode;
+    assert_eq!(old.keys, 1, "only the IPv4 key on the IPv4 socket: {first}");
+    let six = first
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to6)
+        .unwrap();
+    assert_eq!((six.listener.family, six.keys), (Family::V6, 1));
+    assert!(first.missing.is_empty());
+    assert!(knocks("::1", to6, Some(KEY)));
+    assert!(!knocks("::1", to6, None));
+
+    // The kernel refuses an IPv4 key on an IPv6 socket.
+    let e = keyring::sys::setsockopt_md5(v6.as_fd(), ip("127.0.0.0"), Some(8), KEY.as_bytes())
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+
+    // The listener is closed and re-created on the same port (fact 8).
+    drop(listener);
+    let listener = TcpListener::bind(to).unwrap();
+    assert!(
+        knocks("127.0.0.2", to, None),
+        "the new socket has no key yet"
+    );
+    let second = ring.sync(own_pid(), &p).unwrap();
+    let new = second
+        .listeners
+        .iter()
+        .find(|l| l.listener.local == to)
+        .unwrap();
+    assert_ne!(new.listener.inode, old_inode);
+    assert!(new.new_socket, "{second}");
+    assert!(!ring.keyed_inodes().contains(&old_inode));
+    assert!(!knocks("127.0.0.2", to, None));
+    assert!(knocks("127.0.0.2", to, Some(KEY)));
+
+    // No IPv6 listener at all: the report says what to add.
+    drop(v6);
+    let third = ring.sync(own_pid(), &p).unwrap();
+    let has_v6 = third
+        .listeners
+        .iter()
+        .any(|l| l.listener.family == Family::V6);
+    if !has_v6 {
+        assert_eq!(third.missing.len(), 1);
+        assert_eq!(third.missing[0].family, Family::V6);
+        assert!(third.to_string().contains("BIRD has no IPv6 BGP listener"));
+    }
+    ring.remove_all().unwrap();
+    drop(listener);
+}
+
+/// Fact: a `TCP_MD5SIG_EXT` prefix key of full length (/32) is the same
+/// kernel entry as BIRD's exact `TCP_MD5SIG` key for that address: BIRD's
+/// deletion (keylen 0, exact form) removes ours, and ours overwrites BIRD's.
+#[test]
+fn host_length_prefix_key_is_the_exact_key() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let fd = listener.as_fd();
+    keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), Some(32), KEY.as_bytes()).unwrap();
+    assert!(!knocks("127.0.0.4", to, None));
+    // BIRD's per-neighbor removal: exact form, keylen 0.
+    keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), None, &[]).unwrap();
+    assert!(
+        knocks("127.0.0.4", to, None),
+        "the exact delete removed our /32 key"
+    );
+    // BIRD's exact add followed by our /32 add: one entry, the last key wins.
+    keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), None, b"bird-key").unwrap();
+    keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), Some(32), KEY.as_bytes()).unwrap();
+    assert!(knocks("127.0.0.4", to, Some(KEY)));
+    assert!(!knocks("127.0.0.4", to, Some("bird-key")));
+    // Deleting an absent key is ENOENT.
+    keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), Some(32), &[]).unwrap();
+    let e = keyring::sys::setsockopt_md5(fd, ip("127.0.0.4"), Some(32), &[]).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+}
+
+/// Fact 4, measured: how many keys one socket holds under optmem_max, and
+/// that [`keyring::BYTES_PER_KEY`] matches this kernel within a slab step.
+#[test]
+fn optmem_per_key() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let optmem: usize = std::fs::read_to_string("/proc/sys/net/core/optmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // A socket nobody connects to: keys for 10.x addresses.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut n = 0usize;
+    let err = loop {
+        let a = 0x0a00_0000u32 + n as u32;
+        let addr = IpAddr::V4(a.into());
+        match keyring::sys::setsockopt_md5(listener.as_fd(), addr, Some(32), KEY.as_bytes()) {
+            Ok(()) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 1_000_000, "no limit reached");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOMEM), "{err}");
+    let per_key = optmem / n;
+    eprintln!("optmem_max {optmem}: {n} keys, about {per_key} bytes per key");
+    assert!(
+        per_key.abs_diff(keyring::BYTES_PER_KEY) <= 8,
+        "measured {per_key} bytes per key, BYTES_PER_KEY is {}",
+        keyring::BYTES_PER_KEY
+    );
+    assert!(keyring::optmem_estimate(optmem, n + 10).is_some());
+    assert!(keyring::optmem_estimate(optmem, n.saturating_sub(10)).is_none());
+}
+
+fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) -> Group {
+    Group {
+        name: name.to_owned(),
+        template: template.to_owned(),
+        prefixes: prefixes.iter().map(|p| net(p)).collect(),
+        neighbor: None,
+        password: password.map(|p| Secret::new(p.to_owned())),
+        deny: Vec::new(),
+        max_peers: 10,
+        rate: None,
+        expire: None,
+        interface: None,
+        nbma_prefixes: Vec::new(),
+    }
+}
+
+fn wait_for_log(bird: &RealBird, needle: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if bird.log().contains(needle) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn birdc(bird: &RealBird, cmd: &str) -> String {
+    let out = Command::new("/usr/sbin/birdc")
+        .arg("-s")
+        .arg(&bird.ctl)
+        .arg(cmd)
+        .output()
+        .expect("run birdc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
+    if !require_bird() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bird = RealBird::start(tmp.path(), &loopback_conf(tmp.path(), port));
+    let pid = bird.pid() as i32;
+
+    assert_eq!(find_bird_pid(None, &bird.ctl).unwrap(), pid);
+    let pidfile = tmp.path().join("bird.pid");
+    assert_eq!(find_bird_pid(Some(&pidfile), &bird.ctl).unwrap(), pid);
+    let notbird = tmp.path().join("not-bird.pid");
+    std::fs::write(&notbird, format!("{}\n", std::process::id())).unwrap();
+    match find_bird_pid(Some(&notbird), &bird.ctl) {
+        Err(KeyringError::NotBird { pid: p, .. }) => assert_eq!(p, own_pid()),
+        other => panic!("expected NotBird, got {other:?}"),
+    }
+
+    // The control socket comes up before the BGP protocols open the listener.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listeners = loop {
+        let l = listening_sockets(pid).unwrap();
+        if !l.is_empty() || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(listeners.len(), 1, "{listeners:?}");
+    assert_eq!(listeners[0].local, to);
+    assert_eq!(keyring::probe(pid).unwrap(), listeners);
+
+    // Group 127.0.0.0/24; peer_a (127.0.0.2) and peer_b (127.0.0.3) are
+    // static neighbors without a password, so they are exempted.
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
+    let mut g = group("clients", "peers", &["127.0.0.0/24"], Some(KEY));
+    g.deny = vec![net("127.0.0.64/26")];
+    let plan = desired_keys(&[g], &conf).unwrap();
+    let covered = |a: &str| plan.keys.iter().any(|k| k.prefix.contains(&ip(a)));
+    assert!(covered("127.0.0.50") && !covered("127.0.0.2") && !covered("127.0.0.3"));
+    assert!(!covered("127.0.0.70"), "deny is exempted");
+
+    let mut ring = Keyring::new();
+    let report = ring.sync(pid, &plan).unwrap();
+    assert!(report.complete(), "{report}");
+    assert_eq!(report.listeners.len(), 1);
+    assert_eq!(report.listeners[0].keys, plan.keys.len());
+    let mut want: Vec<IpNet> = plan.keys.iter().map(|k| k.prefix).collect();
+    want.sort();
+    assert_eq!(keyring::read_back(&listeners[0]).unwrap(), Some(want));
+
+    // Unsigned from inside the prefix: dropped by the kernel, BIRD sees nothing.
+    assert!(!knocks("127.0.0.51", to, None));
+    // Signed: BIRD accepts, logs Unexpected connect, closes.
+    assert!(knocks("127.0.0.50", to, Some(KEY)));
+    assert!(
+        wait_for_log(
+            &bird,
+            "Unexpected connect from unknown address 127.0.0.50",
+            Duration::from_secs(3)
+        ),
+        "no Unexpected connect line: {}",
+        bird.log()
+    );
+    assert!(!bird.log().contains("unknown address 127.0.0.51"));
+    // The exempted static neighbor's address still reaches BIRD unsigned.
+    assert!(knocks("127.0.0.3", to, None));
+
+    // restart all: every protocol goes down at once, BIRD re-creates its
+    // listener (fact 8) with no keys on it.
+    let out = birdc(&bird, "restart all");
+    assert!(out.contains("restarted"), "birdc: {out}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let new = loop {
+        let now = listening_sockets(pid).unwrap();
+        if let Some(l) = now
+            .iter()
+            .find(|l| l.local == to && l.inode != listeners[0].inode)
+        {
+            break l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listener inode did not change: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let report = ring.sync(pid, &plan).unwrap();
+    assert_eq!(report.listeners.len(), 1);
+    assert_eq!(report.listeners[0].listener.inode, new.inode);
+    assert!(report.listeners[0].new_socket, "{report}");
+    assert_eq!(ring.keyed_inodes(), vec![new.inode]);
+    assert!(!knocks("127.0.0.52", to, None));
+    assert!(knocks("127.0.0.53", to, Some(KEY)));
+    assert!(wait_for_log(
+        &bird,
+        "Unexpected connect from unknown address 127.0.0.53",
+        Duration::from_secs(3)
+    ));
+    ring.remove_all().unwrap();
+    assert!(knocks("127.0.0.52", to, None));
+}
+
+/// Which placeholder keeps an IPv6 listener open: a `disabled` protocol
+/// does not; a passive multihop protocol with an unreachable neighbor does.
+#[test]
+fn real_bird_ipv6_listener_needs_a_started_protocol() {
+    if !require_bird() {
+        return;
+    }
+    let port = free_port();
+    let conf = |extra: &str| {
+        format!(
+            r#"router id 10.0.0.1;
+protocol device {{ }}
+protocol bgp v6_placeholder {{
+  local port {port} as 65001;
+  neighbor 2001:db8::1 port {port} as 65000;
+  multihop; passive;{extra}
+  ipv6 {{ import none; export none; }};
+}}
+"#
+        )
+    };
+    let has_v6 = |pid: i32| {
+        listening_sockets(pid)
+            .unwrap()
+            .iter()
+            .any(|l| l.family == Family::V6 && l.local.port() == port)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let disabled = RealBird::start(tmp.path(), &conf(" disabled;"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !has_v6(disabled.pid() as i32),
+        "a disabled protocol opened a listener"
+    );
+    drop(disabled);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let passive = RealBird::start(tmp.path(), &conf(""));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !has_v6(passive.pid() as i32) {
+        assert!(
+            Instant::now() < deadline,
+            "no IPv6 listener: {}",
+            passive.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let l = listening_sockets(passive.pid() as i32).unwrap();
+    assert_eq!(l[0].local, SocketAddr::new(ip("::"), port));
+}
+
+/// An IPv6 wildcard listener without IPV6_V6ONLY (BIRD 1.6 `listen bgp
+/// dual`) takes IPv4 peers too: their prefix keys go on it v4-mapped.
+#[test]
+fn dual_stack_listener_gets_ipv4_keys_mapped() {
+    if !require_root() {
+        return;
+    }
+    let _g = OWN_SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let dual = TcpListener::bind("[::]:0").unwrap();
+    assert!(
+        !rustix::net::sockopt::ipv6_v6only(&dual).unwrap(),
+        "needs bindv6only=0"
+    );
+    let port = dual.local_addr().unwrap().port();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ring = Keyring::new();
+    let report = ring
+        .sync(own_pid(), &plan(&[("127.0.0.0/24", KEY)]))
+        .unwrap();
+    let mine = report
+        .listeners
+        .iter()
+        .find(|l| l.listener.local.port() == port)
+        .unwrap();
+    assert_eq!(
+        (mine.listener.family, mine.keys),
+        (Family::V6, 1),
+        "{report}"
+    );
+    assert!(mine.failed.is_empty(), "{report}");
+    assert!(report.missing.is_empty(), "{report}");
+    assert!(!knocks("127.0.0.2", to, None));
+    assert!(knocks("127.0.0.2", to, Some(KEY)));
+    let gone = ring.remove_all().unwrap();
+    assert!(gone
+        .listeners
+        .iter()
+        .any(|l| l.removed == 1 && l.failed.is_empty()));
+    assert!(knocks("127.0.0.2", to, None));
+}
+
+/// BIRD's own exact key for an MD5 static neighbor inside the group prefix
+/// is left alone by sync and remove_all, and the neighbor is exempted from
+/// the group key (fact 13), so its own key decides.
+#[test]
+fn real_bird_exact_keys_are_left_alone() {
+    if !require_bird() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = loopback_conf(tmp.path(), port).replace(
+        &format!("neighbor 127.0.0.3 port {port} as 65003;"),
+        &format!("neighbor 127.0.0.3 port {port} as 65003; password \"bird-own\";"),
+    );
+    assert!(text.contains("bird-own"));
+    let bird = RealBird::start(tmp.path(), &text);
+    let pid = bird.pid() as i32;
+    let bird_key = net("127.0.0.3/32");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        let l = listening_sockets(pid).unwrap();
+        if let Some(l) = l.into_iter().next() {
+            if keyring::read_back(&l)
+                .unwrap()
+                .unwrap_or_default()
+                .contains(&bird_key)
+            {
+                break l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BIRD never keyed 127.0.0.3: {}",
+            bird.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
+    let g = group("clients", "peers", &["127.0.0.0/24"], Some(KEY));
+    let plan = desired_keys(&[g], &conf).unwrap();
+    assert!(plan.bird_exact.contains(&ip("127.0.0.3")));
+    assert!(!plan
+        .keys
+        .iter()
+        .any(|k| k.prefix.contains(&ip("127.0.0.3"))));
+
+    let mut ring = Keyring::new();
+    let report = ring.sync(pid, &plan).unwrap();
+    assert!(report.complete(), "{report}");
+    let keys = keyring::read_back(&listener).unwrap().unwrap();
+    assert!(keys.contains(&bird_key));
+    assert_eq!(keys.len(), plan.keys.len() + 1, "{keys:?}");
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(knocks("127.0.0.60", to, Some(KEY)));
+    assert!(
+        !knocks("127.0.0.3", to, Some(KEY)),
+        "BIRD's key decides for its neighbor"
+    );
+
+    ring.remove_all().unwrap();
+    let keys = keyring::read_back(&listener).unwrap().unwrap();
+    assert_eq!(keys, vec![bird_key]);
+}
