@@ -4,7 +4,8 @@
 //!   tail (1x, all [sources] logs) --Sighting--> |        |
 //!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
 //!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
-//!                                               |        |     configure)
+//!   observer (1x, show protocols) --States---> |        |     configure)
+//!   ctl server (1x) + clients (Nx) --Msg+oneshot-> |    | --Event broadcast--> watch clients (Nx)
 //! ```
 //!
 //! The roster task owns all state; the others only move data to it.
@@ -38,6 +39,8 @@ pub enum DaemonError {
     Tail(#[from] tail::TailError),
     #[error("cannot watch bird.conf: {0}")]
     Watch(#[from] notify::Error),
+    #[error("control socket: {0}")]
+    Ctl(#[from] crate::ctl::server::CtlError),
 }
 
 /// Runs the daemon until `shutdown` resolves. `config_path` is re-read on
@@ -66,6 +69,21 @@ pub async fn run(
     let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
+    let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
+    let ctl_task = tokio::spawn(ctl.run(
+        crate::ctl::server::Context {
+            roster: msg_tx.clone(),
+            stats: Arc::clone(&stats),
+            config_path: config_path.clone(),
+            bird_socket: config.bird.socket.clone(),
+        },
+        token.clone(),
+    ));
+    let observer = tokio::spawn(crate::observer::run(
+        config.bird.socket.clone(),
+        msg_tx.clone(),
+        token.clone(),
+    ));
     let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
     drop(msg_tx);
 
@@ -79,6 +97,8 @@ pub async fn run(
     token.cancel();
     let _ = roster_task.await;
     hup.abort();
+    observer.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctl_task).await;
     match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
         Ok(_) => {}
