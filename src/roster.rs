@@ -863,6 +863,7 @@ impl Roster {
         }
         self.dirty = true;
         self.schedule(Duration::ZERO);
+        self.state_changed();
         Ok(gone.into_iter().map(|p| p.name).collect())
     }
 
