@@ -889,3 +889,54 @@ fn expiry_roster_keep_state(dir: &Path) -> Roster {
     let config = Config::load_str(&text, dir).unwrap();
     Roster::new(Arc::new(config), None).unwrap()
 }
+
+/// On one thread, 100 events sent while the watch task cannot run overflow
+/// the (16-deep) broadcast: the client is told how many it lost, then
+/// gets the rest in order.
+#[tokio::test]
+async fn a_slow_watcher_is_told_how_many_events_it_lost() {
+    let r = start_server(snapshot(0), None).await;
+    let sock = r.sock.clone();
+    let events = r.events.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let s = StdStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"watch\n").unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            let done = l.contains("p99");
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.receiver_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..100 {
+        let _ = events.send(Event::StateChanged {
+            name: format!("p{i}"),
+            from: "up Established".into(),
+            to: "start Active".into(),
+        });
+    }
+    let lines = reader.await.unwrap();
+    let lost = lines
+        .iter()
+        .position(|l| l.starts_with("1032-"))
+        .unwrap_or_else(|| panic!("no lost line: {lines:?}"));
+    assert_eq!(lines[lost], "1032-84 events lost\n");
+    let after: Vec<&String> = lines[lost + 1..].iter().collect();
+    assert_eq!(after.len(), 16, "{lines:?}");
+    assert!(
+        after[0].starts_with("1031-") && after[0].contains("p84: up Established -> start Active")
+    );
+    assert!(after[1].starts_with(' '));
+}

@@ -84,10 +84,9 @@ pub async fn run(
                 bail!("{}: not autopeer's socket ({text})", socket.display());
             }
         }
-        Some((code, _, text)) => {
+        Some((_, _, text)) => {
             // E.g. `8012 Too many clients`.
             writeln!(err, "autopeer: {text}").ok();
-            let _ = code;
             return Ok(Outcome::ErrorReply);
         }
         None => bail!("{}: closed before the greeting", socket.display()),

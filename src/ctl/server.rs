@@ -482,9 +482,11 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
             }
             w.finish(proto::OK, "")
         }
-        CtlCommand::Watch { .. } | CtlCommand::Quit => {
-            proto::single(proto::PARSE_ERROR, "not here")
-        }
+        // These need the connection itself; `serve` handles them.
+        CtlCommand::Watch { .. } | CtlCommand::Quit => proto::single(
+            proto::PARSE_ERROR,
+            "watch and quit need a connection of their own",
+        ),
     }
 }
 
