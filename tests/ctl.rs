@@ -940,3 +940,46 @@ async fn a_slow_watcher_is_told_how_many_events_it_lost() {
     );
     assert!(after[1].starts_with(' '));
 }
+
+#[tokio::test]
+async fn the_socket_is_created_carefully() {
+    use autopeer::ctl::server::CtlError;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file at the path is never removed.
+    let file = dir.path().join("file.ctl");
+    std::fs::write(&file, "precious").unwrap();
+    assert!(matches!(
+        Server::bind(&file),
+        Err(CtlError::NotASocket { .. })
+    ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    // A stale socket (nobody listening) is replaced.
+    let sock = dir.path().join("a.ctl");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let server = Server::bind(&sock).unwrap();
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        meta.gid(),
+        std::fs::metadata(dir.path()).unwrap().gid(),
+        "socket takes its directory's group"
+    );
+    // A live one is not stolen.
+    assert!(matches!(Server::bind(&sock), Err(CtlError::InUse { .. })));
+    // Shutdown removes it.
+    let token = CancellationToken::new();
+    let (roster, _e) = fake_roster(snapshot(0));
+    let task = tokio::spawn(server.run(
+        Context {
+            roster,
+            stats: Arc::new(TailStats::default()),
+            config_path: None,
+            bird_socket: dir.path().join("none"),
+        },
+        token.clone(),
+    ));
+    token.cancel();
+    task.await.unwrap();
+    assert!(!sock.exists());
+}
