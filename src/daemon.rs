@@ -4,12 +4,15 @@
 //!   tail (1x, all [sources] logs) --Sighting--> |        |
 //!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
 //!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
-//!   nhrp event socket (optional)  --Admit----> |        |     configure)
+//!   observer (1x, show protocols) --States---> |        |     configure)
+//!   ctl server (1x) + clients (Nx) --Msg+oneshot-> |    | --Event broadcast--> watch clients (Nx)
+//!   nhrp event socket (optional, Nx nhrpd) --Admit+oneshot, Emit--> |
+//!                                               |        | --config watch--> nhrp
 //! ```
 //!
 //! The NHRP server asks the roster for a decision and answers nhrpd at
-//! once; its own decisions (with the NBMA address) are logged and audited
-//! here, beside the roster's.
+//! once; its own decisions (with the NBMA address) go back to the roster
+//! as `Msg::Emit`, so they are logged, audited and streamed like any other.
 //!
 //! The roster task owns all state; the others only move data to it.
 //! Shutdown: the caller's `shutdown` future cancels a token that every task
@@ -42,6 +45,8 @@ pub enum DaemonError {
     Tail(#[from] tail::TailError),
     #[error("cannot watch bird.conf: {0}")]
     Watch(#[from] notify::Error),
+    #[error("control socket: {0}")]
+    Ctl(#[from] crate::ctl::server::CtlError),
     #[error(transparent)]
     Nhrp(#[from] nhrp::ServeError),
 }
@@ -72,21 +77,36 @@ pub async fn run(
     let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
-    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::clone(&config));
+    let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
+    let ctl_task = tokio::spawn(ctl.run(
+        crate::ctl::server::Context {
+            roster: msg_tx.clone(),
+            stats: Arc::clone(&stats),
+            config_path: config_path.clone(),
+            bird_socket: config.bird.socket.clone(),
+        },
+        token.clone(),
+    ));
+    let observer = tokio::spawn(crate::observer::run(
+        config.bird.socket.clone(),
+        msg_tx.clone(),
+        token.clone(),
+    ));
     let nhrp_task = match &config.sources.nhrp_socket {
         Some(path) => {
             let listener = nhrp::bind(path)?;
-            let audit = std::sync::Mutex::new(AuditLog::open(&config.agent.audit_log).ok());
+            let emit = msg_tx.clone();
             let events: nhrp::EventSink = Arc::new(move |e: crate::event::Event| {
-                e.log();
-                if let Ok(mut a) = audit.lock() {
-                    if let Some(a) = a.as_mut() {
-                        a.record(&e, std::time::SystemTime::now());
+                // The roster logs, audits and streams it; if it is gone
+                // (shutting down) the event is at least logged.
+                if let Err(err) = emit.try_send(Msg::Emit(e)) {
+                    if let Msg::Emit(e) = err.into_inner() {
+                        e.log();
                     }
                 }
             });
             let ctx = nhrp::NhrpContext {
-                config: config_rx,
+                config: roster.config_watch(),
                 roster: msg_tx.clone(),
                 events,
                 stats: Arc::new(nhrp::NhrpStats::default()),
@@ -101,12 +121,7 @@ pub async fn run(
         }
         None => None,
     };
-    let hup = tokio::spawn(reload_on_sighup(
-        config_path,
-        msg_tx.clone(),
-        config_tx,
-        token.clone(),
-    ));
+    let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
     drop(msg_tx);
 
     let roster_task = tokio::spawn(roster.run(sighting_rx, msg_rx, token.clone()));
@@ -119,9 +134,11 @@ pub async fn run(
     token.cancel();
     let _ = roster_task.await;
     hup.abort();
+    observer.abort();
     if let Some(t) = nhrp_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctl_task).await;
     match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
         Ok(_) => {}
@@ -175,12 +192,7 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-async fn reload_on_sighup(
-    path: Option<PathBuf>,
-    tx: mpsc::Sender<Msg>,
-    config_tx: tokio::sync::watch::Sender<Arc<Config>>,
-    token: CancellationToken,
-) {
+async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: CancellationToken) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
@@ -192,8 +204,6 @@ async fn reload_on_sighup(
         let Some(path) = path.as_ref() else { continue };
         match Config::load(path) {
             Ok(c) => {
-                // The NHRP server matches groups and nbma_prefixes itself.
-                let _ = config_tx.send(Arc::new(c.clone()));
                 if tx.send(Msg::Reload(Box::new(c))).await.is_err() {
                     return;
                 }

@@ -77,6 +77,14 @@ pub enum Event {
         accepted: bool,
         outcome: String,
     },
+    /// A peer's BGP session went up (to `Established`) or down, as seen by
+    /// the observer: `from` and `to` are BIRD's state and info words
+    /// (`start Active`, `up Established`). Logged and streamed, not audited.
+    StateChanged {
+        name: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl Event {
@@ -129,7 +137,9 @@ impl Event {
                 if *accepted { "accepted" } else { "rejected" },
                 nbma.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             ),
-            Event::Applied { .. } | Event::BirdUnavailable { .. } => return None,
+            Event::Applied { .. } | Event::BirdUnavailable { .. } | Event::StateChanged { .. } => {
+                return None
+            }
         })
     }
 
@@ -187,7 +197,99 @@ impl Event {
                 let nbma = nbma.map(|n| n.to_string()).unwrap_or_default();
                 tracing::info!(peer = %addr, nbma, interface, accepted, outcome, "nhrp registration")
             }
+            Event::StateChanged { name, from, to } => {
+                tracing::info!(name, from, to, "session state changed")
+            }
         }
+    }
+
+    /// One line for `watch`: the audit text, or a short line for the
+    /// events that are not audited.
+    pub fn watch_text(&self) -> String {
+        if let Some(t) = self.audit_text() {
+            return t;
+        }
+        match self {
+            Event::Applied {
+                added,
+                removed,
+                millis,
+            } => format!("applied: {added} added, {removed} removed, {millis} ms"),
+            Event::BirdUnavailable { error, retry_secs } => {
+                format!("BIRD unavailable: {error} (retry in {retry_secs} s)")
+            }
+            Event::StateChanged { name, from, to } => format!("{name}: {from} -> {to}"),
+            // Every other variant has an audit line.
+            _ => format!("{self:?}"),
+        }
+    }
+
+    /// A short lowercase name of the variant: `adding`, `state_changed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Adding { .. } => "adding",
+            Event::Refusing { .. } => "refusing",
+            Event::Removing { .. } => "removing",
+            Event::RejectedByBird { .. } => "rejected_by_bird",
+            Event::BrokenElsewhere { .. } => "broken_elsewhere",
+            Event::Applied { .. } => "applied",
+            Event::BirdUnavailable { .. } => "bird_unavailable",
+            Event::KeptDisabled { .. } => "kept_disabled",
+            Event::StateChanged { .. } => "state_changed",
+            Event::Nhrp { .. } => "nhrp",
+        }
+    }
+
+    /// The event as one JSON object for `watch --json`:
+    /// `{"event":"adding","neighbor":"10.88.0.2","group":"clients",...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut v = match self {
+            Event::Adding {
+                neighbor,
+                group,
+                name,
+                via,
+                dry_run,
+            } => json!({"neighbor": neighbor.to_string(), "group": group, "name": name,
+                        "via": via.as_str(), "dry_run": dry_run}),
+            Event::Refusing {
+                neighbor,
+                reason,
+                via,
+            } => json!({"neighbor": neighbor.to_string(), "reason": reason, "via": via.as_str()}),
+            Event::Removing {
+                neighbor,
+                group,
+                name,
+                reason,
+            } => json!({"neighbor": neighbor.to_string(), "group": group, "name": name,
+                        "reason": reason}),
+            Event::RejectedByBird { names, text } => json!({"names": names, "text": text}),
+            Event::BrokenElsewhere { text } => json!({"text": text}),
+            Event::Applied {
+                added,
+                removed,
+                millis,
+            } => json!({"added": added, "removed": removed, "millis": millis}),
+            Event::BirdUnavailable { error, retry_secs } => {
+                json!({"error": error, "retry_secs": retry_secs})
+            }
+            Event::KeptDisabled { name } => json!({"name": name}),
+            Event::StateChanged { name, from, to } => json!({"name": name, "from": from, "to": to}),
+            Event::Nhrp {
+                addr,
+                nbma,
+                interface,
+                accepted,
+                outcome,
+            } => json!({"neighbor": addr.to_string(), "nbma": nbma.map(|n| n.to_string()),
+                        "interface": interface, "accepted": accepted, "outcome": outcome}),
+        };
+        if let Some(o) = v.as_object_mut() {
+            o.insert("event".into(), self.kind().into());
+        }
+        v
     }
 }
 

@@ -93,11 +93,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Add { .. }
         | Command::Remove { .. }
         | Command::Watch { .. }
-        | Command::Reload => {
-            eprintln!(
-                "autopeer: this subcommand talks to the daemon's control socket, which is not built yet (issue 5); use `birdc show protocols` and the audit log meanwhile"
-            );
-            Ok(ExitCode::from(2))
+        | Command::Reload => ctl_client(&cli),
+    }
+}
+
+/// The subcommands that talk to the daemon's control socket: exit 0 ok,
+/// 1 daemon unreachable or an error reply, 2 usage.
+fn ctl_client(cli: &Cli) -> anyhow::Result<ExitCode> {
+    use autopeer::cli::ShowWhat;
+    use autopeer::ctl::{client, proto::CtlCommand};
+    let cmd = match &cli.command {
+        Command::Status => CtlCommand::ShowPeers { all: false },
+        Command::Show { what } => match what {
+            ShowWhat::Peers { all } => CtlCommand::ShowPeers { all: all.is_some() },
+            ShowWhat::Groups => CtlCommand::ShowGroups,
+            ShowWhat::Sources => CtlCommand::ShowSources,
+        },
+        Command::Add { addr, group } => {
+            let Some((addr, iface)) = autopeer::cli::parse_addr(addr) else {
+                eprintln!("autopeer: not an address: {addr} (want 10.0.0.1 or fe80::1%vti3)");
+                return Ok(ExitCode::from(2));
+            };
+            CtlCommand::Add {
+                addr,
+                iface,
+                group: group.clone(),
+            }
+        }
+        Command::Remove { target } => CtlCommand::Remove {
+            target: target.clone(),
+        },
+        Command::Watch { json } => CtlCommand::Watch { json: *json },
+        Command::Reload => CtlCommand::Reload,
+        Command::Run | Command::Check => return Ok(ExitCode::from(2)),
+    };
+    // A command the daemon would refuse to parse is a usage error here.
+    if let Err(e) = autopeer::ctl::proto::parse_command(&cmd.to_line()) {
+        eprintln!("autopeer: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    let socket = match client::socket_path(cli.socket.as_deref(), cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("autopeer: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    match rt.block_on(client::run(&socket, &cmd, &mut out, &mut err)) {
+        Ok(client::Outcome::Ok) => Ok(ExitCode::SUCCESS),
+        Ok(client::Outcome::ErrorReply) => Ok(ExitCode::from(1)),
+        Err(e) => {
+            eprintln!("autopeer: {e:#}");
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -11,6 +11,16 @@
 //!   an operator who deletes a block has removed that peer);
 //! - `pending`: admitted, not yet written;
 //! - `dirty`: the include (or `pending`) differs from what BIRD has loaded.
+//! - `runtime`: per peer, what the observer last saw in BIRD and when the
+//!   session was last Established or went down; the last two persist in
+//!   `[agent] state` (losing that file only resets expiry clocks).
+//!
+//! Expiry: a peer of a group with `expire` that was never Established
+//! within `expire` of its admission, or has been down longer than
+//! `expire`, is removed; all peers due at one check go out in one apply.
+//! The check runs every [`EXPIRY_CHECK`] and only while the observer's
+//! last successful poll is fresh (a BIRD that cannot be asked expires no
+//! one).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -18,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +36,7 @@ use crate::admission::{self, Limits, Refusal, RosterLookup};
 use crate::apply::{self, ApplyError, Target};
 use crate::audit::AuditLog;
 use crate::bird::conf::{self, BirdConf};
+use crate::bird::protocols::{BgpState, ProtoState, Protocol};
 use crate::bird::render::{self, Peer};
 use crate::config::{Config, Group};
 use crate::event::{rfc3339, Event, Neighbor};
@@ -45,6 +57,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How many events a slow `watch` client may fall behind before it is
 /// told it lost some.
 const EVENT_BACKLOG: usize = 1024;
+/// How often expiry is checked.
+pub const EXPIRY_CHECK: Duration = Duration::from_secs(60);
+/// Expiry needs a poll of BIRD at most this old.
+const POLL_FRESH: Duration = Duration::from_secs(300);
+/// Changed runtime facts are written to the state file at most this often.
+const STATE_WRITE_DELAY: Duration = Duration::from_secs(5);
 
 /// Messages to the roster task.
 #[derive(Debug)]
@@ -71,6 +89,146 @@ pub enum Msg {
     /// The roster as it stands, and every event from then on ("dump, then
     /// push": nothing falls between the two).
     Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<Event>)>),
+    /// The observer's latest `show protocols` (every row, not only ours).
+    States(Vec<Protocol>),
+    /// The observer could not ask BIRD; the text says why.
+    StatesFailed(String),
+    /// An event decided elsewhere (the NHRP server's answers to nhrpd):
+    /// logged, audited and streamed from here like the roster's own.
+    Emit(Event),
+}
+
+/// What the roster knows about one peer's session in BIRD.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runtime {
+    /// BIRD's protocol state (`up`, `start`, ...) at the last poll; `None`
+    /// when the last poll did not list the protocol (or none ran yet).
+    pub state: Option<String>,
+    /// The BGP state word that opens BIRD's Info column (`Established`,
+    /// `Active`), if any.
+    pub info: Option<String>,
+    /// The Info column after the state word (`Socket: Connection refused`).
+    pub message: Option<String>,
+    /// When the session last became Established (persisted).
+    pub last_established: Option<SystemTime>,
+    /// When the session was first seen down after being Established
+    /// (persisted); `None` while up, or if it never was up.
+    pub down_since: Option<SystemTime>,
+}
+
+impl Runtime {
+    /// Up means BIRD's state `up` and BGP `Established`.
+    pub fn is_up(&self) -> bool {
+        self.state.as_deref() == Some("up") && self.info.as_deref() == Some("Established")
+    }
+
+    /// `up Established`, `start Active`, `absent`.
+    pub fn describe(&self) -> String {
+        match (&self.state, &self.info) {
+            (Some(s), Some(i)) => format!("{s} {i}"),
+            (Some(s), None) => s.clone(),
+            (None, _) => "absent".into(),
+        }
+    }
+}
+
+/// Folds one poll's row for a peer (`None`: not listed) into its runtime
+/// facts. Returns true when a persisted fact (`last_established`,
+/// `down_since`) changed.
+pub fn observe(rt: &mut Runtime, row: Option<&Protocol>, now: SystemTime) -> bool {
+    let Some(p) = row else {
+        rt.state = None;
+        rt.info = None;
+        rt.message = None;
+        return false;
+    };
+    rt.state = Some(p.state.as_str().to_string());
+    let word = p.bgp_state_word();
+    rt.info = word.as_ref().map(|w| w.as_str().to_string());
+    rt.message = p.info_message().map(str::to_string);
+    let up = p.state == ProtoState::Up && word == Some(BgpState::Established);
+    if up {
+        let changed = rt.down_since.is_some() || rt.last_established.is_none();
+        if changed {
+            rt.last_established = Some(now);
+        }
+        rt.down_since = None;
+        changed
+    } else if rt.last_established.is_some() && rt.down_since.is_none() {
+        rt.down_since = Some(now);
+        true
+    } else {
+        false
+    }
+}
+
+/// When a peer that is not up expires: `expire` after it went down, or,
+/// if it never was Established, after its admission; never before
+/// `floor` + `expire` (the start of the clock when the state file was
+/// lost). `None` while the session is up.
+pub fn expires_at(
+    admitted: SystemTime,
+    rt: &Runtime,
+    expire: Duration,
+    floor: SystemTime,
+) -> Option<SystemTime> {
+    if rt.is_up() {
+        return None;
+    }
+    let from = rt.down_since.unwrap_or(admitted).max(floor);
+    from.checked_add(expire)
+}
+
+/// `7d`, `1h30m`, `45s`: an expiry period for audit lines.
+pub fn short_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    out
+}
+
+/// The kind of a refusal, for `show sources` counts.
+pub fn refusal_kind(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::Unspecified | Refusal::Loopback | Refusal::Multicast | Refusal::Broadcast => {
+            "bad_address"
+        }
+        Refusal::NoGroup => "no_group",
+        Refusal::LinkLocalWithoutInterface { .. } | Refusal::WrongInterface { .. } => "interface",
+        Refusal::Denied { .. } => "denied",
+        Refusal::Static { .. } => "static",
+        Refusal::InNativeRange { .. } => "native_range",
+        Refusal::InRoster { .. } => "in_roster",
+        Refusal::MaxPeers { .. } => "max_peers",
+        Refusal::RateLimited { .. } => "rate_limited",
+    }
+}
+
+/// The state file: `[peers.NAME] last_established = "RFC3339"`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    #[serde(default)]
+    peers: BTreeMap<String, PeerFacts>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PeerFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_established: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    down_since: Option<String>,
+}
+
+fn parse_time(s: Option<&String>) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s?).ok()
 }
 
 /// The answer to [`Msg::Admit`].
@@ -90,6 +248,14 @@ pub struct Snapshot {
     /// Changes not yet loaded by BIRD.
     pub dirty: bool,
     pub dry_run: bool,
+    /// Refusals since start, by kind ([`refusal_kind`]).
+    pub refusals: BTreeMap<String, u64>,
+    /// When the observer last read BIRD's protocols.
+    pub last_poll: Option<SystemTime>,
+    /// The observer's last failure, cleared by the next good poll.
+    pub bird_error: Option<String>,
+    /// When this roster started.
+    pub started: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +263,11 @@ pub struct PeerView {
     pub peer: Peer,
     /// Admitted, not yet written to the include.
     pub pending: bool,
+    /// What the observer saw in BIRD.
+    pub runtime: Runtime,
+    /// When expiry will remove it if nothing changes (`None`: the group
+    /// does not expire, or the session is up).
+    pub expires: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +278,9 @@ pub struct GroupView {
     pub peers: usize,
     pub max_peers: usize,
     pub rate: Option<u32>,
+    pub expire: Option<Duration>,
+    /// How long until the rate limit admits the next peer (zero: now).
+    pub next_admission: Duration,
 }
 
 pub struct Roster {
@@ -127,6 +301,20 @@ pub struct Roster {
     deadline: Option<tokio::time::Instant>,
     last_broken: Option<String>,
     events: broadcast::Sender<Event>,
+    /// The config in force, for tasks that match groups themselves (NHRP).
+    config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    runtime: HashMap<String, Runtime>,
+    /// Expiry clocks start no earlier than this (the start time when the
+    /// state file was missing or unreadable).
+    clock_floor: SystemTime,
+    polls: u64,
+    last_poll: Option<SystemTime>,
+    last_poll_ok: Option<tokio::time::Instant>,
+    bird_error: Option<String>,
+    state_deadline: Option<tokio::time::Instant>,
+    refusal_counts: BTreeMap<String, u64>,
+    removed_since_apply: usize,
+    started: SystemTime,
 }
 
 /// Why the roster could not start.
@@ -170,6 +358,7 @@ impl Roster {
     /// Reads the owned include and bird.conf. A missing include is created
     /// empty (with its header) so that bird.conf's `include` can find it.
     pub fn new(config: Arc<Config>, audit: Option<AuditLog>) -> Result<Roster, StartError> {
+        let config_for_watch = Arc::clone(&config);
         let include = config.bird.include.clone();
         let text = match std::fs::read_to_string(&include) {
             Ok(t) => t,
@@ -202,7 +391,19 @@ impl Roster {
             include,
             timeout: Duration::from_secs(60),
         };
+        let started = SystemTime::now();
+        let (runtime, clock_floor) = load_state(&config.agent.state, started);
         Ok(Roster {
+            runtime,
+            clock_floor,
+            polls: 0,
+            last_poll: None,
+            last_poll_ok: None,
+            bird_error: None,
+            state_deadline: None,
+            refusal_counts: BTreeMap::new(),
+            removed_since_apply: 0,
+            started,
             limits: Limits::new(),
             config,
             target,
@@ -218,6 +419,7 @@ impl Roster {
             deadline: None,
             last_broken: None,
             events: broadcast::channel(EVENT_BACKLOG).0,
+            config_tx: tokio::sync::watch::channel(Arc::clone(&config_for_watch)).0,
         })
     }
 
@@ -236,8 +438,12 @@ impl Roster {
         self.resume().await;
         let mut sightings_open = true;
         let mut msgs_open = true;
+        let mut expiry =
+            tokio::time::interval_at(tokio::time::Instant::now() + EXPIRY_CHECK, EXPIRY_CHECK);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.deadline;
+            let state_deadline = self.state_deadline;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 s = sightings.recv(), if sightings_open => match s {
@@ -259,12 +465,20 @@ impl Roster {
                     Some(Msg::Subscribe(reply)) => {
                         let _ = reply.send((self.snapshot(), self.events.subscribe()));
                     }
+                    Some(Msg::States(rows)) => self.on_states(rows),
+                    Some(Msg::StatesFailed(error)) => self.bird_error = Some(error),
+                    Some(Msg::Emit(event)) => self.emit(event),
                     None => msgs_open = false,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.deadline = None;
                     self.apply().await;
                 }
+                _ = sleep_until(state_deadline), if state_deadline.is_some() => {
+                    self.state_deadline = None;
+                    self.write_state();
+                }
+                _ = expiry.tick() => self.expire_due(),
             }
             if !sightings_open && !msgs_open && self.deadline.is_none() {
                 break;
@@ -274,6 +488,153 @@ impl Roster {
         if !self.pending.is_empty() && !self.config.agent.dry_run {
             self.apply().await;
         }
+        if self.state_deadline.is_some() {
+            self.write_state();
+        }
+    }
+
+    /// Folds one poll of BIRD into the peers' runtime facts; emits
+    /// [`Event::StateChanged`] when a session goes up or down (not on the
+    /// first poll after start, which only learns where things stand).
+    fn on_states(&mut self, rows: Vec<Protocol>) {
+        let now = SystemTime::now();
+        self.polls += 1;
+        self.last_poll = Some(now);
+        self.last_poll_ok = Some(tokio::time::Instant::now());
+        self.bird_error = None;
+        let by_name: HashMap<&str, &Protocol> = rows.iter().map(|p| (p.name.as_str(), p)).collect();
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        let mut persist = false;
+        let mut changes = Vec::new();
+        for name in names {
+            let rt = self.runtime.entry(name.clone()).or_default();
+            let before_known = rt.state.is_some();
+            let before_up = rt.is_up();
+            let before = rt.describe();
+            persist |= observe(rt, by_name.get(name.as_str()).copied(), now);
+            let after_up = rt.is_up();
+            if self.polls > 1 && before_up != after_up && (before_known || after_up) {
+                changes.push(Event::StateChanged {
+                    name,
+                    from: before,
+                    to: rt.describe(),
+                });
+            }
+        }
+        // Facts of peers that left the roster are dropped.
+        let before = self.runtime.len();
+        let peers = &self.peers;
+        self.runtime.retain(|n, _| peers.contains_key(n));
+        persist |= self.runtime.len() != before;
+        for e in changes {
+            self.emit(e);
+        }
+        if persist {
+            self.state_changed();
+        }
+    }
+
+    fn state_changed(&mut self) {
+        if self.state_deadline.is_none() {
+            self.state_deadline = Some(tokio::time::Instant::now() + STATE_WRITE_DELAY);
+        }
+    }
+
+    fn write_state(&mut self) {
+        self.state_deadline = None;
+        if self.config.agent.dry_run {
+            return;
+        }
+        let file = StateFile {
+            peers: self
+                .runtime
+                .iter()
+                .filter(|(_, rt)| rt.last_established.is_some() || rt.down_since.is_some())
+                .map(|(n, rt)| {
+                    (
+                        n.clone(),
+                        PeerFacts {
+                            last_established: rt.last_established.map(rfc3339),
+                            down_since: rt.down_since.map(rfc3339),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let text = match toml::to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render the state file");
+                return;
+            }
+        };
+        let text = format!("# autopeer runtime facts; managed by autopeer, safe to delete\n{text}");
+        if let Err(e) = apply::write_atomic(&self.config.agent.state, text.as_bytes()) {
+            tracing::warn!(error = %e, path = %self.config.agent.state.display(), "cannot write the state file");
+        }
+    }
+
+    /// When `peer` expires, if its group expires peers at all.
+    fn expiry_of(&self, peer: &Peer) -> Option<(SystemTime, Duration)> {
+        let expire = self
+            .config
+            .groups
+            .iter()
+            .find(|g| g.name == peer.group)?
+            .expire?;
+        let admitted = humantime::parse_rfc3339_weak(&peer.admitted).ok()?;
+        let rt = self.runtime.get(&peer.name).cloned().unwrap_or_default();
+        Some((expires_at(admitted, &rt, expire, self.clock_floor)?, expire))
+    }
+
+    /// Removes every peer whose expiry time has passed, in one apply.
+    fn expire_due(&mut self) {
+        let fresh = self.last_poll_ok.is_some_and(|t| t.elapsed() < POLL_FRESH);
+        if !fresh {
+            return;
+        }
+        let now = SystemTime::now();
+        let due: Vec<(Peer, Duration)> = self
+            .peers
+            .values()
+            // Only peers the last poll listed: one missing from BIRD (its
+            // config broken elsewhere, not yet loaded) has no known state.
+            .filter(|p| {
+                self.runtime
+                    .get(&p.name)
+                    .is_some_and(|rt| rt.state.is_some())
+            })
+            .filter_map(|p| match self.expiry_of(p) {
+                Some((at, expire)) if at <= now => Some((p.clone(), expire)),
+                _ => None,
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        if self.config.agent.dry_run {
+            for (p, _) in &due {
+                tracing::info!(name = %p.name, "would expire [dry run]");
+            }
+            return;
+        }
+        for (p, expire) in due {
+            self.peers.remove(&p.name);
+            self.runtime.remove(&p.name);
+            self.removed_since_apply += 1;
+            self.emit(Event::Removing {
+                neighbor: Neighbor {
+                    addr: p.addr,
+                    iface: p.iface.clone(),
+                },
+                group: p.group.clone(),
+                name: p.name.clone(),
+                reason: format!("not Established for {}", short_duration(expire)),
+            });
+        }
+        self.dirty = true;
+        self.schedule(Duration::ZERO);
+        self.state_changed();
     }
 
     /// At start-up: if any roster peer is missing from BIRD (autopeer died
@@ -326,12 +687,17 @@ impl Roster {
             .map(|p| PeerView {
                 peer: p.clone(),
                 pending: false,
+                runtime: self.runtime.get(&p.name).cloned().unwrap_or_default(),
+                expires: self.expiry_of(p).map(|(at, _)| at),
             })
             .chain(self.pending.iter().map(|p| PeerView {
                 peer: p.clone(),
                 pending: true,
+                runtime: Runtime::default(),
+                expires: None,
             }))
             .collect();
+        let now = Instant::now();
         peers.sort_by(|a, b| a.peer.name.cmp(&b.peer.name));
         let groups = self
             .config
@@ -344,6 +710,8 @@ impl Roster {
                 peers: self.group_size(&g.name),
                 max_peers: g.max_peers,
                 rate: g.rate,
+                expire: g.expire,
+                next_admission: self.limits.wait_time(&g.name, g.rate, now),
             })
             .collect();
         Snapshot {
@@ -351,6 +719,10 @@ impl Roster {
             groups,
             dirty: self.dirty,
             dry_run: self.config.agent.dry_run,
+            refusals: self.refusal_counts.clone(),
+            last_poll: self.last_poll,
+            bird_error: self.bird_error.clone(),
+            started: self.started,
         }
     }
 
@@ -378,6 +750,10 @@ impl Roster {
         if !operator {
             if let Some(t) = self.quiet.get(&s.addr) {
                 if now.duration_since(*t) < QUIET_AFTER_REMOVAL {
+                    *self
+                        .refusal_counts
+                        .entry("recently_removed".into())
+                        .or_default() += 1;
                     return Err("removed or rejected recently; ignored for now".into());
                 }
                 self.quiet.remove(&s.addr);
@@ -422,6 +798,10 @@ impl Roster {
                 });
             }
             Err(refusal) => {
+                *self
+                    .refusal_counts
+                    .entry(refusal_kind(&refusal).into())
+                    .or_default() += 1;
                 let reason = refusal.to_string();
                 self.refuse(neighbor, &refusal, s.via, now);
                 return Err(reason);
@@ -481,7 +861,9 @@ impl Roster {
         self.peers.retain(|_, p| !hit(p));
         self.pending.retain(|p| !hit(p));
         let now = Instant::now();
+        self.removed_since_apply += gone.len();
         for p in &gone {
+            self.runtime.remove(&p.name);
             self.quiet.insert(p.addr, now);
             self.emit(Event::Removing {
                 neighbor: Neighbor {
@@ -495,6 +877,7 @@ impl Roster {
         }
         self.dirty = true;
         self.schedule(Duration::ZERO);
+        self.state_changed();
         Ok(gone.into_iter().map(|p| p.name).collect())
     }
 
@@ -557,9 +940,10 @@ impl Roster {
                 for name in applied.kept_disabled {
                     self.emit(Event::KeptDisabled { name });
                 }
+                let removed = std::mem::take(&mut self.removed_since_apply);
                 self.emit(Event::Applied {
                     added,
-                    removed: 0,
+                    removed,
                     millis: started.elapsed().as_millis(),
                 });
             }
@@ -708,11 +1092,53 @@ impl Roster {
         }
     }
 
+    /// Follows the config in force (it changes on reload).
+    pub fn config_watch(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
+    }
+
     fn on_reload(&mut self, config: Config) {
         tracing::info!("config reloaded");
         self.config = Arc::new(config);
+        self.config_tx.send_replace(Arc::clone(&self.config));
         self.limits = Limits::new();
         self.on_birdconf_changed();
+    }
+}
+
+/// Reads the state file. A missing or unreadable one starts every expiry
+/// clock at `now` (the floor); a good one leaves the floor at the epoch.
+fn load_state(path: &std::path::Path, now: SystemTime) -> (HashMap<String, Runtime>, SystemTime) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, path = %path.display(), "cannot read the state file; expiry clocks restart");
+            }
+            return (HashMap::new(), now);
+        }
+    };
+    match toml::from_str::<StateFile>(&text) {
+        Ok(f) => (
+            f.peers
+                .into_iter()
+                .map(|(name, facts)| {
+                    (
+                        name,
+                        Runtime {
+                            last_established: parse_time(facts.last_established.as_ref()),
+                            down_since: parse_time(facts.down_since.as_ref()),
+                            ..Runtime::default()
+                        },
+                    )
+                })
+                .collect(),
+            SystemTime::UNIX_EPOCH,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "state file unreadable; expiry clocks restart");
+            (HashMap::new(), now)
+        }
     }
 }
 

@@ -1,0 +1,985 @@
+//! The control socket: the real `autopeer` binary against a fake daemon
+//! socket; the server in-process against a fake roster (parse errors,
+//! over-long lines, a client that never reads, 1,000 clients at once,
+//! non-root `add`); the real `birdc -s` against it; and expiry with
+//! paused time on the real roster.
+//!
+//! Tests needing root or birdc: with CI=true a missing prerequisite fails
+//! the test; elsewhere it skips with a one-line reason.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream as StdStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use autopeer::bird::protocols::{ProtoState, Protocol};
+use autopeer::bird::render::{self, NeighborAs, Peer};
+use autopeer::config::Config;
+use autopeer::ctl::server::{Context, Server};
+use autopeer::event::Event;
+use autopeer::roster::{
+    Admitted, GroupView, Msg, PeerView, Roster, Runtime, Snapshot, EXPIRY_CHECK,
+};
+use autopeer::sources::tail::TailStats;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// True when the prerequisite is there; else skip (or fail under CI).
+fn require(what: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    if ci() {
+        panic!("CI=true but {what} is missing");
+    }
+    eprintln!("skipping: {what} is missing");
+    false
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn have_birdc() -> bool {
+    Path::new("/usr/sbin/birdc").exists()
+}
+
+fn peer(name: &str, addr: &str) -> Peer {
+    Peer {
+        name: name.into(),
+        group: "clients".into(),
+        template: "CLIENTS".into(),
+        addr: addr.parse().unwrap(),
+        iface: None,
+        neighbor: Some(NeighborAs::Internal),
+        admitted: "2026-11-23T06:55:02Z".into(),
+        via: "bird-log".into(),
+    }
+}
+
+fn snapshot(n: usize) -> Snapshot {
+    let mut peers = vec![PeerView {
+        peer: peer("clients_10_88_0_2", "10.88.0.2"),
+        pending: false,
+        runtime: Runtime {
+            state: Some("up".into()),
+            info: Some("Established".into()),
+            message: None,
+            last_established: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            down_since: None,
+        },
+        expires: None,
+    }];
+    for i in 0..n {
+        let a: IpAddr = format!("10.89.{}.{}", i / 250, i % 250 + 1)
+            .parse()
+            .unwrap();
+        let name = render::peer_name("clients", a, None);
+        peers.push(PeerView {
+            peer: peer(&name, &a.to_string()),
+            pending: false,
+            runtime: Runtime {
+                state: Some("start".into()),
+                info: Some("Active".into()),
+                message: Some("Socket: Connection refused".into()),
+                ..Runtime::default()
+            },
+            expires: None,
+        });
+    }
+    Snapshot {
+        peers,
+        groups: vec![GroupView {
+            name: "clients".into(),
+            template: "CLIENTS".into(),
+            prefixes: vec!["10.88.0.0/25".parse().unwrap()],
+            peers: n + 1,
+            max_peers: 1000,
+            rate: Some(60),
+            expire: Some(Duration::from_secs(7 * 86_400)),
+            next_admission: Duration::ZERO,
+        }],
+        dirty: false,
+        dry_run: false,
+        refusals: [("no_group".to_string(), 3u64)].into_iter().collect(),
+        last_poll: Some(SystemTime::now()),
+        bird_error: None,
+        started: SystemTime::now(),
+    }
+}
+
+/// A roster stand-in: answers snapshots, subscriptions, admissions and
+/// removals; `events` feeds watch clients.
+fn fake_roster(snap: Snapshot) -> (mpsc::Sender<Msg>, broadcast::Sender<Event>) {
+    let (tx, mut rx) = mpsc::channel::<Msg>(64);
+    let (events, _) = broadcast::channel(16);
+    let ev = events.clone();
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            match m {
+                Msg::Snapshot(r) => {
+                    let _ = r.send(snap.clone());
+                }
+                Msg::Subscribe(r) => {
+                    let _ = r.send((snap.clone(), ev.subscribe()));
+                }
+                Msg::Admit {
+                    sighting, reply, ..
+                } => {
+                    let _ = reply.send(Ok(Admitted {
+                        name: render::peer_name("clients", sighting.addr, None),
+                        group: "clients".into(),
+                        already: false,
+                    }));
+                }
+                Msg::Remove { target, reply } => {
+                    let _ = reply.send(Err(format!("no peer {target} in the roster")));
+                }
+                _ => {}
+            }
+        }
+    });
+    (tx, events)
+}
+
+struct Running {
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    token: CancellationToken,
+    events: broadcast::Sender<Event>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+async fn start_server(snap: Snapshot, max_clients: Option<usize>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("autopeer.ctl");
+    let (roster, events) = fake_roster(snap);
+    let mut server = Server::bind(&sock).unwrap();
+    if let Some(n) = max_clients {
+        server = server.with_max_clients(n);
+    }
+    let token = CancellationToken::new();
+    tokio::spawn(server.run(
+        Context {
+            roster,
+            stats: Arc::new(TailStats::default()),
+            config_path: None,
+            bird_socket: dir.path().join("no-bird.ctl"),
+        },
+        token.clone(),
+    ));
+    Running {
+        dir,
+        sock,
+        token,
+        events,
+    }
+}
+
+/// A blocking client: reads the greeting, then one reply per command.
+struct Client {
+    r: BufReader<StdStream>,
+    w: StdStream,
+}
+
+impl Client {
+    fn connect(sock: &Path) -> (Client, String) {
+        let s = StdStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let w = s.try_clone().unwrap();
+        let mut c = Client {
+            r: BufReader::new(s),
+            w,
+        };
+        let g = c.reply();
+        (c, g)
+    }
+
+    /// Lines up to and including the final `DDDD ` line.
+    fn reply(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.r.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed inside a reply: {out:?}");
+            out.push_str(&line);
+            let b = line.as_bytes();
+            if b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b' ' {
+                return out;
+            }
+        }
+    }
+
+    fn ask(&mut self, cmd: &str) -> String {
+        self.w.write_all(cmd.as_bytes()).unwrap();
+        self.w.write_all(b"\n").unwrap();
+        self.reply()
+    }
+}
+
+/// The binary against a fake daemon that writes canned framed replies.
+#[test]
+fn status_prints_rows_without_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let canned: Vec<&'static str> = vec![
+        "2002-Name               Group    Neighbor   State  Info\n1002-clients_10_88_0_2  clients  10.88.0.2  up     Established\n clients_10_88_0_3  clients  10.88.0.3  start  Active\n0000 \n",
+        "8007 Access denied\n",
+    ];
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for reply in canned {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"0001 autopeer 0.1.0 ready.\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            seen.push(line);
+            s.write_all(reply.as_bytes()).unwrap();
+        }
+        seen
+    });
+    let bin = env!("CARGO_BIN_EXE_autopeer");
+    let out = Command::new(bin)
+        .args(["-s", sock.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Name               Group    Neighbor   State  Info\n\
+         clients_10_88_0_2  clients  10.88.0.2  up     Established\n\
+         clients_10_88_0_3  clients  10.88.0.3  start  Active\n"
+    );
+    let out = Command::new(bin)
+        .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Access denied"));
+    let seen = server.join().unwrap();
+    assert_eq!(seen, vec!["show peers\n", "add 10.88.0.9\n"]);
+
+    // Nobody listening: exit 1. A bad address: usage, exit 2.
+    let out = Command::new(bin)
+        .args(["-s", dir.path().join("none").to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = Command::new(bin)
+        .args(["-s", sock.to_str().unwrap(), "add", "10.0.0.1;x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lines_get_bird_errors_and_the_connection_stays_usable() {
+    let r = start_server(snapshot(2), None).await;
+    let sock = r.sock.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut c, greeting) = Client::connect(&sock);
+        assert!(greeting.starts_with("0001 autopeer "), "{greeting}");
+        let e = c.ask("frobnicate the router");
+        assert!(e.starts_with("9001 unknown command"), "{e}");
+        let long = "x".repeat(5000);
+        assert_eq!(c.ask(&long), "9000 Command too long\n");
+        let peers = c.ask("show peers");
+        assert!(peers.starts_with("2002-Name "), "{peers}");
+        assert!(peers.contains("clients_10_88_0_2"), "{peers}");
+        assert!(peers.contains(" up "), "{peers}");
+        assert!(peers.ends_with("0000 \n"), "{peers}");
+        let g = c.ask("show groups");
+        assert!(
+            g.contains("clients") && g.contains("1000") && g.contains("7d"),
+            "{g}"
+        );
+        let s = c.ask("show sources");
+        assert!(s.contains("refused.no_group"), "{s}");
+        let s = c.ask("show status");
+        assert!(s.contains("1000-autopeer "), "{s}");
+        let a = c.ask("add 10.88.0.7 group clients");
+        assert!(a.contains("Adding clients_10_88_0_7"), "{a}");
+        let rm = c.ask("remove nobody");
+        assert!(rm.starts_with("8003 "), "{rm}");
+        let rl = c.ask("reload");
+        assert!(rl.starts_with("8002 "), "{rl}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_block_others() {
+    // Big replies (2,000 rows) fill the stuck client's socket buffer.
+    let r = start_server(snapshot(2000), None).await;
+    let sock = r.sock.clone();
+    tokio::task::spawn_blocking(move || {
+        let stuck = StdStream::connect(&sock).unwrap();
+        let mut w = stuck.try_clone().unwrap();
+        for _ in 0..200 {
+            if w.write_all(b"show peers\n").is_err() {
+                break;
+            }
+        }
+        let started = std::time::Instant::now();
+        let (mut c, _) = Client::connect(&sock);
+        let peers = c.ask("show peers");
+        assert!(peers.contains("clients_10_89_7_250"), "short reply");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "second client waited {:?}",
+            started.elapsed()
+        );
+        // The stuck client is dropped after the write time-out: reading
+        // its backlog ends in EOF, not in an endless stream.
+        std::thread::sleep(autopeer::ctl::server::WRITE_TIMEOUT + Duration::from_secs(1));
+        let mut rd = stuck;
+        rd.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = Vec::new();
+        // Closed: EOF, or a reset when the server left our unread
+        // commands behind; a read time-out would mean it is still open.
+        let res = rd.read_to_end(&mut sink);
+        assert!(
+            res.is_ok()
+                || res
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "stuck client not closed: {res:?}"
+        );
+        drop(w);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_clients_are_capped_and_the_daemon_keeps_serving() {
+    let r = start_server(snapshot(1), None).await;
+    let sock = r.sock.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conns = Vec::new();
+        for _ in 0..1000 {
+            conns.push(StdStream::connect(&sock).unwrap());
+        }
+        let (mut served, mut refused) = (0, 0);
+        for s in &conns {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            if line.starts_with("0001 ") {
+                served += 1;
+            } else if line.starts_with("8012 Too many clients") {
+                refused += 1;
+            } else {
+                panic!("unexpected first line {line:?}");
+            }
+        }
+        assert_eq!(served, autopeer::ctl::server::MAX_CLIENTS);
+        assert_eq!(served + refused, 1000);
+        drop(conns);
+        // Slots come back once the clients are gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = StdStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            if line.starts_with("0001 ") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never served again");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_dumps_then_streams_events() {
+    // One peer in the dump.
+    let r = start_server(snapshot(0), None).await;
+    let sock = r.sock.clone();
+    let events = r.events.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let s = StdStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"watch json\n").unwrap();
+        let mut lines = Vec::new();
+        while lines.len() < 5 {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            lines.push(l);
+        }
+        lines
+    });
+    // Wait until the subscription is live, then send.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.receiver_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..3 {
+        let _ = events.send(Event::StateChanged {
+            name: format!("p{i}"),
+            from: "start Active".into(),
+            to: "up Established".into(),
+        });
+    }
+    let lines = reader.await.unwrap();
+    assert!(lines[0].starts_with("0001 "), "{lines:?}");
+    assert!(lines[1].starts_with("1030-{"), "{lines:?}");
+    assert!(
+        lines[1].contains("\"peer\":\"clients_10_88_0_2\""),
+        "{lines:?}"
+    );
+    // Then the events, in order.
+    let names: Vec<String> = lines[2..]
+        .iter()
+        .map(|l| {
+            let json = l.trim_start_matches("1031-").trim();
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(v["event"], "state_changed");
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        lines[3].starts_with(' '),
+        "continuation expected: {lines:?}"
+    );
+    assert_eq!(names, ["p0", "p1", "p2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_root_add_is_denied() {
+    if !require("root (to run a client as nobody)", is_root()) {
+        return;
+    }
+    let r = start_server(snapshot(1), None).await;
+    // Let nobody reach the socket; the access rule, not the mode, is tested.
+    std::fs::set_permissions(
+        r.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&r.sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let bin = r.dir.path().join("autopeer");
+    std::fs::copy(env!("CARGO_BIN_EXE_autopeer"), &bin).unwrap();
+    let sock = r.sock.clone();
+    let (denied, shown, rooted) = tokio::task::spawn_blocking(move || {
+        use std::os::unix::process::CommandExt;
+        let as_nobody = |args: &[&str]| {
+            Command::new(&bin)
+                .args(["-s", sock.to_str().unwrap()])
+                .args(args)
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap()
+        };
+        let denied = as_nobody(&["add", "10.88.0.9"]);
+        let shown = as_nobody(&["show", "groups"]);
+        let rooted = Command::new(&bin)
+            .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
+            .output()
+            .unwrap();
+        (denied, shown, rooted)
+    })
+    .await
+    .unwrap();
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Access denied"),
+        "{denied:?}"
+    );
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("clients"));
+    assert_eq!(rooted.status.code(), Some(0), "{rooted:?}");
+    assert!(String::from_utf8_lossy(&rooted.stdout).contains("Adding clients_10_88_0_9"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn birdc_talks_to_the_control_socket() {
+    if !require("/usr/sbin/birdc (bird2)", have_birdc()) {
+        return;
+    }
+    let r = start_server(snapshot(1), None).await;
+    let sock = r.sock.clone();
+    let (status, protocols) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            Command::new("/usr/sbin/birdc")
+                .arg("-s")
+                .arg(&sock)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        (run(&["show", "status"]), run(&["show", "protocols"]))
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    assert!(text.contains("autopeer 0.1.0 ready."), "{text}");
+    assert!(
+        text.contains("Peers 2 (1 Established, 0 pending)"),
+        "{text}"
+    );
+    let text = String::from_utf8_lossy(&protocols.stdout);
+    assert!(protocols.status.success(), "{protocols:?}");
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[1].starts_with("Name "), "{text}");
+    let cols: Vec<&str> = rows[2].split_whitespace().collect();
+    assert_eq!(
+        cols[..5],
+        [
+            "clients_10_88_0_2",
+            "clients",
+            "10.88.0.2",
+            "up",
+            "Established"
+        ],
+        "{text}"
+    );
+}
+
+// ---- expiry on the real roster, with paused time ----
+
+fn expiry_roster(dir: &Path) -> Roster {
+    let conf = dir.join("bird.conf");
+    std::fs::write(
+        &conf,
+        "router id 10.88.0.1;\ntemplate bgp CLIENTS { local 10.88.0.1 as 65000; }\n\
+         template bgp OTHERS { local 10.88.0.1 as 65000; }\ninclude \"autopeer.conf\";\n",
+    )
+    .unwrap();
+    let old = "2020-01-01T00:00:00Z";
+    let now = autopeer::event::rfc3339(SystemTime::now());
+    let mut peers = vec![
+        // Never Established, admitted long ago: due.
+        Peer {
+            admitted: old.into(),
+            ..peer("clients_10_88_0_2", "10.88.0.2")
+        },
+        // Same, and due at the same check: one batch.
+        Peer {
+            admitted: old.into(),
+            ..peer("clients_10_88_0_3", "10.88.0.3")
+        },
+        // Established: never expires while up.
+        Peer {
+            admitted: old.into(),
+            ..peer("clients_10_88_0_5", "10.88.0.5")
+        },
+        // Admitted just now: not due for an hour.
+        Peer {
+            admitted: now,
+            ..peer("clients_10_88_0_6", "10.88.0.6")
+        },
+    ];
+    // A group without expire keeps its old, down peer.
+    peers.push(Peer {
+        name: "others_10_99_0_2".into(),
+        group: "others".into(),
+        template: "OTHERS".into(),
+        admitted: old.into(),
+        ..peer("x", "10.99.0.2")
+    });
+    std::fs::write(dir.join("autopeer.conf"), render::render(&peers).unwrap()).unwrap();
+    // A state file that exists (so clocks are not reset to now).
+    std::fs::write(dir.join("state.toml"), "[peers]\n").unwrap();
+    let d = dir.display();
+    let text = format!(
+        r#"[bird]
+socket = "{d}/no-bird.ctl"
+config = "{d}/bird.conf"
+include = "{d}/autopeer.conf"
+keyring = "off"
+
+[agent]
+socket = "{d}/autopeer.ctl"
+state = "{d}/state.toml"
+audit_log = "{d}/audit.log"
+
+[sources]
+logs = []
+
+[[group]]
+name = "clients"
+template = "CLIENTS"
+prefixes = ["10.88.0.0/25"]
+neighbor = "internal"
+expire = "1h"
+
+[[group]]
+name = "others"
+template = "OTHERS"
+prefixes = ["10.99.0.0/24"]
+neighbor = "internal"
+"#
+    );
+    std::fs::write(dir.join("cfg.toml"), &text).unwrap();
+    let config = Config::load_str(&text, dir).unwrap();
+    let audit = autopeer::audit::AuditLog::open(&dir.join("audit.log")).unwrap();
+    Roster::new(Arc::new(config), Some(audit)).unwrap()
+}
+
+fn row(name: &str, state: ProtoState, info: &str) -> Protocol {
+    Protocol {
+        name: name.into(),
+        proto: "BGP".into(),
+        table: None,
+        state,
+        since: "08:00:00".into(),
+        info: info.into(),
+        bgp: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_removes_due_peers_in_one_batch_at_the_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let roster = expiry_roster(dir.path());
+    let (_stx, srx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(roster.run(srx, rx, token.clone()));
+
+    let (stx, srx) = tokio::sync::oneshot::channel();
+    tx.send(Msg::Subscribe(stx)).await.unwrap();
+    let (snap, mut events) = srx.await.unwrap();
+    assert_eq!(snap.peers.len(), 5);
+    let t0 = tokio::time::Instant::now();
+    tx.send(Msg::States(vec![
+        row("clients_10_88_0_2", ProtoState::Start, "Active"),
+        row("clients_10_88_0_3", ProtoState::Start, "Connect"),
+        row("clients_10_88_0_5", ProtoState::Up, "Established"),
+        row("clients_10_88_0_6", ProtoState::Start, "Active"),
+        row("others_10_99_0_2", ProtoState::Start, "Active"),
+    ]))
+    .await
+    .unwrap();
+    // The snapshot already shows when they expire.
+    let (stx, srx) = tokio::sync::oneshot::channel();
+    tx.send(Msg::Snapshot(stx)).await.unwrap();
+    let snap = srx.await.unwrap();
+    let by = |n: &str| {
+        snap.peers
+            .iter()
+            .find(|p| p.peer.name == n)
+            .unwrap()
+            .clone()
+    };
+    assert!(by("clients_10_88_0_2").expires.unwrap() < SystemTime::now());
+    assert!(by("clients_10_88_0_5").expires.is_none());
+    assert!(by("clients_10_88_0_6").expires.unwrap() > SystemTime::now());
+    assert!(by("others_10_99_0_2").expires.is_none());
+    assert!(by("clients_10_88_0_5").runtime.is_up());
+
+    let mut removed = Vec::new();
+    while removed.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(600), events.recv())
+            .await
+            .expect("no removal within 10 virtual minutes")
+            .unwrap();
+        if let Event::Removing { name, reason, .. } = &e {
+            removed.push((name.clone(), reason.clone(), tokio::time::Instant::now()));
+            assert_eq!(
+                e.audit_text().unwrap(),
+                format!(
+                    "removing neighbor 10.88.0.{} from group clients: not Established for 1h",
+                    &name[name.len() - 1..]
+                )
+            );
+        }
+    }
+    // At the periodic check, not before; both in the same check.
+    assert!(removed[0].2 - t0 >= EXPIRY_CHECK, "{:?}", removed[0].2 - t0);
+    assert_eq!(removed[0].2, removed[1].2);
+    let mut names: Vec<&str> = removed.iter().map(|r| r.0.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["clients_10_88_0_2", "clients_10_88_0_3"]);
+    assert!(removed.iter().all(|r| r.1 == "not Established for 1h"));
+
+    let (stx, srx) = tokio::sync::oneshot::channel();
+    tx.send(Msg::Snapshot(stx)).await.unwrap();
+    let left: Vec<String> = srx
+        .await
+        .unwrap()
+        .peers
+        .into_iter()
+        .map(|p| p.peer.name)
+        .collect();
+    assert_eq!(
+        left,
+        ["clients_10_88_0_5", "clients_10_88_0_6", "others_10_99_0_2"]
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert_eq!(
+        audit.matches("not Established for 1h").count(),
+        2,
+        "{audit}"
+    );
+    token.cancel();
+    let _ = task.await;
+}
+
+#[test]
+fn expiry_clock_rules() {
+    use autopeer::roster::{expires_at, observe};
+    let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    let hour = Duration::from_secs(3600);
+    let mut rt = Runtime::default();
+    // Never up: admission + expire; a lost state file moves the floor.
+    observe(
+        &mut rt,
+        Some(&row("p", ProtoState::Start, "Active")),
+        t(100),
+    );
+    assert_eq!(expires_at(t(0), &rt, hour, t(0)), Some(t(3600)));
+    assert_eq!(expires_at(t(0), &rt, hour, t(50)), Some(t(3650)));
+    // Up: never; the persisted facts change.
+    assert!(observe(
+        &mut rt,
+        Some(&row("p", ProtoState::Up, "Established")),
+        t(200)
+    ));
+    assert_eq!(rt.last_established, Some(t(200)));
+    assert_eq!(expires_at(t(0), &rt, hour, t(0)), None);
+    // Still up: nothing to persist.
+    assert!(!observe(
+        &mut rt,
+        Some(&row("p", ProtoState::Up, "Established")),
+        t(300)
+    ));
+    // Down: expire after it went down.
+    assert!(observe(
+        &mut rt,
+        Some(&row("p", ProtoState::Start, "Active")),
+        t(400)
+    ));
+    assert_eq!(rt.down_since, Some(t(400)));
+    assert_eq!(expires_at(t(0), &rt, hour, t(0)), Some(t(4000)));
+    // Missing from BIRD: state unknown, facts kept.
+    assert!(!observe(&mut rt, None, t(500)));
+    assert_eq!(rt.state, None);
+    assert_eq!(rt.down_since, Some(t(400)));
+}
+
+#[tokio::test]
+async fn reload_refuses_a_broken_config_and_takes_a_good_one() {
+    use autopeer::ctl::proto::CtlCommand;
+    use autopeer::ctl::server::execute;
+    let dir = tempfile::tempdir().unwrap();
+    let _roster = expiry_roster(dir.path());
+    let (roster, _events) = fake_roster(snapshot(0));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[agent]\nbogus = 1\n").unwrap();
+    let mut ctx = Context {
+        roster,
+        stats: Arc::new(TailStats::default()),
+        config_path: Some(bad),
+        bird_socket: dir.path().join("no-bird.ctl"),
+    };
+    let reply = execute(&ctx, CtlCommand::Reload).await;
+    assert!(reply.starts_with("8002-"), "{reply}");
+    assert!(reply.contains("bogus"), "{reply}");
+    assert!(
+        reply.ends_with("8002 Reload refused; the old config stays in force\n"),
+        "{reply}"
+    );
+    // The config the roster was built from is good.
+    let good = dir.path().join("good.toml");
+    let text = std::fs::read_to_string(dir.path().join("bird.conf")).unwrap();
+    assert!(text.contains("CLIENTS"));
+    std::fs::write(
+        &good,
+        format!(
+            "[bird]\nsocket = \"{d}/no-bird.ctl\"\nconfig = \"{d}/bird.conf\"\ninclude = \"{d}/autopeer.conf\"\n\n\
+             [[group]]\nname = \"clients\"\ntemplate = \"CLIENTS\"\nprefixes = [\"10.88.0.0/25\"]\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    ctx.config_path = Some(good);
+    assert_eq!(
+        execute(&ctx, CtlCommand::Reload).await,
+        "0003 Reconfigured\n"
+    );
+    // `show peers all` without a BIRD to ask: the table, then 8013.
+    let reply = execute(&ctx, CtlCommand::ShowPeers { all: true }).await;
+    assert!(reply.starts_with("2002-Name "), "{reply}");
+    assert!(reply.contains("Last-error"), "{reply}");
+    assert!(
+        reply.lines().last().unwrap().starts_with("8013 "),
+        "{reply}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_state_file_keeps_expiry_clocks_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(expiry_roster(dir.path()));
+    // clients_10_88_0_6 was admitted just now, but had been up and went
+    // down two hours ago per the state file: due at once.
+    std::fs::write(
+        dir.path().join("state.toml"),
+        "[peers.clients_10_88_0_6]\nlast_established = \"2020-01-01T00:00:00Z\"\n\
+         down_since = \"2020-01-01T01:00:00Z\"\n",
+    )
+    .unwrap();
+    let roster = expiry_roster_keep_state(dir.path());
+    let (_stx, srx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(roster.run(srx, rx, token.clone()));
+    tx.send(Msg::States(vec![row(
+        "clients_10_88_0_6",
+        ProtoState::Start,
+        "Active",
+    )]))
+    .await
+    .unwrap();
+    let (stx, srx) = tokio::sync::oneshot::channel();
+    tx.send(Msg::Snapshot(stx)).await.unwrap();
+    let snap = srx.await.unwrap();
+    let p = snap
+        .peers
+        .iter()
+        .find(|p| p.peer.name == "clients_10_88_0_6")
+        .unwrap();
+    let down = humantime::parse_rfc3339("2020-01-01T01:00:00Z").unwrap();
+    assert_eq!(p.runtime.down_since, Some(down));
+    assert_eq!(p.expires, Some(down + Duration::from_secs(3600)));
+    token.cancel();
+    let _ = task.await;
+    // A removed state file resets the clocks to the start: not due.
+    std::fs::remove_file(dir.path().join("state.toml")).unwrap();
+    let roster = expiry_roster_keep_state(dir.path());
+    let snap = roster.snapshot();
+    let p = snap
+        .peers
+        .iter()
+        .find(|p| p.peer.name == "clients_10_88_0_2")
+        .unwrap();
+    assert!(p.expires.unwrap() > SystemTime::now(), "{:?}", p.expires);
+}
+
+/// The roster from the files [`expiry_roster`] wrote, with whatever
+/// state file is there now.
+fn expiry_roster_keep_state(dir: &Path) -> Roster {
+    let text = std::fs::read_to_string(dir.join("cfg.toml")).unwrap();
+    let config = Config::load_str(&text, dir).unwrap();
+    Roster::new(Arc::new(config), None).unwrap()
+}
+
+/// On one thread, 100 events sent while the watch task cannot run overflow
+/// the (16-deep) broadcast: the client is told how many it lost, then
+/// gets the rest in order.
+#[tokio::test]
+async fn a_slow_watcher_is_told_how_many_events_it_lost() {
+    let r = start_server(snapshot(0), None).await;
+    let sock = r.sock.clone();
+    let events = r.events.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let s = StdStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"watch\n").unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            let done = l.contains("p99");
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.receiver_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..100 {
+        let _ = events.send(Event::StateChanged {
+            name: format!("p{i}"),
+            from: "up Established".into(),
+            to: "start Active".into(),
+        });
+    }
+    let lines = reader.await.unwrap();
+    let lost = lines
+        .iter()
+        .position(|l| l.starts_with("1032-"))
+        .unwrap_or_else(|| panic!("no lost line: {lines:?}"));
+    assert_eq!(lines[lost], "1032-84 events lost\n");
+    let after: Vec<&String> = lines[lost + 1..].iter().collect();
+    assert_eq!(after.len(), 16, "{lines:?}");
+    assert!(
+        after[0].starts_with("1031-") && after[0].contains("p84: up Established -> start Active")
+    );
+    assert!(after[1].starts_with(' '));
+}
+
+#[tokio::test]
+async fn the_socket_is_created_carefully() {
+    use autopeer::ctl::server::CtlError;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file at the path is never removed.
+    let file = dir.path().join("file.ctl");
+    std::fs::write(&file, "precious").unwrap();
+    assert!(matches!(
+        Server::bind(&file),
+        Err(CtlError::NotASocket { .. })
+    ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    // A stale socket (nobody listening) is replaced.
+    let sock = dir.path().join("a.ctl");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let server = Server::bind(&sock).unwrap();
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        meta.gid(),
+        std::fs::metadata(dir.path()).unwrap().gid(),
+        "socket takes its directory's group"
+    );
+    // A live one is not stolen.
+    assert!(matches!(Server::bind(&sock), Err(CtlError::InUse { .. })));
+    // Shutdown removes it.
+    let token = CancellationToken::new();
+    let (roster, _e) = fake_roster(snapshot(0));
+    let task = tokio::spawn(server.run(
+        Context {
+            roster,
+            stats: Arc::new(TailStats::default()),
+            config_path: None,
+            bird_socket: dir.path().join("none"),
+        },
+        token.clone(),
+    ));
+    token.cancel();
+    task.await.unwrap();
+    assert!(!sock.exists());
+}
