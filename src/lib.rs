@@ -17,13 +17,21 @@
 //! - [`sources::lines`]: one parser per known log-line format.
 //! - [`admission`]: group match, deny list, limits; every refusal has a reason.
 //! - [`config`]: the TOML schema and its validation.
+//! - [`ctl::proto`]: the control socket's commands and BIRD-framed replies.
+//! - [`sources::nhrp`] (parser half): nhrpd's event-socket messages.
 //!
 //! I/O at the edges:
 //! - [`bird::client`]: the only code that talks to BIRD's socket.
 //! - [`sources::tail`]: tails log files into sightings.
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
 //! - [`roster`]: the one task that owns the roster; everything else sends it messages.
-//! - [`daemon`]: wires the tasks together.
+//! - [`daemon`]: wires the tasks together; [`lifecycle`]: systemd notify.
+//! - [`observer`]: polls BIRD's `show protocols` at an adaptive interval.
+//! - [`ctl::server`], [`ctl::client`]: autopeer's own control socket
+//!   (`birdc -s` speaks to it) and the `status`/`show`/`add`/... subcommands.
+//! - [`sources::nhrp`] (server half): the DMVPN hub hook for FRR's nhrpd.
+//! - [`event`] and [`audit`]: every decision, logged, audited and streamed.
+//! - [`check`]: `autopeer check`.
 //! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`).
 
 pub mod admission;
