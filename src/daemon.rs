@@ -73,7 +73,10 @@ pub async fn run(
 
     let stats = Arc::new(tail::TailStats::default());
     // Watches are live once `start` returns: only then is the daemon ready.
-    let tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
+    let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
+    if let Ok(bc) = conf::scan(&config.bird.config, &config.bird.include) {
+        tailer.set_bird_files(&bc.log_files);
+    }
     let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;

@@ -305,3 +305,42 @@ async fn run_returns_on_shutdown_even_with_full_channel() {
         .unwrap();
     assert!(res.is_ok());
 }
+
+#[tokio::test]
+async fn bird_format_is_trusted_only_in_birds_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("bird.log");
+    let shared = dir.path().join("shared.log");
+    append(&own, b"");
+    append(&shared, b"");
+    let (tx, mut rx) = mpsc::channel(16);
+    let stats = Arc::new(TailStats::default());
+    let shutdown = CancellationToken::new();
+    let mut tailer = Tailer::start(vec![own.clone(), shared.clone()])
+        .await
+        .unwrap();
+    tailer.set_bird_files(&[own.clone()]);
+    let task = tokio::spawn(tailer.run(tx, stats, shutdown.clone()));
+    // The same BIRD-format line, written to BIRD's file and to a file
+    // anyone may write: only the first is BIRD speaking.
+    append(&own, trigger("10.88.0.2", 2).as_bytes());
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.addr, s.trust),
+        ("10.88.0.2".parse::<IpAddr>().unwrap(), Trust::Bird)
+    );
+    append(&shared, trigger("10.88.0.3", 3).as_bytes());
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.addr, s.trust),
+        ("10.88.0.3".parse::<IpAddr>().unwrap(), Trust::Unverified)
+    );
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, task).await;
+}

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{self, LineOutcome, MAX_LINE_LEN};
-use super::Sighting;
+use super::{Sighting, Trust};
 
 /// Bytes read per step before yielding to other tasks.
 const CHUNK: usize = 64 * 1024;
@@ -133,9 +133,24 @@ struct Tracked {
     partial: Vec<u8>,
     /// The current line passed [`MAX_LINE_LEN`]; drop bytes until its newline.
     overlong: bool,
+    /// BIRD's own log file, not a shared one: only here may a line in
+    /// BIRD's file format be trusted (DESIGN.md fact 14).
+    untrusted: bool,
 }
 
 impl Tailer {
+    /// Marks which of the tailed paths BIRD itself writes (bird.conf's
+    /// `log "FILE"`). In any other path a line that looks like BIRD's file
+    /// format may have been written by someone else, so its sightings are
+    /// [`Trust::Unverified`]. Without this call every path counts as BIRD's.
+    pub fn set_bird_files(&mut self, bird_files: &[PathBuf]) {
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let bird: Vec<PathBuf> = bird_files.iter().map(|p| canon(p)).collect();
+        for (path, tracked) in &mut self.files {
+            tracked.untrusted = !bird.contains(&canon(path));
+        }
+    }
+
     /// Register a watch for every path and position each existing file at
     /// its end (old lines are not read). A path whose file does not exist
     /// yet is watched through its directory and read from its start once
@@ -361,8 +376,11 @@ impl Tracked {
         match std::str::from_utf8(raw) {
             Err(_) => TailStats::bump(&stats.invalid_utf8),
             Ok(text) => match lines::parse_line(text, SystemTime::now()) {
-                LineOutcome::Sighting(s) => {
+                LineOutcome::Sighting(mut s) => {
                     TailStats::bump(&stats.sightings);
+                    if self.untrusted && s.trust == Trust::Bird {
+                        s.trust = Trust::Unverified;
+                    }
                     found.push(s);
                 }
                 LineOutcome::Irrelevant => TailStats::bump(&stats.irrelevant),
