@@ -319,7 +319,7 @@ async fn bird_format_is_trusted_only_in_birds_own_file() {
     let mut tailer = Tailer::start(vec![own.clone(), shared.clone()])
         .await
         .unwrap();
-    tailer.set_bird_files(&[own.clone()]);
+    tailer.set_bird_files(std::slice::from_ref(&own));
     let task = tokio::spawn(tailer.run(tx, stats, shutdown.clone()));
     // The same BIRD-format line, written to BIRD's file and to a file
     // anyone may write: only the first is BIRD speaking.
