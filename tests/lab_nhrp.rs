@@ -104,6 +104,54 @@ impl Drop for Lab {
     }
 }
 
+/// Starts zebra, then nhrpd with config `conf`, in the lab's namespace;
+/// their sockets and pid files go to `lab.dir` (which user frr must own).
+fn start_zebra_nhrpd(lab: &mut Lab, conf: &Path) {
+    let d = lab.dir.display().to_string();
+    let zapi = format!("{d}/zserv.api");
+    lab.spawn(
+        &[
+            ZEBRA,
+            "-z",
+            &zapi,
+            "-i",
+            &format!("{d}/zebra.pid"),
+            "--vty_socket",
+            &d,
+            "-f",
+            "/dev/null",
+            "--log",
+            "stdout",
+        ],
+        "zebra.log",
+    );
+    let t0 = Instant::now();
+    while !Path::new(&zapi).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "zebra did not start: {}",
+            lab.log("zebra.log")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.spawn(
+        &[
+            NHRPD,
+            "-z",
+            &zapi,
+            "-i",
+            &format!("{d}/nhrpd.pid"),
+            "--vty_socket",
+            &d,
+            "-f",
+            conf.to_str().unwrap(),
+            "--log",
+            "stdout",
+        ],
+        "nhrpd.log",
+    );
+}
+
 fn server(
     cfg: &Arc<Config>,
     stats: &Arc<NhrpStats>,
@@ -146,7 +194,16 @@ async fn real_nhrpd_connects_and_reconnects() {
     let dir = tmp.path().to_path_buf();
     // zebra (no DAC override) writes its sockets here.
     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-    let sock = dir.join("nhrp.sock");
+    // The socket sits in a root-owned 0750 directory, like
+    // /run/autopeer (RuntimeDirectoryMode=0750) under systemd: nhrpd's
+    // CAP_DAC_OVERRIDE must get it through both.
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
+    let sock = run.join("nhrp.sock");
     let cfg = Arc::new(
         Config::load_str(
             &format!(
@@ -181,49 +238,7 @@ async fn real_nhrpd_connects_and_reconnects() {
     let token = CancellationToken::new();
     let task = server(&cfg, &stats, &token);
 
-    let d = dir.display().to_string();
-    let zapi = format!("{d}/zserv.api");
-    lab.spawn(
-        &[
-            ZEBRA,
-            "-z",
-            &zapi,
-            "-i",
-            &format!("{d}/zebra.pid"),
-            "--vty_socket",
-            &d,
-            "-f",
-            "/dev/null",
-            "--log",
-            "stdout",
-        ],
-        "zebra.log",
-    );
-    let t0 = Instant::now();
-    while !Path::new(&zapi).exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "zebra did not start: {}",
-            lab.log("zebra.log")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    lab.spawn(
-        &[
-            NHRPD,
-            "-z",
-            &zapi,
-            "-i",
-            &format!("{d}/nhrpd.pid"),
-            "--vty_socket",
-            &d,
-            "-f",
-            conf.to_str().unwrap(),
-            "--log",
-            "stdout",
-        ],
-        "nhrpd.log",
-    );
+    start_zebra_nhrpd(&mut lab, &conf);
     // nhrpd connects 10 ms after start.
     wait_connections(&stats, 1, Duration::from_secs(10)).await;
     assert!(
@@ -912,6 +927,42 @@ nbma_prefixes = ["192.0.2.0/24"]
     // The knocking c3 and c200 were never admitted from BIRD's log.
     assert!(!read(&audit).contains("via bird-log"), "{}", dump());
     drop(nhrpd);
+
+    // The real nhrpd reaches the daemon's socket too (root-owned 0600, in
+    // the lab's root-only 0700 directory), though it cannot send a binding
+    // here.
+    if prerequisites() {
+        let (uid, gid) = frr_ids().unwrap();
+        let frr_dir = d.join("frr");
+        std::fs::create_dir(&frr_dir).unwrap();
+        std::os::unix::fs::chown(&frr_dir, Some(uid), Some(gid)).unwrap();
+        let conf = frr_dir.join("frr.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "hostname hub\nnhrp event socket {}\n!\n",
+                nhrp_sock.display()
+            ),
+        )
+        .unwrap();
+        let ns = format!("apnhrpe-{}", std::process::id());
+        assert!(Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap()
+            .success());
+        let mut frr = Lab {
+            ns,
+            children: Vec::new(),
+            dir: frr_dir,
+        };
+        start_zebra_nhrpd(&mut frr, &conf);
+        wait_for("real nhrpd to connect to the daemon", 15, || {
+            frr.log("nhrpd.log").contains("Connected to Event Manager")
+                && read(&daemon_log).contains("nhrp: nhrpd connected")
+        });
+        drop(frr);
+    }
     drop(watcher);
     daemon.stop();
 }
