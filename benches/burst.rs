@@ -45,9 +45,10 @@ fn arg(name: &str, default: usize) -> usize {
 fn setup(prefix: &str) -> (tempfile::TempDir, Bird) {
     let dir = tempdir(prefix);
     let d = dir.path();
-    fs::write(d.join("bird.conf"), bird_conf(d, port())).unwrap();
-    fs::write(d.join("autopeer.conf"), render::render(&[]).unwrap()).unwrap();
-    fs::write(d.join("knocks.log"), "").unwrap();
+    layout(d);
+    fs::write(d.join("etc/bird.conf"), bird_conf(d, port())).unwrap();
+    fs::write(d.join("etc/autopeer.conf"), render::render(&[]).unwrap()).unwrap();
+    fs::write(d.join("log/knocks.log"), "").unwrap();
     let bird = Bird::start(d, Duration::from_secs(30));
     (dir, bird)
 }
@@ -68,14 +69,14 @@ struct DaemonRun {
 fn run_daemon(rt: &tokio::runtime::Runtime, n: usize, spread: Duration) -> DaemonRun {
     let (dir, bird) = setup("apburst");
     let d = dir.path();
-    let knocks = d.join("knocks.log");
-    let config = d.join("autopeer.toml");
+    let knocks = d.join("log/knocks.log");
+    let config = d.join("run/autopeer.toml");
     fs::write(
         &config,
         autopeer_toml(d, &bird.ctl, &knocks, "100ms", "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &d.join("daemon.out"), &d.join("autopeer.ctl"));
+    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
     // Let the observer's first poll pass.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -93,7 +94,7 @@ fn run_daemon(rt: &tokio::runtime::Runtime, n: usize, spread: Duration) -> Daemo
         from_last: seen.saturating_duration_since(last),
         configures: bird.commands("configure"),
         checks: bird.commands("configure check"),
-        applies: applies(&fs::read_to_string(d.join("daemon.out")).unwrap_or_default()),
+        applies: applies(&fs::read_to_string(d.join("run/daemon.out")).unwrap_or_default()),
     };
     daemon.stop();
     drop(bird);
@@ -147,7 +148,7 @@ fn applies(log: &str) -> Vec<(u64, u64)> {
 /// until all N exist).
 fn floor(rt: &tokio::runtime::Runtime, n: usize) -> (Duration, Duration) {
     let (dir, bird) = setup("apfloor");
-    let include = dir.path().join("autopeer.conf");
+    let include = dir.path().join("etc/autopeer.conf");
     fs::write(&include, render::render(&peers(n)).unwrap()).unwrap();
     let t0 = Instant::now();
     let out = birdc(&bird.ctl, &["configure"]);
@@ -161,7 +162,7 @@ fn floor(rt: &tokio::runtime::Runtime, n: usize) -> (Duration, Duration) {
 /// k-th (1-based) configure until peer k exists.
 fn naive(rt: &tokio::runtime::Runtime, sample: usize) -> Vec<f64> {
     let (dir, bird) = setup("apnaive");
-    let include = dir.path().join("autopeer.conf");
+    let include = dir.path().join("etc/autopeer.conf");
     let all = peers(sample);
     let mut times = Vec::with_capacity(sample);
     for k in 1..=sample {

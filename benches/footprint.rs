@@ -14,6 +14,9 @@
 //!   the observer sent (BIRD's `debug commands 2` log): the observer
 //!   polls adaptively, `max(2 s, 10 x poll time)`.
 //!
+//! `--bird-log-in-etc` makes BIRD log into the directory of bird.conf,
+//! which autopeer watches (see README, Performance).
+//!
 //! Run: `cargo bench --bench footprint [-- --peers N --window S --settle S]`.
 //! Needs root and bird2. Every process it starts is killed by pid and its
 //! temp dir removed, pass or fail.
@@ -91,16 +94,30 @@ fn main() {
     let n = arg("--peers", 10_000) as usize;
     let window = Duration::from_secs(arg("--window", 60));
     let settle = Duration::from_secs(arg("--settle", 20));
+    let log_in_etc = std::env::args().any(|a| a == "--bird-log-in-etc");
     print_machine();
     println!(
-        "footprint: {n} peers, settle {} s, idle window {} s",
+        "footprint: {n} peers, settle {} s, idle window {} s, BIRD's log {}",
         settle.as_secs(),
-        window.as_secs()
+        window.as_secs(),
+        if log_in_etc {
+            "beside bird.conf (etc/bird.log)"
+        } else {
+            "in its own directory (log/bird.log)"
+        }
     );
 
     let dir = tempdir("apfoot");
     let d = dir.path();
-    fs::write(d.join("bird.conf"), bird_conf(d, port())).unwrap();
+    layout(d);
+    let mut conf = bird_conf(d, port());
+    if log_in_etc {
+        // BIRD logs beside bird.conf: every line it logs is a change in a
+        // directory autopeer watches.
+        conf = conf.replace("/log/bird.log", "/etc/bird.log");
+        std::os::unix::fs::symlink(d.join("etc/bird.log"), d.join("log/bird.log")).unwrap();
+    }
+    fs::write(d.join("etc/bird.conf"), conf).unwrap();
     let t = Instant::now();
     let text = render::render(&peers(n)).unwrap();
     println!(
@@ -108,8 +125,8 @@ fn main() {
         text.len(),
         secs(t.elapsed())
     );
-    fs::write(d.join("autopeer.conf"), text).unwrap();
-    fs::write(d.join("bird.log.tail"), "").unwrap();
+    fs::write(d.join("etc/autopeer.conf"), text).unwrap();
+    fs::write(d.join("log/quiet.log"), "").unwrap();
     let t = Instant::now();
     let bird = Bird::start(d, Duration::from_secs(120));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -130,13 +147,13 @@ fn main() {
     );
 
     // The daemon tails an empty file of its own: no line arrives.
-    let config = d.join("autopeer.toml");
+    let config = d.join("run/autopeer.toml");
     fs::write(
         &config,
         autopeer_toml(
             d,
             &bird.ctl,
-            &d.join("bird.log.tail"),
+            &d.join("log/quiet.log"),
             "100ms",
             "10.99.0.0/16",
             100_000,
@@ -145,7 +162,7 @@ fn main() {
     .unwrap();
     let configures_before = bird.commands("configure");
     let t = Instant::now();
-    let daemon = Daemon::start(&config, &d.join("daemon.out"), &d.join("autopeer.ctl"));
+    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
     let pid = daemon.pid();
     println!(
         "daemon: ready (control socket bound) {:.3} s after exec, VmRSS {} kB",

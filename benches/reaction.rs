@@ -89,20 +89,21 @@ async fn run(batch: &str, n: usize) -> Figures {
     let dir = tempdir("apreact");
     let d = dir.path();
     // bird.conf is only read (the template must exist); no BIRD runs.
-    fs::write(d.join("bird.conf"), bird_conf(d, port())).unwrap();
-    fs::write(d.join("autopeer.conf"), render::render(&[]).unwrap()).unwrap();
-    let log = d.join("bird.log");
+    layout(d);
+    fs::write(d.join("etc/bird.conf"), bird_conf(d, port())).unwrap();
+    fs::write(d.join("etc/autopeer.conf"), render::render(&[]).unwrap()).unwrap();
+    let log = d.join("log/bird.log");
     fs::write(&log, "").unwrap();
-    let ctl = d.join("bird.ctl");
+    let ctl = d.join("run/bird.ctl");
     let (tx, mut rx) = mpsc::unbounded_channel();
     fake_bird(&ctl, tx);
-    let config = d.join("autopeer.toml");
+    let config = d.join("run/autopeer.toml");
     fs::write(
         &config,
         autopeer_toml(d, &ctl, &log, batch, "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &d.join("daemon.out"), &d.join("autopeer.ctl"));
+    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut f = OpenOptions::new().append(true).open(&log).unwrap();
@@ -122,7 +123,7 @@ async fn run(batch: &str, n: usize) -> Figures {
             let Ok(Some((at, cmd))) = got else {
                 panic!(
                     "no configure within 10 s of sighting {i}; daemon log:\n{}",
-                    fs::read_to_string(d.join("daemon.out")).unwrap_or_default()
+                    fs::read_to_string(d.join("run/daemon.out")).unwrap_or_default()
                 );
             };
             if cmd.starts_with("configure check") {

@@ -72,14 +72,25 @@ pub fn port() -> u16 {
     30000 + (std::process::id() % 3000) as u16 * 10
 }
 
-/// bird.conf for the benchmarks: BIRD's log file with `debug commands 2`
-/// (every CLI command is logged as `<TRACE> CLI: cmd`), template `CLIENTS`
-/// bound to 127.0.0.1:`port` and `passive on` (nothing is dialed), and
-/// `include "DIR/autopeer.conf"`.
-pub fn bird_conf(dir: &Path, port: u16) -> String {
-    let d = dir.display();
+/// The directory layout of one benchmark run under a temp root, as on a
+/// router: `etc/` holds bird.conf and the owned include (and nothing that
+/// changes on its own: autopeer watches it), `log/` BIRD's log and the
+/// tailed file, `run/` the sockets, pid, state and audit files.
+pub fn layout(root: &Path) {
+    for sub in ["etc", "log", "run"] {
+        fs::create_dir_all(root.join(sub)).expect("create layout dir");
+    }
+}
+
+/// bird.conf for the benchmarks (`ROOT/etc/bird.conf`): BIRD's log file
+/// `ROOT/log/bird.log` with `debug commands 2` (every CLI command is
+/// logged as `<TRACE> CLI: cmd`), template `CLIENTS` bound to
+/// 127.0.0.1:`port` and `passive on` (nothing is dialed), and
+/// `include "ROOT/etc/autopeer.conf"`.
+pub fn bird_conf(root: &Path, port: u16) -> String {
+    let d = root.display();
     format!(
-        r#"log "{d}/bird.log" all;
+        r#"log "{d}/log/bird.log" all;
 debug commands 2;
 router id 10.0.0.1;
 protocol device {{ }}
@@ -90,34 +101,34 @@ template bgp CLIENTS {{
   passive on;
   ipv4 {{ import none; export none; }};
 }}
-include "{d}/autopeer.conf";
+include "{d}/etc/autopeer.conf";
 "#
     )
 }
 
-/// autopeer.toml for a daemon on `dir` (BIRD's socket `bird_ctl`), one
+/// autopeer.toml for a daemon on `root` (BIRD's socket `bird_ctl`), one
 /// group `clients` over `prefix`, no rate limit, `max_peers` as given,
 /// tailing `log`.
 pub fn autopeer_toml(
-    dir: &Path,
+    root: &Path,
     bird_ctl: &Path,
     log: &Path,
     batch: &str,
     prefix: &str,
     max_peers: u32,
 ) -> String {
-    let d = dir.display();
+    let d = root.display();
     format!(
         r#"[bird]
 socket = "{ctl}"
-config = "{d}/bird.conf"
-include = "{d}/autopeer.conf"
+config = "{d}/etc/bird.conf"
+include = "{d}/etc/autopeer.conf"
 keyring = "off"
 
 [agent]
-socket = "{d}/autopeer.ctl"
-state = "{d}/state.toml"
-audit_log = "{d}/audit.log"
+socket = "{d}/run/autopeer.ctl"
+state = "{d}/run/state.toml"
+audit_log = "{d}/run/audit.log"
 batch = "{batch}"
 
 [sources]
@@ -176,19 +187,20 @@ pub fn peers(n: usize) -> Vec<Peer> {
 
 /// A real bird, SIGKILLed by pid on drop.
 pub struct Bird {
-    pub dir: PathBuf,
+    pub root: PathBuf,
     pub ctl: PathBuf,
     pub conf: PathBuf,
     child: Child,
 }
 
 impl Bird {
-    /// Start `bird -f` on `dir/bird.conf` (already written, includes
-    /// present) and wait up to `wait` for its control socket.
-    pub fn start(dir: &Path, wait: Duration) -> Bird {
-        let conf = dir.join("bird.conf");
-        let ctl = dir.join("bird.ctl");
-        let stderr = fs::File::create(dir.join("bird.stderr")).expect("stderr file");
+    /// Start `bird -f` on `ROOT/etc/bird.conf` (already written, includes
+    /// present; control socket `ROOT/run/bird.ctl`) and wait up to `wait`
+    /// for its control socket.
+    pub fn start(root: &Path, wait: Duration) -> Bird {
+        let conf = root.join("etc/bird.conf");
+        let ctl = root.join("run/bird.ctl");
+        let stderr = fs::File::create(root.join("run/bird.stderr")).expect("stderr file");
         let child = Command::new(BIRD)
             .arg("-f")
             .arg("-c")
@@ -196,14 +208,14 @@ impl Bird {
             .arg("-s")
             .arg(&ctl)
             .arg("-P")
-            .arg(dir.join("bird.pid"))
+            .arg(root.join("run/bird.pid"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn bird");
         let mut bird = Bird {
-            dir: dir.to_owned(),
+            root: root.to_owned(),
             ctl,
             conf,
             child,
@@ -213,7 +225,7 @@ impl Bird {
             if let Ok(Some(status)) = bird.child.try_wait() {
                 panic!(
                     "bird exited at start ({status}): {}",
-                    fs::read_to_string(dir.join("bird.stderr")).unwrap_or_default()
+                    fs::read_to_string(root.join("run/bird.stderr")).unwrap_or_default()
                 );
             }
             if std::os::unix::net::UnixStream::connect(&bird.ctl).is_ok() {
@@ -229,7 +241,7 @@ impl Bird {
     }
 
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default()
+        fs::read_to_string(self.root.join("log/bird.log")).unwrap_or_default()
     }
 
     /// How often BIRD was sent exactly `cmd` (`debug commands 2`).
