@@ -76,7 +76,11 @@ fn run_daemon(rt: &tokio::runtime::Runtime, n: usize, spread: Duration) -> Daemo
         autopeer_toml(d, &bird.ctl, &knocks, "100ms", "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
+    let daemon = Daemon::start(
+        &config,
+        &d.join("run/daemon.out"),
+        &d.join("run/autopeer.ctl"),
+    );
     // Let the observer's first poll pass.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -244,6 +248,15 @@ fn main() {
         naive_total
     );
     let f = secs(floor_all);
+    let one_apply = at_once.applies.first().map(|a| a.1 as f64 / 1000.0);
+    if let Some(w) = one_apply {
+        println!(
+            "autopeer's own work for one write of {n} (write+fsync, configure check, show protocols, \
+             configure): {:.3} s = {:.2}x the floor's configure command",
+            w,
+            w / secs(cmd)
+        );
+    }
     println!(
         "ratio to floor: spread {:.2}x from the last line ({:.2}x from the first), \
          one write {:.2}x; naive {:.0}x (target: autopeer within 2x)",

@@ -129,7 +129,9 @@ fn log_ms(line: &str) -> Option<f64> {
     let (h, rest) = t.split_once(':')?;
     let (m, s) = rest.split_once(':')?;
     Some(
-        (h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+        (h.parse::<f64>().ok()? * 3600.0
+            + m.parse::<f64>().ok()? * 60.0
+            + s.parse::<f64>().ok()?)
             * 1000.0,
     )
 }
@@ -255,7 +257,10 @@ rate = "unlimited"
     // --- native dynamic BGP ------------------------------------------
     lab.script(&["stop", "rr"]);
     let include_line = format!("include \"{}\";", include.display());
-    assert!(verbose.contains(&include_line), "rr conf has no {include_line}");
+    assert!(
+        verbose.contains(&include_line),
+        "rr conf has no {include_line}"
+    );
     let native = verbose.replace(
         &include_line,
         &format!(
@@ -295,7 +300,10 @@ rate = "unlimited"
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("native dynamic BGP: client start -> Established (s): {}", fmt(&nat));
+    println!(
+        "native dynamic BGP: client start -> Established (s): {}",
+        fmt(&nat)
+    );
     let (ma, mn) = (quantile(&ap, 0.5), quantile(&nat, 0.5));
     println!(
         "median: autopeer {ma:.2} s, native {mn:.2} s, ratio {:.2}x",

@@ -162,7 +162,11 @@ fn main() {
     .unwrap();
     let configures_before = bird.commands("configure");
     let t = Instant::now();
-    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
+    let daemon = Daemon::start(
+        &config,
+        &d.join("run/daemon.out"),
+        &d.join("run/autopeer.ctl"),
+    );
     let pid = daemon.pid();
     println!(
         "daemon: ready (control socket bound) {:.3} s after exec, VmRSS {} kB",

@@ -103,7 +103,11 @@ async fn run(batch: &str, n: usize) -> Figures {
         autopeer_toml(d, &ctl, &log, batch, "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &d.join("run/daemon.out"), &d.join("run/autopeer.ctl"));
+    let daemon = Daemon::start(
+        &config,
+        &d.join("run/daemon.out"),
+        &d.join("run/autopeer.ctl"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut f = OpenOptions::new().append(true).open(&log).unwrap();
