@@ -1,0 +1,208 @@
+//! Footprint: memory and idle wake-ups of the real autopeer daemon holding
+//! a roster of N peers (default 10,000), beside real bird2 loaded with the
+//! same N protocols (template `passive on` on 127.0.0.1: nothing dials).
+//!
+//! The include is rendered with `autopeer::bird::render` before BIRD
+//! starts, so the daemon starts with a full roster that BIRD already has
+//! (no `configure`). After a settling time (default 20 s) it measures over
+//! a window (default 60 s) with nothing happening:
+//! - the daemon's VmRSS and VmHWM (`/proc/PID/status`);
+//! - its wake-ups: voluntary + involuntary context switches summed over
+//!   all its threads (`/proc/PID/task/*/status`), per minute;
+//! - its CPU time (utime + stime, `/proc/PID/stat`), per minute;
+//! - BIRD's CPU time in the same window, and how many `show protocols`
+//!   the observer sent (BIRD's `debug commands 2` log): the observer
+//!   polls adaptively, `max(2 s, 10 x poll time)`.
+//!
+//! `--bird-log-in-etc` makes BIRD log into the directory of bird.conf,
+//! which autopeer watches (see README, Performance).
+//!
+//! Run: `cargo bench --bench footprint [-- --peers N --window S --settle S]`.
+//! Needs root and bird2. Every process it starts is killed by pid and its
+//! temp dir removed, pass or fail.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use autopeer::bird::render;
+use common::*;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sum of voluntary + involuntary context switches over all threads.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches:")
+                        || l.starts_with("nonvoluntary_ctxt_switches:")
+                })
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// USER_HZ from `getconf CLK_TCK` (100 on Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn threads(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// utime + stime in seconds.
+fn cpu(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the `(comm)`: state is field 3; utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = clock_ticks();
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn main() {
+    require_root_and_bird();
+    let n = arg("--peers", 10_000) as usize;
+    let window = Duration::from_secs(arg("--window", 60));
+    let settle = Duration::from_secs(arg("--settle", 20));
+    let log_in_etc = std::env::args().any(|a| a == "--bird-log-in-etc");
+    print_machine();
+    println!(
+        "footprint: {n} peers, settle {} s, idle window {} s, BIRD's log {}",
+        settle.as_secs(),
+        window.as_secs(),
+        if log_in_etc {
+            "beside bird.conf (etc/bird.log)"
+        } else {
+            "in its own directory (log/bird.log)"
+        }
+    );
+
+    let dir = tempdir("apfoot");
+    let d = dir.path();
+    layout(d);
+    let mut conf = bird_conf(d, port());
+    if log_in_etc {
+        // BIRD logs beside bird.conf: every line it logs is a change in a
+        // directory autopeer watches.
+        conf = conf.replace("/log/bird.log", "/etc/bird.log");
+        std::os::unix::fs::symlink(d.join("etc/bird.log"), d.join("log/bird.log")).unwrap();
+    }
+    fs::write(d.join("etc/bird.conf"), conf).unwrap();
+    let t = Instant::now();
+    let text = render::render(&peers(n)).unwrap();
+    println!(
+        "include: {} bytes, rendered in {:.3} s",
+        text.len(),
+        secs(t.elapsed())
+    );
+    fs::write(d.join("etc/autopeer.conf"), text).unwrap();
+    fs::write(d.join("log/quiet.log"), "").unwrap();
+    let t = Instant::now();
+    let bird = Bird::start(d, Duration::from_secs(120));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(wait_protocols(
+        &bird.ctl,
+        "clients_",
+        n,
+        Duration::from_millis(200),
+        Duration::from_secs(300),
+    ));
+    println!(
+        "bird: {n} protocols up after {:.2} s, VmRSS {} kB",
+        secs(t.elapsed()),
+        status_kb(bird.pid(), "VmRSS").unwrap_or(0)
+    );
+
+    // The daemon tails an empty file of its own: no line arrives.
+    let config = d.join("run/autopeer.toml");
+    fs::write(
+        &config,
+        autopeer_toml(
+            d,
+            &bird.ctl,
+            &d.join("log/quiet.log"),
+            "100ms",
+            "10.99.0.0/16",
+            100_000,
+        ),
+    )
+    .unwrap();
+    let configures_before = bird.commands("configure");
+    let t = Instant::now();
+    let daemon = Daemon::start(
+        &config,
+        &d.join("run/daemon.out"),
+        &d.join("run/autopeer.ctl"),
+    );
+    let pid = daemon.pid();
+    println!(
+        "daemon: ready (control socket bound) {:.3} s after exec, VmRSS {} kB",
+        secs(t.elapsed()),
+        status_kb(pid, "VmRSS").unwrap_or(0)
+    );
+    std::thread::sleep(settle);
+
+    let polls_before = bird.commands("show protocols");
+    let (sw0, cpu0, bcpu0) = (switches(pid), cpu(pid), cpu(bird.pid()));
+    let t = Instant::now();
+    std::thread::sleep(window);
+    let el = secs(t.elapsed());
+    let (sw1, cpu1, bcpu1) = (switches(pid), cpu(pid), cpu(bird.pid()));
+    let polls = bird.commands("show protocols") - polls_before;
+    let per_min = |x: f64| x * 60.0 / el;
+    println!(
+        "daemon: VmRSS {} kB, VmHWM {} kB, {} threads",
+        status_kb(pid, "VmRSS").unwrap_or(0),
+        status_kb(pid, "VmHWM").unwrap_or(0),
+        threads(pid)
+    );
+    println!(
+        "daemon idle: {:.0} wake-ups/min (context switches, all threads), CPU {:.3} s/min",
+        per_min((sw1 - sw0) as f64),
+        per_min(cpu1 - cpu0)
+    );
+    println!(
+        "observer: {:.1} show protocols/min; BIRD CPU {:.3} s/min in the same window",
+        per_min(polls as f64),
+        per_min(bcpu1 - bcpu0)
+    );
+    println!(
+        "configure sent by the daemon during start and idle: {}",
+        bird.commands("configure") - configures_before
+    );
+    daemon.stop();
+    drop(bird);
+}
