@@ -157,18 +157,24 @@ fn watch_bird_conf(
     config: &Config,
     tx: mpsc::Sender<Msg>,
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
+    let mut files: Vec<PathBuf> = vec![config.bird.config.clone(), config.bird.include.clone()];
+    if let Ok(bc) = conf::scan(&config.bird.config, &config.bird.include) {
+        files.extend(bc.files.iter().cloned());
+    }
+    let known = ConfFiles::new(&files);
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+            // BIRD's log, or anything else that lives beside bird.conf,
+            // must not cost a rescan per line.
+            if !matches!(ev.kind, notify::EventKind::Access(_))
+                && ev.paths.iter().any(|p| known.concerns(p))
+            {
                 let _ = raw_tx.send(());
             }
         }
     })?;
-    let mut dirs: Vec<PathBuf> = vec![parent(&config.bird.config), parent(&config.bird.include)];
-    if let Ok(bc) = conf::scan(&config.bird.config, &config.bird.include) {
-        dirs.extend(bc.files.iter().map(|f| parent(f)));
-    }
+    let mut dirs: Vec<PathBuf> = files.iter().map(|f| parent(f)).collect();
     dirs.sort();
     dirs.dedup();
     for d in &dirs {
@@ -186,6 +192,33 @@ fn watch_bird_conf(
         }
     });
     Ok(watcher)
+}
+
+/// Which changed paths concern BIRD's configuration: bird.conf, the owned
+/// include, every file they include, and any `*.conf` appearing beside
+/// them (a new file matched by a glob include). Compared by canonical
+/// directory and file name, since editors replace files by rename.
+struct ConfFiles {
+    known: std::collections::HashSet<(PathBuf, std::ffi::OsString)>,
+}
+
+impl ConfFiles {
+    fn new(files: &[PathBuf]) -> ConfFiles {
+        ConfFiles {
+            known: files.iter().filter_map(|f| Self::key(f)).collect(),
+        }
+    }
+
+    fn key(path: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
+        let dir = parent(path);
+        let dir = dir.canonicalize().unwrap_or(dir);
+        Some((dir, path.file_name()?.to_os_string()))
+    }
+
+    fn concerns(&self, path: &Path) -> bool {
+        path.extension().is_some_and(|e| e == "conf")
+            || Self::key(path).is_some_and(|k| self.known.contains(&k))
+    }
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -213,5 +246,33 @@ async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: C
             }
             Err(e) => tracing::error!(error = %e, "reload refused, the old config stays in force"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfFiles;
+    use std::path::PathBuf;
+
+    #[test]
+    fn only_config_files_trigger_a_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let known = ConfFiles::new(&[d.join("bird.conf"), d.join("peers.inc")]);
+        assert!(known.concerns(&d.join("bird.conf")));
+        assert!(
+            known.concerns(&d.join("peers.inc")),
+            "an included file of any name"
+        );
+        assert!(
+            known.concerns(&d.join("conf.d/new.conf")),
+            "a new glob match"
+        );
+        assert!(
+            !known.concerns(&d.join("bird.log")),
+            "BIRD's log beside bird.conf"
+        );
+        assert!(!known.concerns(&d.join(".bird.conf.swp")));
+        assert!(!known.concerns(&PathBuf::from("/")));
     }
 }
