@@ -654,3 +654,51 @@ fn bird_killed_stopped_or_unreachable_loses_nothing() {
         lab.daemon_log().matches("bird unavailable").count()
     );
 }
+
+// ---------------------------------------------------------------------------
+// BIRD rejecting the config, at the daemon level
+
+#[test]
+fn bird_rejecting_the_config_restores_the_include_byte_for_byte() {
+    if !require_bird() {
+        return;
+    }
+    // Group `gone` names a template bird.conf does not have: BIRD rejects
+    // every include that holds one of its peers.
+    let groups = format!(
+        "{}{}",
+        group("clients", "10.99.0.0/16", 1000, "\"unlimited\""),
+        group("gone", "10.98.0.0/16", 1000, "\"unlimited\"").replace("\"CLIENTS\"", "\"GONE\"")
+    );
+    let lab = Lab::new("apreject", "inc", "30ms", &groups);
+    let bird = lab.start_bird();
+    let _daemon = lab.start_daemon();
+    let good: Vec<IpAddr> = (0..3).map(host).collect();
+    lab.knock(&good);
+    eventually("three good peers applied", Duration::from_secs(20), || {
+        lab.include_peers().len() == 3
+    });
+    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| lab.daemon_log());
+    let before = std::fs::read(&lab.include).unwrap();
+
+    let bad: IpAddr = "10.98.0.7".parse().unwrap();
+    lab.knock(&[bad]);
+    eventually("the rejection audited", Duration::from_secs(20), || {
+        lab.audit().contains("rejected by BIRD")
+    });
+    assert_eq!(std::fs::read(&lab.include).unwrap(), before, "include restored byte for byte");
+    let audit = lab.audit();
+    let line = audit.lines().find(|l| l.contains("rejected by BIRD")).unwrap();
+    assert!(
+        line.contains("gone_10_98_0_7") && line.contains(&lab.include.display().to_string()),
+        "the audit line names the peer and BIRD's file:line: {line}"
+    );
+    lab.assert_bird_parses();
+    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| lab.daemon_log());
+    // The daemon goes on admitting after a rejection.
+    lab.knock(&[host(10)]);
+    eventually("a good peer after the rejection", Duration::from_secs(20), || {
+        lab.include_peers().len() == 4
+    });
+    eprintln!("rejection: {line}");
+}
