@@ -33,7 +33,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -701,4 +700,182 @@ fn bird_rejecting_the_config_restores_the_include_byte_for_byte() {
         lab.include_peers().len() == 4
     });
     eprintln!("rejection: {line}");
+}
+
+// ---------------------------------------------------------------------------
+// Disk full and read-only include, in a private mount namespace
+
+/// `sleep` inside a private mount namespace whose `dir` is a 16 KiB tmpfs;
+/// killed by pid on drop (the namespace and its mount go with the last
+/// process in it).
+struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    fn new(dir: &Path) -> MountNs {
+        let script = format!(
+            "mount -t tmpfs -o size=16k,mode=0755 apfaults '{}' && echo ready && exec sleep 600",
+            dir.display()
+        );
+        let mut holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let ns = MountNs { holder };
+        assert_eq!(line.trim(), "ready", "tmpfs mount in a private namespace failed");
+        ns
+    }
+
+    fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// `path` as seen inside the namespace.
+    fn path(&self, path: &Path) -> PathBuf {
+        Path::new(&format!("/proc/{}/root", self.pid())).join(path.strip_prefix("/").unwrap())
+    }
+
+    /// A command run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.pid().to_string()).arg("-m").arg("--").arg(program);
+        c
+    }
+
+    fn remount(&self, dir: &Path, opts: &str) {
+        let st = self
+            .command("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {opts}");
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// A bird inside the namespace, killed by pid on drop.
+struct NsBird(Child);
+
+impl Drop for NsBird {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn disk_full_or_read_only_include_changes_nothing() {
+    if !require_bird() {
+        return;
+    }
+    let lab = Lab::new(
+        "apdisk",
+        "inc",
+        "30ms",
+        &group("clients", "10.99.0.0/16", 1000, "\"unlimited\""),
+    );
+    let inc_dir = lab.include.parent().unwrap().to_path_buf();
+    let ns = MountNs::new(&inc_dir);
+    let include = ns.path(&lab.include);
+    let ns_inc_dir = ns.path(&inc_dir);
+    std::fs::write(&include, render::render(&[]).unwrap()).unwrap();
+    let bird_ctl = lab.path("bird.ctl");
+    let bird = NsBird(
+        ns.command(BIRD)
+            .arg("-f")
+            .arg("-c")
+            .arg(lab.path("bird.conf"))
+            .arg("-s")
+            .arg(&bird_ctl)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bird in the namespace"),
+    );
+    eventually("BIRD in the namespace answers", Duration::from_secs(10), || {
+        bird_protocols(&bird_ctl).is_some()
+    });
+    let mut daemon_cmd = ns.command(AUTOPEER);
+    daemon_cmd
+        .env("NO_COLOR", "1")
+        .arg("-c")
+        .arg(lab.path("autopeer.toml"))
+        .arg("run");
+    let _daemon = Daemon::start(daemon_cmd, lab.path("daemon.log"), lab.ctl());
+    let log = || lab.daemon_log();
+    let applied = |addr: IpAddr| {
+        let start = Instant::now();
+        while !parse_include(&include).values().any(|a| *a == addr) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{addr} not applied in 30 s; daemon log:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_bird_matches_include(&bird_ctl, &include, Duration::from_secs(30), &log);
+    };
+    lab.knock(&[host(0)]);
+    applied(host(0));
+
+    // The include is refused while the disk is full or read-only.
+    let refused = |addr: IpAddr, cause: &str| {
+        let before = std::fs::read(&include).unwrap();
+        let log_len = lab.daemon_log().len();
+        lab.knock(&[addr]);
+        let path = lab.include.display().to_string();
+        eventually(&format!("the daemon logs {cause}"), Duration::from_secs(20), || {
+            lab.daemon_log()[log_len..]
+                .lines()
+                .any(|l| l.contains(cause) && l.contains(&path))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(std::fs::read(&include).unwrap(), before, "{cause}: include intact");
+        assert!(temp_files(&ns_inc_dir).is_empty(), "{cause}: no temp file left");
+        let in_bird = bird_peers(&bird_protocols(&bird_ctl).unwrap());
+        assert_eq!(in_bird, parse_include(&include), "{cause}: BIRD keeps the old roster");
+        assert_bird_parses(&lab.path("bird.conf"), Some(ns.pid()));
+        let line = lab.daemon_log()[log_len..]
+            .lines()
+            .find(|l| l.contains(cause))
+            .unwrap_or_default()
+            .to_string();
+        eprintln!("{cause}: {line}");
+    };
+
+    // Disk full: fill the tmpfs, knock, free the space.
+    let filler = ns_inc_dir.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = [0u8; 1024];
+        let mut filled = 0;
+        while f.write_all(&block).and_then(|_| f.sync_all()).is_ok() {
+            filled += 1;
+            assert!(filled < 64, "a 16 KiB tmpfs took 64 KiB");
+        }
+    }
+    refused(host(1), "No space left on device");
+    std::fs::remove_file(&filler).unwrap();
+    applied(host(1));
+
+    // Read-only: remount, knock, remount read-write.
+    ns.remount(&inc_dir, "ro");
+    refused(host(2), "Read-only file system");
+    ns.remount(&inc_dir, "rw");
+    applied(host(2));
+    drop(bird);
 }
