@@ -879,3 +879,195 @@ fn disk_full_or_read_only_include_changes_nothing() {
     applied(host(2));
     drop(bird);
 }
+
+// ---------------------------------------------------------------------------
+// A flood of spoofed sightings
+
+/// Hostile lines mixed into the flood: injection attempts, bad bytes,
+/// over-long lines, nonsense addresses.
+fn hostile_line(k: usize) -> Vec<u8> {
+    let ts = "2026-11-23 06:54:53.477 <WARN> BGP: Unexpected connect from unknown address";
+    match k % 6 {
+        0 => format!("{ts} 10.99.0.1\"; }} protocol bgp evil from CLIENTS {{ neighbor 10.66.6.6 as 1; (port 1)\n").into_bytes(),
+        1 => {
+            let mut v = format!("{ts} ").into_bytes();
+            v.extend_from_slice(b"\xff\xfe10.99.0.9\xc0 (port 1)\n");
+            v
+        }
+        2 => {
+            let mut v = format!("{ts} 10.99.0.2 (port 1) ").into_bytes();
+            v.extend(std::iter::repeat_n(b'A', 20_000));
+            v.push(b'\n');
+            v
+        }
+        3 => format!("{ts} 10.99.0.1%$(reboot) (port 1)\n").into_bytes(),
+        4 => format!("{ts} 999.1.1.1 (port 99999)\n").into_bytes(),
+        _ => {
+            let mut v = format!("{ts} 10.99.0.3").into_bytes();
+            v.extend_from_slice(b"\0\0 (port 1)\n");
+            v
+        }
+    }
+}
+
+#[test]
+fn flood_of_spoofed_sightings_stays_bounded() {
+    if !require_bird() {
+        return;
+    }
+    const FLOOD: usize = 100_000;
+    const MAX_PEERS: usize = 25;
+    const RATE: u64 = 30;
+    let groups = format!(
+        "{}{}{}",
+        group("clients", "10.99.0.0/17", MAX_PEERS, "\"unlimited\""),
+        group("slow", "10.99.128.0/17", 100_000, &RATE.to_string()),
+        group("sentinel", "192.0.2.0/24", 100, "\"unlimited\""),
+    );
+    let lab = Lab::new("apflood", "inc", "100ms", &groups);
+    let bird = lab.start_bird();
+    let daemon = lab.start_daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = daemon.rss_kib();
+
+    // 30 % in `clients`, 30 % in `slow`, 40 % outside every prefix (half
+    // IPv4, half IPv6); all distinct; a hostile line after every 20th.
+    let mut clients_addrs = Vec::new();
+    let (mut c, mut s, mut o) = (0u32, 0u32, 0u32);
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(FLOOD + FLOOD / 20);
+    for k in 0..FLOOD {
+        let addr: IpAddr = match k % 10 {
+            0..=2 => {
+                c += 1;
+                let a = IpAddr::from([10, 99, (c / 254) as u8, (c % 254 + 1) as u8]);
+                clients_addrs.push(a);
+                a
+            }
+            3..=5 => {
+                s += 1;
+                IpAddr::from([10, 99, 128 + (s / 254) as u8, (s % 254 + 1) as u8])
+            }
+            _ if k % 2 == 0 => {
+                o += 1;
+                IpAddr::from([198, 18, (o / 254) as u8, (o % 254 + 1) as u8])
+            }
+            _ => {
+                o += 1;
+                IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, (o >> 16) as u16, o as u16])
+            }
+        };
+        lines.push(knock_line(addr).into_bytes());
+        if k % 20 == 19 {
+            lines.push(hostile_line(k / 20));
+        }
+    }
+    let distinct: BTreeSet<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+    assert!(distinct.len() >= FLOOD, "the flood's sightings are distinct");
+
+    // Probe the control socket all through the flood.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let done = done.clone();
+        let ctl = lab.ctl();
+        std::thread::spawn(move || {
+            let mut took = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let out = Command::new(AUTOPEER)
+                    .arg("-s")
+                    .arg(&ctl)
+                    .args(["show", "groups"])
+                    .output()
+                    .unwrap();
+                took.push((t.elapsed(), out.status.success()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            took
+        })
+    };
+
+    let started = Instant::now();
+    let mut bytes = 0;
+    for chunk in lines.chunks(1000) {
+        let buf = chunk.concat();
+        bytes += buf.len();
+        lab.append(&buf);
+    }
+    let written = started.elapsed();
+    // Lines are read in order: once the sentinel is in, the flood is done.
+    lab.knock(&["192.0.2.1".parse().unwrap()]);
+    let log = || lab.daemon_log();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while !lab.include_peers().contains_key("sentinel_192_0_2_1") {
+        assert!(Instant::now() < deadline, "flood not digested in 150 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let digested = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let probes = probe.join().unwrap();
+    let rss_after = daemon.rss_kib();
+
+    // The roster stays within max_peers and rate; nothing hostile got in.
+    let include = lab.include_peers();
+    let count = |g: &str| include.keys().filter(|n| n.starts_with(&format!("{g}_"))).count();
+    let minutes = digested.as_secs_f64() / 60.0;
+    let rate_cap = RATE as usize + (RATE as f64 * minutes).ceil() as usize;
+    assert_eq!(count("clients"), MAX_PEERS, "clients: exactly max_peers");
+    assert!(
+        (1..=rate_cap).contains(&count("slow")),
+        "slow: {} admissions, rate allows {rate_cap} in {digested:?}",
+        count("slow")
+    );
+    assert_eq!(count("clients") + count("slow") + count("sentinel"), include.len());
+    for (name, addr) in &include {
+        assert!(
+            addr.to_string().starts_with("10.99.") || name.starts_with("sentinel_"),
+            "{name} {addr}"
+        );
+    }
+    lab.assert_bird_parses();
+    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(30), &log);
+
+    // The control socket answered all along.
+    let worst = probes.iter().map(|p| p.0).max().unwrap_or_default();
+    assert!(probes.len() >= 3, "too few probes ({}) to judge", probes.len());
+    assert!(probes.iter().all(|p| p.1), "a `show groups` failed during the flood");
+    assert!(worst < Duration::from_secs(10), "`show groups` took {worst:?}");
+
+    // Memory is bounded (the refusal memory is capped).
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // The audit log: at most one line per sighting, and a refused address
+    // knocking again is not audited again.
+    let audit = lab.audit();
+    let audit_lines = audit.lines().count();
+    assert!(audit_lines <= FLOOD + 1, "{audit_lines} audit lines for {FLOOD} sightings");
+    assert!(!audit.contains("evil") && !audit.contains("reboot"), "hostile text audited");
+    let again: Vec<IpAddr> = clients_addrs[clients_addrs.len() - 100..].to_vec();
+    lab.knock(&again);
+    lab.knock(&["192.0.2.2".parse().unwrap()]);
+    eventually("second sentinel", Duration::from_secs(30), || {
+        lab.include_peers().contains_key("sentinel_192_0_2_2")
+    });
+    let growth = lab.audit().lines().count() - audit_lines;
+    assert_eq!(growth, 1, "100 repeated refusals audited again (only the sentinel's line may be new)");
+
+    let mut sorted: Vec<Duration> = probes.iter().map(|p| p.0).collect();
+    sorted.sort();
+    eprintln!(
+        "flood: {FLOOD} sightings + {} hostile lines ({:.1} MiB) written in {written:.2?}, digested in {digested:.2?}; \
+         roster clients {}/{MAX_PEERS}, slow {} (rate {RATE}/min allows {rate_cap}); \
+         RSS {rss_before} KiB -> {rss_after} KiB; `show groups` x{}: median {:?}, worst {worst:?}; \
+         audit log {audit_lines} lines, {} KiB",
+        FLOOD / 20,
+        bytes as f64 / 1048576.0,
+        count("clients"),
+        count("slow"),
+        probes.len(),
+        sorted[sorted.len() / 2],
+        audit.len() / 1024
+    );
+}
