@@ -149,7 +149,11 @@ logs = ["{dd}/knocks.log"]
     }
 
     fn start_daemon(&self) -> Daemon {
-        Daemon::start(self.daemon_command(), self.path("daemon.log"), self.path("autopeer.ctl"))
+        Daemon::start(
+            self.daemon_command(),
+            self.path("daemon.log"),
+            self.path("autopeer.ctl"),
+        )
     }
 
     /// Appends one BIRD-format `Unexpected connect` line per address, all
@@ -201,8 +205,8 @@ fn knock_line(a: IpAddr) -> String {
 fn parse_include(path: &Path) -> BTreeMap<String, IpAddr> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read include {}: {e}", path.display()));
-    let peers = render::parse(&text)
-        .unwrap_or_else(|e| panic!("include does not parse ({e}):\n{text}"));
+    let peers =
+        render::parse(&text).unwrap_or_else(|e| panic!("include does not parse ({e}):\n{text}"));
     peers.into_iter().map(|p| (p.name, p.addr)).collect()
 }
 
@@ -211,12 +215,21 @@ fn assert_bird_parses(conf: &Path, ns: Option<u32>) {
     let mut cmd = match ns {
         Some(pid) => {
             let mut c = Command::new("nsenter");
-            c.arg("-t").arg(pid.to_string()).arg("-m").arg("--").arg(BIRD);
+            c.arg("-t")
+                .arg(pid.to_string())
+                .arg("-m")
+                .arg("--")
+                .arg(BIRD);
             c
         }
         None => Command::new(BIRD),
     };
-    let out = cmd.arg("-p").arg("-c").arg(conf).output().expect("run bird -p");
+    let out = cmd
+        .arg("-p")
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .expect("run bird -p");
     assert!(
         out.status.success(),
         "bird -p rejects the config: {}",
@@ -309,7 +322,9 @@ fn bird_protocols(ctl: &Path) -> Option<Vec<Protocol>> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = Connection::connect(ctl, Duration::from_secs(5)).await.ok()?;
+        let mut c = Connection::connect(ctl, Duration::from_secs(5))
+            .await
+            .ok()?;
         c.protocols(true, None).await.ok()
     })
 }
@@ -338,7 +353,10 @@ fn bird_peers(rows: &[Protocol]) -> BTreeMap<String, IpAddr> {
             continue;
         };
         if let Some(other) = by_addr.insert(addr, &p.name) {
-            panic!("BIRD holds two protocols for {addr}: {other} and {}", p.name);
+            panic!(
+                "BIRD holds two protocols for {addr}: {other} and {}",
+                p.name
+            );
         }
         out.insert(p.name.clone(), addr);
     }
@@ -359,7 +377,12 @@ fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 
 /// Waits until BIRD's protocols equal the include's peers (and no address
 /// is held twice).
-fn wait_bird_matches_include(bird_ctl: &Path, include: &Path, limit: Duration, log: &dyn Fn() -> String) {
+fn wait_bird_matches_include(
+    bird_ctl: &Path,
+    include: &Path,
+    limit: Duration,
+    log: &dyn Fn() -> String,
+) {
     let start = Instant::now();
     loop {
         let want = parse_include(include);
@@ -501,7 +524,10 @@ fn sigkill_during_apply_leaves_old_or_new_roster() {
             "kill {i}: temp files left over: {temps:?} (killed pids so far: {})",
             killed_pids.len()
         );
-        temp_left += temps.iter().filter(|t| t.contains(&format!("-{killed}."))).count();
+        temp_left += temps
+            .iter()
+            .filter(|t| t.contains(&format!("-{killed}.")))
+            .count();
         lab.assert_bird_parses();
 
         // A restart configures what BIRD lacks.
@@ -519,13 +545,20 @@ fn sigkill_during_apply_leaves_old_or_new_roster() {
         lab.include_peers().values().any(|a| *a == host(next))
     });
     wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &log);
-    assert_eq!(temp_files(&inc_dir), Vec::<String>::new(), "temp files after a clean write");
+    assert_eq!(
+        temp_files(&inc_dir),
+        Vec::<String>::new(),
+        "temp files after a clean write"
+    );
     eprintln!(
         "sigkill: {kills} kills in {secs:.1} s; include old {old_seen}, new {new_seen}; \
          restarts that had to configure {resumed}; temp file left by the killed writer {temp_left}"
     );
     // The kill points spanned the apply: before the write and after it.
-    assert!(old_seen > 0 && new_seen > 0, "kills all on one side of the write: old {old_seen}, new {new_seen}");
+    assert!(
+        old_seen > 0 && new_seen > 0,
+        "kills all on one side of the write: old {old_seen}, new {new_seen}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -553,8 +586,16 @@ fn assert_nothing_lost(lab: &Lab, bird_ctl: &Path, fed: &BTreeSet<IpAddr>, phase
     wait_bird_matches_include(bird_ctl, &lab.include, Duration::from_secs(30), &log);
     let include: BTreeSet<IpAddr> = lab.include_peers().into_values().collect();
     let admitted = audited_additions(&lab.audit());
-    assert_eq!(&admitted, fed, "{phase}: audit log admissions vs addresses fed");
-    assert_eq!(&include, fed, "{phase}: include vs addresses fed\n{}", log());
+    assert_eq!(
+        &admitted, fed,
+        "{phase}: audit log admissions vs addresses fed"
+    );
+    assert_eq!(
+        &include,
+        fed,
+        "{phase}: include vs addresses fed\n{}",
+        log()
+    );
     lab.assert_bird_parses();
 }
 
@@ -590,11 +631,18 @@ fn bird_killed_stopped_or_unreachable_loses_nothing() {
         drop(bird); // reaps it and removes its stale socket
         feed(5, &mut fed);
         let log_len = lab.daemon_log().len();
-        eventually("the daemon reports BIRD unavailable", Duration::from_secs(20), || {
-            lab.daemon_log()[log_len..].contains("bird unavailable")
-        });
+        eventually(
+            "the daemon reports BIRD unavailable",
+            Duration::from_secs(20),
+            || lab.daemon_log()[log_len..].contains("bird unavailable"),
+        );
         bird = lab.start_bird();
-        assert_nothing_lost(&lab, &bird.ctl, &fed, &format!("BIRD killed, round {round}"));
+        assert_nothing_lost(
+            &lab,
+            &bird.ctl,
+            &fed,
+            &format!("BIRD killed, round {round}"),
+        );
     }
 
     // 2. SIGSTOP mid-configure, sightings while stopped, SIGCONT.
@@ -622,7 +670,12 @@ fn bird_killed_stopped_or_unreachable_loses_nothing() {
         signal(bird.pid(), rustix::process::Signal::CONT);
         let (took, status) = probe.join().unwrap();
         eprintln!("BIRD stopped 1.7 s, round {round}: `autopeer show groups` answered in {took:?} ({status})");
-        assert_nothing_lost(&lab, &bird.ctl, &fed, &format!("BIRD stopped, round {round}"));
+        assert_nothing_lost(
+            &lab,
+            &bird.ctl,
+            &fed,
+            &format!("BIRD stopped, round {round}"),
+        );
     }
 
     // 3. BIRD's control socket unlinked under a running BIRD: reported
@@ -631,11 +684,15 @@ fn bird_killed_stopped_or_unreachable_loses_nothing() {
     let log_len = lab.daemon_log().len();
     feed(5, &mut fed);
     let socket = bird.ctl.display().to_string();
-    eventually("the daemon names the missing socket", Duration::from_secs(20), || {
-        let log = lab.daemon_log();
-        let new = &log[log_len..];
-        new.contains("bird unavailable") && new.contains(&socket)
-    });
+    eventually(
+        "the daemon names the missing socket",
+        Duration::from_secs(20),
+        || {
+            let log = lab.daemon_log();
+            let new = &log[log_len..];
+            new.contains("bird unavailable") && new.contains(&socket)
+        },
+    );
     let include_before = std::fs::read(&lab.include).unwrap();
     feed(5, &mut fed);
     std::thread::sleep(Duration::from_millis(300));
@@ -677,7 +734,9 @@ fn bird_rejecting_the_config_restores_the_include_byte_for_byte() {
     eventually("three good peers applied", Duration::from_secs(20), || {
         lab.include_peers().len() == 3
     });
-    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| lab.daemon_log());
+    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| {
+        lab.daemon_log()
+    });
     let before = std::fs::read(&lab.include).unwrap();
 
     let bad: IpAddr = "10.98.0.7".parse().unwrap();
@@ -685,20 +744,31 @@ fn bird_rejecting_the_config_restores_the_include_byte_for_byte() {
     eventually("the rejection audited", Duration::from_secs(20), || {
         lab.audit().contains("rejected by BIRD")
     });
-    assert_eq!(std::fs::read(&lab.include).unwrap(), before, "include restored byte for byte");
+    assert_eq!(
+        std::fs::read(&lab.include).unwrap(),
+        before,
+        "include restored byte for byte"
+    );
     let audit = lab.audit();
-    let line = audit.lines().find(|l| l.contains("rejected by BIRD")).unwrap();
+    let line = audit
+        .lines()
+        .find(|l| l.contains("rejected by BIRD"))
+        .unwrap();
     assert!(
         line.contains("gone_10_98_0_7") && line.contains(&lab.include.display().to_string()),
         "the audit line names the peer and BIRD's file:line: {line}"
     );
     lab.assert_bird_parses();
-    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| lab.daemon_log());
+    wait_bird_matches_include(&bird.ctl, &lab.include, Duration::from_secs(20), &|| {
+        lab.daemon_log()
+    });
     // The daemon goes on admitting after a rejection.
     lab.knock(&[host(10)]);
-    eventually("a good peer after the rejection", Duration::from_secs(20), || {
-        lab.include_peers().len() == 4
-    });
+    eventually(
+        "a good peer after the rejection",
+        Duration::from_secs(20),
+        || lab.include_peers().len() == 4,
+    );
     eprintln!("rejection: {line}");
 }
 
@@ -728,7 +798,11 @@ impl MountNs {
         let stdout = holder.stdout.take().unwrap();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
         let ns = MountNs { holder };
-        assert_eq!(line.trim(), "ready", "tmpfs mount in a private namespace failed");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "tmpfs mount in a private namespace failed"
+        );
         ns
     }
 
@@ -744,7 +818,11 @@ impl MountNs {
     /// A command run inside the namespace.
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg("-t").arg(self.pid().to_string()).arg("-m").arg("--").arg(program);
+        c.arg("-t")
+            .arg(self.pid().to_string())
+            .arg("-m")
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -806,9 +884,11 @@ fn disk_full_or_read_only_include_changes_nothing() {
             .spawn()
             .expect("bird in the namespace"),
     );
-    eventually("BIRD in the namespace answers", Duration::from_secs(10), || {
-        bird_protocols(&bird_ctl).is_some()
-    });
+    eventually(
+        "BIRD in the namespace answers",
+        Duration::from_secs(10),
+        || bird_protocols(&bird_ctl).is_some(),
+    );
     let mut daemon_cmd = ns.command(AUTOPEER);
     daemon_cmd
         .env("NO_COLOR", "1")
@@ -838,16 +918,31 @@ fn disk_full_or_read_only_include_changes_nothing() {
         let log_len = lab.daemon_log().len();
         lab.knock(&[addr]);
         let path = lab.include.display().to_string();
-        eventually(&format!("the daemon logs {cause}"), Duration::from_secs(20), || {
-            lab.daemon_log()[log_len..]
-                .lines()
-                .any(|l| l.contains(cause) && l.contains(&path))
-        });
+        eventually(
+            &format!("the daemon logs {cause}"),
+            Duration::from_secs(20),
+            || {
+                lab.daemon_log()[log_len..]
+                    .lines()
+                    .any(|l| l.contains(cause) && l.contains(&path))
+            },
+        );
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(std::fs::read(&include).unwrap(), before, "{cause}: include intact");
-        assert!(temp_files(&ns_inc_dir).is_empty(), "{cause}: no temp file left");
+        assert_eq!(
+            std::fs::read(&include).unwrap(),
+            before,
+            "{cause}: include intact"
+        );
+        assert!(
+            temp_files(&ns_inc_dir).is_empty(),
+            "{cause}: no temp file left"
+        );
         let in_bird = bird_peers(&bird_protocols(&bird_ctl).unwrap());
-        assert_eq!(in_bird, parse_include(&include), "{cause}: BIRD keeps the old roster");
+        assert_eq!(
+            in_bird,
+            parse_include(&include),
+            "{cause}: BIRD keeps the old roster"
+        );
         assert_bird_parses(&lab.path("bird.conf"), Some(ns.pid()));
         let line = lab.daemon_log()[log_len..]
             .lines()
@@ -896,7 +991,7 @@ fn hostile_line(k: usize) -> Vec<u8> {
         }
         2 => {
             let mut v = format!("{ts} 10.99.0.2 (port 1) ").into_bytes();
-            v.extend(std::iter::repeat_n(b'A', 20_000));
+            v.extend_from_slice(&[b'A'; 20_000]);
             v.push(b'\n');
             v
         }
@@ -962,7 +1057,10 @@ fn flood_of_spoofed_sightings_stays_bounded() {
         }
     }
     let distinct: BTreeSet<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
-    assert!(distinct.len() >= FLOOD, "the flood's sightings are distinct");
+    assert!(
+        distinct.len() >= FLOOD,
+        "the flood's sightings are distinct"
+    );
 
     // Probe the control socket all through the flood.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1009,7 +1107,12 @@ fn flood_of_spoofed_sightings_stays_bounded() {
 
     // The roster stays within max_peers and rate; nothing hostile got in.
     let include = lab.include_peers();
-    let count = |g: &str| include.keys().filter(|n| n.starts_with(&format!("{g}_"))).count();
+    let count = |g: &str| {
+        include
+            .keys()
+            .filter(|n| n.starts_with(&format!("{g}_")))
+            .count()
+    };
     let minutes = digested.as_secs_f64() / 60.0;
     let rate_cap = RATE as usize + (RATE as f64 * minutes).ceil() as usize;
     assert_eq!(count("clients"), MAX_PEERS, "clients: exactly max_peers");
@@ -1018,7 +1121,10 @@ fn flood_of_spoofed_sightings_stays_bounded() {
         "slow: {} admissions, rate allows {rate_cap} in {digested:?}",
         count("slow")
     );
-    assert_eq!(count("clients") + count("slow") + count("sentinel"), include.len());
+    assert_eq!(
+        count("clients") + count("slow") + count("sentinel"),
+        include.len()
+    );
     for (name, addr) in &include {
         assert!(
             addr.to_string().starts_with("10.99.") || name.starts_with("sentinel_"),
@@ -1030,9 +1136,19 @@ fn flood_of_spoofed_sightings_stays_bounded() {
 
     // The control socket answered all along.
     let worst = probes.iter().map(|p| p.0).max().unwrap_or_default();
-    assert!(probes.len() >= 3, "too few probes ({}) to judge", probes.len());
-    assert!(probes.iter().all(|p| p.1), "a `show groups` failed during the flood");
-    assert!(worst < Duration::from_secs(10), "`show groups` took {worst:?}");
+    assert!(
+        probes.len() >= 3,
+        "too few probes ({}) to judge",
+        probes.len()
+    );
+    assert!(
+        probes.iter().all(|p| p.1),
+        "a `show groups` failed during the flood"
+    );
+    assert!(
+        worst < Duration::from_secs(10),
+        "`show groups` took {worst:?}"
+    );
 
     // Memory is bounded (the refusal memory is capped).
     assert!(
@@ -1044,8 +1160,14 @@ fn flood_of_spoofed_sightings_stays_bounded() {
     // knocking again is not audited again.
     let audit = lab.audit();
     let audit_lines = audit.lines().count();
-    assert!(audit_lines <= FLOOD + 1, "{audit_lines} audit lines for {FLOOD} sightings");
-    assert!(!audit.contains("evil") && !audit.contains("reboot"), "hostile text audited");
+    assert!(
+        audit_lines <= FLOOD + 1,
+        "{audit_lines} audit lines for {FLOOD} sightings"
+    );
+    assert!(
+        !audit.contains("evil") && !audit.contains("reboot"),
+        "hostile text audited"
+    );
     let again: Vec<IpAddr> = clients_addrs[clients_addrs.len() - 100..].to_vec();
     lab.knock(&again);
     lab.knock(&["192.0.2.2".parse().unwrap()]);
@@ -1053,7 +1175,10 @@ fn flood_of_spoofed_sightings_stays_bounded() {
         lab.include_peers().contains_key("sentinel_192_0_2_2")
     });
     let growth = lab.audit().lines().count() - audit_lines;
-    assert_eq!(growth, 1, "100 repeated refusals audited again (only the sentinel's line may be new)");
+    assert_eq!(
+        growth, 1,
+        "100 repeated refusals audited again (only the sentinel's line may be new)"
+    );
 
     let mut sorted: Vec<Duration> = probes.iter().map(|p| p.0).collect();
     sorted.sort();
