@@ -215,8 +215,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    } else {
+        remove_dead_temps(dir, &name);
     }
     result
+}
+
+/// Removes `.NAME.autopeer-PID.tmp` files of writers that died between
+/// creating and renaming them (SIGKILL, power loss), so that crashes do not
+/// pile them up beside the include. A live writer's file is left alone.
+fn remove_dead_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.autopeer-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let pid = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The new file gets the old file's owner and group (BIRD runs as user
@@ -280,6 +304,23 @@ mod tests {
         let q = dir.path().join("new.conf");
         write_atomic(&q, b"x").unwrap();
         assert_eq!(std::fs::metadata(&q).unwrap().gid(), gid);
+    }
+
+    #[test]
+    fn atomic_write_removes_temp_files_of_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("autopeer.conf");
+        // pid_max is at most 2^22: this pid cannot be running.
+        let dead = dir.path().join(".autopeer.conf.autopeer-99999999.tmp");
+        let alive = dir.path().join(".autopeer.conf.autopeer-1.tmp");
+        let other = dir.path().join(".other.conf.autopeer-99999999.tmp");
+        for f in [&dead, &alive, &other] {
+            std::fs::write(f, b"half").unwrap();
+        }
+        write_atomic(&p, b"new\n").unwrap();
+        assert!(!dead.exists());
+        assert!(alive.exists(), "pid 1 is alive: its file stays");
+        assert!(other.exists(), "another file's temp stays");
     }
 
     #[test]
