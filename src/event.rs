@@ -62,6 +62,9 @@ pub enum Event {
     },
     /// BIRD could not be reached; the change is kept and retried.
     BirdUnavailable { error: String, retry_secs: u64 },
+    /// More distinct addresses were refused in one window than the audit
+    /// log takes; they were counted, not written one by one.
+    RefusalsNotAudited { count: u64, seconds: u64 },
     /// A protocol an operator disabled at runtime was disabled again after
     /// autopeer's own `configure` re-enabled it (DESIGN.md fact 9).
     KeptDisabled { name: String },
@@ -126,6 +129,9 @@ impl Event {
             Event::KeptDisabled { name } => {
                 format!("kept {name} disabled across configure (operator had disabled it)")
             }
+            Event::RefusalsNotAudited { count, seconds } => format!(
+                "refused {count} more neighbors in the last {seconds} s without a line each (audit budget; see autopeer show sources)"
+            ),
             Event::Nhrp {
                 addr,
                 nbma,
@@ -187,6 +193,9 @@ impl Event {
                 tracing::warn!(%error, retry_secs, "bird unavailable, will retry")
             }
             Event::KeptDisabled { name } => tracing::info!(name, "kept disabled"),
+            Event::RefusalsNotAudited { count, seconds } => {
+                tracing::warn!(count, seconds, "refusals over the audit budget")
+            }
             Event::Nhrp {
                 addr,
                 nbma,
@@ -235,6 +244,7 @@ impl Event {
             Event::Applied { .. } => "applied",
             Event::BirdUnavailable { .. } => "bird_unavailable",
             Event::KeptDisabled { .. } => "kept_disabled",
+            Event::RefusalsNotAudited { .. } => "refusals_not_audited",
             Event::StateChanged { .. } => "state_changed",
             Event::Nhrp { .. } => "nhrp",
         }
@@ -276,6 +286,9 @@ impl Event {
                 json!({"error": error, "retry_secs": retry_secs})
             }
             Event::KeptDisabled { name } => json!({"name": name}),
+            Event::RefusalsNotAudited { count, seconds } => {
+                json!({"count": count, "seconds": seconds})
+            }
             Event::StateChanged { name, from, to } => json!({"name": name, "from": from, "to": to}),
             Event::Nhrp {
                 addr,

@@ -48,6 +48,12 @@ const REFUSAL_QUIET: Duration = Duration::from_secs(600);
 /// At most this many remembered refusals (a spoofed flood must not grow
 /// memory without bound).
 const REFUSAL_MEMORY: usize = 10_000;
+/// At most this many refusals are audited per [`REFUSAL_WINDOW`]; the rest
+/// are counted and summed up in one line. A flood of distinct forged
+/// addresses in a shared syslog file must not grow the audit log without
+/// bound (DESIGN.md fact 14).
+const REFUSAL_BUDGET: u32 = 60;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 /// After BIRD rejected a peer, or an operator removed it, its knocks are
 /// ignored for this long (an explicit `add` overrides).
 const QUIET_AFTER_REMOVAL: Duration = Duration::from_secs(600);
@@ -313,6 +319,9 @@ pub struct Roster {
     bird_error: Option<String>,
     state_deadline: Option<tokio::time::Instant>,
     refusal_counts: BTreeMap<String, u64>,
+    /// The refusal audit budget: when the window began, refusals audited
+    /// in it, and refusals not audited.
+    refusal_window: (Instant, u32, u64),
     removed_since_apply: usize,
     started: SystemTime,
 }
@@ -402,6 +411,7 @@ impl Roster {
             bird_error: None,
             state_deadline: None,
             refusal_counts: BTreeMap::new(),
+            refusal_window: (Instant::now(), 0, 0),
             removed_since_apply: 0,
             started,
             limits: Limits::new(),
@@ -478,7 +488,10 @@ impl Roster {
                     self.state_deadline = None;
                     self.write_state();
                 }
-                _ = expiry.tick() => self.expire_due(),
+                _ = expiry.tick() => {
+                    self.close_refusal_window(Instant::now());
+                    self.expire_due();
+                }
             }
             if !sightings_open && !msgs_open && self.deadline.is_none() {
                 break;
@@ -901,11 +914,34 @@ impl Roster {
             }
         }
         self.refusals.insert(key, now);
+        self.close_refusal_window(now);
+        if self.refusal_window.1 >= REFUSAL_BUDGET {
+            self.refusal_window.2 += 1;
+            tracing::debug!(peer = %neighbor, %reason, "refused (over the audit budget)");
+            return;
+        }
+        self.refusal_window.1 += 1;
         self.emit(Event::Refusing {
             neighbor,
             reason,
             via,
         });
+    }
+
+    /// Ends the refusal audit window once it has run its time, with one
+    /// line for the refusals it did not audit.
+    fn close_refusal_window(&mut self, now: Instant) {
+        let (start, _, unaudited) = self.refusal_window;
+        if now.duration_since(start) < REFUSAL_WINDOW {
+            return;
+        }
+        self.refusal_window = (now, 0, 0);
+        if unaudited > 0 {
+            self.emit(Event::RefusalsNotAudited {
+                count: unaudited,
+                seconds: now.duration_since(start).as_secs(),
+            });
+        }
     }
 
     /// Renders peers + pending and makes BIRD load it.

@@ -184,6 +184,15 @@ impl Running {
             .expect("roster alive");
     }
 
+    async fn snapshot(&self) -> autopeer::roster::Snapshot {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.msgs
+            .send(Msg::Snapshot(tx))
+            .await
+            .expect("roster alive");
+        rx.await.expect("snapshot")
+    }
+
     async fn stop(self) {
         self.token.cancel();
         tokio::time::timeout(Duration::from_secs(15), self.task)
@@ -343,6 +352,36 @@ async fn refusals_are_audited_once() {
         "{audit}"
     );
     assert!(audit.contains("10.99.0.66/32"), "deny entry named: {audit}");
+    roster.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_refusals_is_audited_within_a_budget() {
+    // A forged flood in a shared syslog file: every address distinct, so
+    // de-duplication alone would write one line each.
+    let files = Files::new();
+    let roster = Running::start(&files, false);
+    for i in 0..500u32 {
+        roster
+            .knock(&format!("10.77.{}.{}", i / 250, i % 250 + 1))
+            .await;
+    }
+    roster.knock("10.99.0.1").await;
+    eventually("the sentinel admission", || async {
+        files.audit().contains("adding neighbor 10.99.0.1 ")
+    })
+    .await;
+    let audit = files.audit();
+    let refusing = audit.matches("refusing neighbor 10.77.").count();
+    assert_eq!(refusing, 60, "the budget is 60 audited refusals a minute");
+    // The rest is counted, not lost (shown by `show sources`).
+    let snap = roster.snapshot().await;
+    assert_eq!(
+        snap.refusals.values().sum::<u64>(),
+        500,
+        "{:?}",
+        snap.refusals
+    );
     roster.stop().await;
 }
 
