@@ -91,6 +91,19 @@ pub enum Event {
 }
 
 impl Event {
+    /// `peer` leaves the roster, for `reason`.
+    pub fn removing(peer: &crate::bird::render::Peer, reason: String) -> Event {
+        Event::Removing {
+            neighbor: Neighbor {
+                addr: peer.addr,
+                iface: peer.iface.clone(),
+            },
+            group: peer.group.clone(),
+            name: peer.name.clone(),
+            reason,
+        }
+    }
+
     /// The audit-log line (without the timestamp), or `None` for events
     /// that are operational noise rather than decisions.
     pub fn audit_text(&self) -> Option<String> {

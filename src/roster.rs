@@ -635,15 +635,10 @@ impl Roster {
             self.peers.remove(&p.name);
             self.runtime.remove(&p.name);
             self.removed_since_apply += 1;
-            self.emit(Event::Removing {
-                neighbor: Neighbor {
-                    addr: p.addr,
-                    iface: p.iface.clone(),
-                },
-                group: p.group.clone(),
-                name: p.name.clone(),
-                reason: format!("not Established for {}", short_duration(expire)),
-            });
+            self.emit(Event::removing(
+                &p,
+                format!("not Established for {}", short_duration(expire)),
+            ));
         }
         self.dirty = true;
         self.schedule(Duration::ZERO);
@@ -878,15 +873,7 @@ impl Roster {
         for p in &gone {
             self.runtime.remove(&p.name);
             self.quiet.insert(p.addr, now);
-            self.emit(Event::Removing {
-                neighbor: Neighbor {
-                    addr: p.addr,
-                    iface: p.iface.clone(),
-                },
-                group: p.group.clone(),
-                name: p.name.clone(),
-                reason: "removed by operator".into(),
-            });
+            self.emit(Event::removing(p, "removed by operator".to_string()));
         }
         self.dirty = true;
         self.schedule(Duration::ZERO);
@@ -1081,15 +1068,10 @@ impl Roster {
             .cloned()
             .collect();
         for p in removed {
-            self.emit(Event::Removing {
-                neighbor: Neighbor {
-                    addr: p.addr,
-                    iface: p.iface.clone(),
-                },
-                group: p.group.clone(),
-                name: p.name.clone(),
-                reason: "deleted from the include by hand".into(),
-            });
+            self.emit(Event::removing(
+                &p,
+                "deleted from the include by hand".to_string(),
+            ));
         }
         self.peers = kept;
         self.last_text = Some(text);
@@ -1113,15 +1095,10 @@ impl Roster {
             .collect();
         for (name, place) in statics {
             if let Some(p) = self.peers.remove(&name) {
-                self.emit(Event::Removing {
-                    neighbor: Neighbor {
-                        addr: p.addr,
-                        iface: p.iface.clone(),
-                    },
-                    group: p.group.clone(),
-                    name: p.name.clone(),
-                    reason: format!("now configured statically at {place}"),
-                });
+                self.emit(Event::removing(
+                    &p,
+                    format!("now configured statically at {place}"),
+                ));
                 self.dirty = true;
                 self.schedule(Duration::ZERO);
             }
