@@ -85,6 +85,47 @@ pub enum Event {
         from: String,
         to: String,
     },
+    /// The keyring placed prefix keys on a (new) BIRD listener, or could
+    /// not: logged and streamed; audited except `removed`. Never a key.
+    Keyring {
+        change: KeyringChange,
+        /// BIRD's pid, when known.
+        pid: Option<i32>,
+        /// `IPv4 0.0.0.0:179 inode 4711`, when about one listener.
+        listener: Option<String>,
+        /// Prefix keys now on that listener.
+        keys: usize,
+        /// One sentence: prefixes, groups, the kernel's error, advice.
+        detail: String,
+    },
+}
+
+/// What an [`Event::Keyring`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringChange {
+    /// Keys installed on a listener not keyed before (start, BIRD restart,
+    /// a re-created listener: fact 8).
+    Keyed,
+    /// The kernel refused some keys.
+    Failed,
+    /// Keys of a family are wanted but BIRD has no listener for it.
+    MissingListener,
+    /// BIRD not found, no privilege, a group that cannot be keyed.
+    Error,
+    /// Keys removed (`keyring = "off"`).
+    Removed,
+}
+
+impl KeyringChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyringChange::Keyed => "keyed",
+            KeyringChange::Failed => "failed",
+            KeyringChange::MissingListener => "missing_listener",
+            KeyringChange::Error => "error",
+            KeyringChange::Removed => "removed",
+        }
+    }
 }
 
 impl Event {
@@ -137,6 +178,22 @@ impl Event {
                 if *accepted { "accepted" } else { "rejected" },
                 nbma.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             ),
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                detail,
+                ..
+            } => {
+                if *change == KeyringChange::Removed {
+                    return None;
+                }
+                let pid = pid.map(|p| format!(" (BIRD pid {p})")).unwrap_or_default();
+                match listener {
+                    Some(l) => format!("keyring {}: {l}{pid}: {detail}", change.as_str()),
+                    None => format!("keyring {}{pid}: {detail}", change.as_str()),
+                }
+            }
             Event::Applied { .. } | Event::BirdUnavailable { .. } | Event::StateChanged { .. } => {
                 return None
             }
@@ -200,6 +257,25 @@ impl Event {
             Event::StateChanged { name, from, to } => {
                 tracing::info!(name, from, to, "session state changed")
             }
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                keys,
+                detail,
+            } => {
+                let listener = listener.as_deref().unwrap_or("");
+                match change {
+                    KeyringChange::Keyed | KeyringChange::Removed => {
+                        tracing::info!(change = change.as_str(), ?pid, listener, keys, detail, "keyring")
+                    }
+                    KeyringChange::Failed
+                    | KeyringChange::MissingListener
+                    | KeyringChange::Error => {
+                        tracing::warn!(change = change.as_str(), ?pid, listener, keys, detail, "keyring")
+                    }
+                }
+            }
         }
     }
 
@@ -219,6 +295,7 @@ impl Event {
                 format!("BIRD unavailable: {error} (retry in {retry_secs} s)")
             }
             Event::StateChanged { name, from, to } => format!("{name}: {from} -> {to}"),
+            Event::Keyring { detail, .. } => format!("keyring: {detail}"),
             // Every other variant has an audit line.
             _ => format!("{self:?}"),
         }
@@ -237,6 +314,7 @@ impl Event {
             Event::KeptDisabled { .. } => "kept_disabled",
             Event::StateChanged { .. } => "state_changed",
             Event::Nhrp { .. } => "nhrp",
+            Event::Keyring { .. } => "keyring",
         }
     }
 
@@ -285,6 +363,14 @@ impl Event {
                 outcome,
             } => json!({"neighbor": addr.to_string(), "nbma": nbma.map(|n| n.to_string()),
                         "interface": interface, "accepted": accepted, "outcome": outcome}),
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                keys,
+                detail,
+            } => json!({"change": change.as_str(), "pid": pid, "listener": listener,
+                        "keys": keys, "detail": detail}),
         };
         if let Some(o) = v.as_object_mut() {
             o.insert("event".into(), self.kind().into());
