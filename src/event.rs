@@ -267,12 +267,26 @@ impl Event {
                 let listener = listener.as_deref().unwrap_or("");
                 match change {
                     KeyringChange::Keyed | KeyringChange::Removed => {
-                        tracing::info!(change = change.as_str(), ?pid, listener, keys, detail, "keyring")
+                        tracing::info!(
+                            change = change.as_str(),
+                            ?pid,
+                            listener,
+                            keys,
+                            detail,
+                            "keyring"
+                        )
                     }
                     KeyringChange::Failed
                     | KeyringChange::MissingListener
                     | KeyringChange::Error => {
-                        tracing::warn!(change = change.as_str(), ?pid, listener, keys, detail, "keyring")
+                        tracing::warn!(
+                            change = change.as_str(),
+                            ?pid,
+                            listener,
+                            keys,
+                            detail,
+                            "keyring"
+                        )
                     }
                 }
             }

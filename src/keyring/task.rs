@@ -119,14 +119,20 @@ impl KeyringStatus {
                     l.keys
                 );
                 if !l.failed.is_empty() {
-                    line.push_str(&format!(", {} failed: {}", l.failed.len(), l.failed.join("; ")));
+                    line.push_str(&format!(
+                        ", {} failed: {}",
+                        l.failed.len(),
+                        l.failed.join("; ")
+                    ));
                 }
                 out.push(line);
             }
             if let Some(m) = self.missing.iter().find(|m| m.family == family) {
                 out.push(format!("Keyring {family}: {}", m.advice));
             } else if ls.is_empty() && wanted > 0 && self.error.is_none() {
-                out.push(format!("Keyring {family}: {wanted} prefix key(s), not yet installed"));
+                out.push(format!(
+                    "Keyring {family}: {wanted} prefix key(s), not yet installed"
+                ));
             }
         }
         out
@@ -349,7 +355,10 @@ impl State {
         self.inodes = report.listeners.iter().map(|l| l.listener.inode).collect();
         self.inodes.sort_unstable();
         if report.raced > 0 {
-            tracing::debug!(raced = report.raced, "keyring: listener changed while keying");
+            tracing::debug!(
+                raced = report.raced,
+                "keyring: listener changed while keying"
+            );
             self.last_full = None;
         }
     }
