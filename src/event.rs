@@ -446,4 +446,33 @@ mod tests {
             "nhrp: accepted registration of 10.0.0.5 (nbma 203.0.113.5) on gre1: admitted to group spokes as spokes_10_0_0_5"
         );
     }
+
+    #[test]
+    fn keyring_events_audit_rekeys_and_failures_only() {
+        let keyed = Event::Keyring {
+            change: KeyringChange::Keyed,
+            pid: Some(4242),
+            listener: Some("IPv4 0.0.0.0:179 inode 4711".into()),
+            keys: 7,
+            detail: "7 prefix key(s) installed on a new listener".into(),
+        };
+        assert_eq!(
+            keyed.audit_text().unwrap(),
+            "keyring keyed: IPv4 0.0.0.0:179 inode 4711 (BIRD pid 4242): 7 prefix key(s) installed on a new listener"
+        );
+        assert_eq!(keyed.to_json()["change"], "keyed");
+        assert_eq!(keyed.to_json()["event"], "keyring");
+        let removed = Event::Keyring {
+            change: KeyringChange::Removed,
+            pid: None,
+            listener: None,
+            keys: 0,
+            detail: "keyring turned off: 7 prefix key(s) removed".into(),
+        };
+        assert_eq!(removed.audit_text(), None);
+        assert_eq!(
+            removed.watch_text(),
+            "keyring: keyring turned off: 7 prefix key(s) removed"
+        );
+    }
 }

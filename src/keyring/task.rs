@@ -454,3 +454,141 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::DesiredKey;
+    use crate::secret::Secret;
+
+    const CONF: &str = r#"
+template bgp CLIENTS { local as 65000; password "tmpl-key"; neighbor internal; }
+template bgp OPEN { local as 65000; neighbor internal; }
+protocol bgp c4 from OPEN { neighbor 10.88.0.4; }
+"#;
+
+    fn inputs(keyring: &str) -> KeyInputs {
+        let toml = format!(
+            r#"[bird]
+socket = "/nonexistent/bird.ctl"
+config = "/nonexistent/bird.conf"
+include = "/nonexistent/autopeer.conf"
+keyring = "{keyring}"
+[agent]
+socket = "/nonexistent/autopeer.ctl"
+[[group]]
+name = "clients"
+template = "CLIENTS"
+prefixes = ["10.88.0.0/25"]
+[[group]]
+name = "open"
+template = "OPEN"
+prefixes = ["10.99.0.0/24"]
+"#
+        );
+        let config = Config::load_str(&toml, std::path::Path::new("/")).expect("config");
+        KeyInputs {
+            config: Arc::new(config),
+            birdconf: Arc::new(
+                crate::bird::conf::scan_text(CONF, std::path::Path::new("bird.conf")).unwrap(),
+            ),
+            peers: vec![
+                ("10.88.0.2".parse().unwrap(), "clients".into()),
+                ("10.99.0.2".parse().unwrap(), "open".into()),
+            ],
+            configured: 1,
+        }
+    }
+
+    #[test]
+    fn roster_peers_of_keyed_groups_are_birds_exact_keys() {
+        let plan = plan_for(&inputs("auto")).unwrap();
+        assert!(plan.bird_exact.contains(&"10.88.0.2".parse().unwrap()));
+        assert!(!plan.bird_exact.contains(&"10.99.0.2".parse().unwrap()));
+        assert_eq!(plan.unkeyed, vec!["open".to_owned()]);
+        // c4 (no password) is cut out of the keyed /25.
+        assert!(plan
+            .keys
+            .iter()
+            .all(|k| !k.prefix.contains(&"10.88.0.4".parse::<IpAddr>().unwrap())));
+        assert_eq!(plan.keys.len(), 7);
+    }
+
+    #[test]
+    fn nothing_keyed_needs_no_bird_and_off_says_so() {
+        let mut state = State::default();
+        step(&mut state, &KeyPlan::default(), false);
+        assert_eq!(state.status.error, None);
+        assert_eq!(state.status.pid, None);
+        assert!(state.events.is_empty());
+        assert_eq!(
+            state.status.lines(),
+            vec!["Keyring: no group has a password, nothing keyed".to_owned()]
+        );
+        step(&mut state, &KeyPlan::default(), true);
+        assert_eq!(state.status.lines(), vec!["Keyring: off".to_owned()]);
+    }
+
+    #[test]
+    fn bird_not_found_is_one_event_and_a_status_line_without_the_key() {
+        let mut state = State {
+            socket: "/nonexistent/bird.ctl".into(),
+            ..State::default()
+        };
+        let plan = KeyPlan {
+            keys: vec![DesiredKey {
+                prefix: "10.88.0.0/25".parse().unwrap(),
+                key: Secret::new("tmpl-key".into()),
+                group: "clients".into(),
+            }],
+            ..KeyPlan::default()
+        };
+        step(&mut state, &plan, false);
+        step(&mut state, &plan, false);
+        assert_eq!(state.events.len(), 1, "{:?}", state.events);
+        let e = &state.events[0];
+        assert_eq!(e.kind(), "keyring");
+        let audit = e.audit_text().unwrap();
+        assert!(
+            audit.starts_with("keyring error: cannot find BIRD"),
+            "{audit}"
+        );
+        let lines = state.status.lines().join("\n");
+        assert!(lines.contains("Keyring: cannot find BIRD"), "{lines}");
+        assert_eq!(state.status.wanted, (1, 0));
+        assert!(!format!("{:?} {lines} {}", state.events, e.to_json()).contains("tmpl-key"));
+    }
+
+    #[test]
+    fn status_lines_per_family() {
+        let status = KeyringStatus {
+            keyed_groups: vec!["clients".into(), "clients6".into()],
+            wanted: (7, 3),
+            pid: Some(42),
+            listeners: vec![ListenerStatus {
+                family: Family::V4,
+                local: "0.0.0.0:179".parse().unwrap(),
+                inode: 4711,
+                keys: 7,
+                failed: Vec::new(),
+            }],
+            missing: vec![MissingListener {
+                family: Family::V6,
+                keys: 3,
+                advice: crate::keyring::missing_listener_advice(Family::V6, 3),
+            }],
+            ..KeyringStatus::default()
+        };
+        let lines = status.lines();
+        assert_eq!(
+            lines[0],
+            "Keyring IPv4: listener 0.0.0.0:179 inode 4711 (BIRD pid 42), 7 of 7 prefix key(s) installed"
+        );
+        assert!(
+            lines[1].starts_with("Keyring IPv6: BIRD has no IPv6 BGP listener"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines.len(), 2);
+    }
+}
