@@ -24,7 +24,8 @@
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
 //! - [`roster`]: the one task that owns the roster; everything else sends it messages.
 //! - [`daemon`]: wires the tasks together.
-//! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`).
+//! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`);
+//!   [`keyring::task`] is the daemon task that owns them and re-keys a new listener.
 
 pub mod admission;
 pub mod apply;

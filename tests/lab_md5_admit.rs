@@ -521,3 +521,82 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     assert!(!read(&daemon_log).contains(PASSWORD));
     assert!(!read(&audit).contains(PASSWORD));
 }
+
+/// The group's own key (`password_file`) instead of the template's: the
+/// keyring keys the listener from it, the signer gets in, the wrong key
+/// does not; `check` warns when the group's key differs from the
+/// template's (the admitted protocols inherit the template's).
+#[test]
+fn the_groups_own_password_file_keys_the_listener() {
+    if !lab_allowed() {
+        return;
+    }
+    let lab = Lab::up(&["--clients", "1", "--wrong-key", "--password", PASSWORD]);
+    let d = lab.dir.path().to_path_buf();
+    let key_file = d.join("clients.key");
+    std::fs::write(&key_file, format!("{PASSWORD}\n")).unwrap();
+    let base = read(&write_config(&lab));
+    // Only the IPv4 group, keyed from the file.
+    let v4_only = base
+        .split("\n[[group]]\nname = \"clients6\"")
+        .next()
+        .unwrap();
+    let config = d.join("autopeer.toml");
+    std::fs::write(
+        &config,
+        format!("{v4_only}password_file = \"{}\"\n", key_file.display()),
+    )
+    .unwrap();
+    let check = |path: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+            .args(["-c", path.to_str().unwrap(), "check"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = check(&config);
+    assert!(ok, "{text}");
+    assert!(!text.contains("group.clients.password"), "{text}");
+    assert!(text.contains("info: bird.keyring: IPv4 listener"), "{text}");
+    let other = d.join("other.toml");
+    std::fs::write(
+        &other,
+        format!("{v4_only}password = \"not-the-template-key\"\n"),
+    )
+    .unwrap();
+    let (ok, text) = check(&other);
+    assert!(ok, "a warning only:\n{text}");
+    assert!(
+        text.contains("warning: group.clients.password: differs from the password of template"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-template-key"), "{text}");
+
+    let audit = d.join("audit.log");
+    let daemon_log = d.join("autopeer.out");
+    let include = PathBuf::from(lab.get("RR_INCLUDE"));
+    let dump = || {
+        format!(
+            "--- audit\n{}\n--- daemon\n{}\n--- rr\n{}",
+            read(&audit),
+            read(&daemon_log),
+            lab.birdc(&["show", "protocols"])
+        )
+    };
+    let daemon = Daemon::start(&config, &daemon_log);
+    assert!(lab.established("rr", "clients_10_88_0_2", 30), "{}", dump());
+    wait_for("c127's bad signatures", 10, &dump, || {
+        lab.tcp_ext("TCPMD5Failure") > 0
+    });
+    assert!(!read(&include).contains("10.88.0.127"), "{}", dump());
+    assert!(
+        lab.established("rr", lab.get("STATIC_PROTO"), 5),
+        "{}",
+        dump()
+    );
+    daemon.stop();
+    assert!(!read(&daemon_log).contains(PASSWORD));
+}
