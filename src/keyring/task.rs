@@ -191,6 +191,9 @@ pub async fn run(
     let mut state = State::default();
     let mut plan: Option<KeyPlan> = None;
     let mut changed = true;
+    // What the roster last accepted (a full channel drops an update; the
+    // next round sends it again).
+    let mut sent: Option<KeyringStatus> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -209,7 +212,6 @@ pub async fn run(
         }
         let off = current.config.bird.keyring == config::Keyring::Off;
         let p = plan.clone().unwrap_or_default();
-        let before = state.status.clone();
         state = match tokio::task::spawn_blocking(move || {
             step(&mut state, &p, off);
             state
@@ -225,8 +227,12 @@ pub async fn run(
         for e in std::mem::take(&mut state.events) {
             emit(&roster, e);
         }
-        if state.status != before {
-            let _ = roster.try_send(Msg::KeyringState(state.status.clone()));
+        if sent.as_ref() != Some(&state.status)
+            && roster
+                .try_send(Msg::KeyringState(state.status.clone()))
+                .is_ok()
+        {
+            sent = Some(state.status.clone());
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
