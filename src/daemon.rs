@@ -8,6 +8,9 @@
 //!   ctl server (1x) + clients (Nx) --Msg+oneshot-> |    | --Event broadcast--> watch clients (Nx)
 //!   nhrp event socket (optional, Nx nhrpd) --Admit+oneshot, Emit--> |
 //!                                               |        | --config watch--> nhrp
+//!                                               |        | --key watch (config, bird.conf,
+//!                                               |        |    peers, configures)--> keyring (1x)
+//!   keyring (1x, 1 s tick) --KeyringState, Emit--> |     |    (prefix keys on BIRD's listeners)
 //! ```
 //!
 //! The NHRP server asks the roster for a decision and answers nhrpd at
@@ -124,6 +127,11 @@ pub async fn run(
         }
         None => None,
     };
+    let keyring_task = tokio::spawn(crate::keyring::task::run(
+        roster.key_watch(),
+        msg_tx.clone(),
+        token.clone(),
+    ));
     let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
     drop(msg_tx);
 
@@ -136,6 +144,13 @@ pub async fn run(
     crate::lifecycle::notify_stopping();
     token.cancel();
     let _ = roster_task.await;
+    // The keyring removes its prefix keys before the daemon exits.
+    if tokio::time::timeout(Duration::from_secs(5), keyring_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("keyring did not remove its keys in time");
+    }
     hup.abort();
     observer.abort();
     if let Some(t) = nhrp_task {

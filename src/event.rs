@@ -88,6 +88,47 @@ pub enum Event {
         from: String,
         to: String,
     },
+    /// The keyring placed prefix keys on a (new) BIRD listener, or could
+    /// not: logged and streamed; audited except `removed`. Never a key.
+    Keyring {
+        change: KeyringChange,
+        /// BIRD's pid, when known.
+        pid: Option<i32>,
+        /// `IPv4 0.0.0.0:179 inode 4711`, when about one listener.
+        listener: Option<String>,
+        /// Prefix keys now on that listener.
+        keys: usize,
+        /// One sentence: prefixes, groups, the kernel's error, advice.
+        detail: String,
+    },
+}
+
+/// What an [`Event::Keyring`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringChange {
+    /// Keys installed on a listener not keyed before (start, BIRD restart,
+    /// a re-created listener: fact 8).
+    Keyed,
+    /// The kernel refused some keys.
+    Failed,
+    /// Keys of a family are wanted but BIRD has no listener for it.
+    MissingListener,
+    /// BIRD not found, no privilege, a group that cannot be keyed.
+    Error,
+    /// Keys removed (`keyring = "off"`).
+    Removed,
+}
+
+impl KeyringChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyringChange::Keyed => "keyed",
+            KeyringChange::Failed => "failed",
+            KeyringChange::MissingListener => "missing_listener",
+            KeyringChange::Error => "error",
+            KeyringChange::Removed => "removed",
+        }
+    }
 }
 
 impl Event {
@@ -156,6 +197,22 @@ impl Event {
                 if *accepted { "accepted" } else { "rejected" },
                 nbma.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             ),
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                detail,
+                ..
+            } => {
+                if *change == KeyringChange::Removed {
+                    return None;
+                }
+                let pid = pid.map(|p| format!(" (BIRD pid {p})")).unwrap_or_default();
+                match listener {
+                    Some(l) => format!("keyring {}: {l}{pid}: {detail}", change.as_str()),
+                    None => format!("keyring {}{pid}: {detail}", change.as_str()),
+                }
+            }
             Event::Applied { .. } | Event::BirdUnavailable { .. } | Event::StateChanged { .. } => {
                 return None
             }
@@ -222,6 +279,39 @@ impl Event {
             Event::StateChanged { name, from, to } => {
                 tracing::info!(name, from, to, "session state changed")
             }
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                keys,
+                detail,
+            } => {
+                let listener = listener.as_deref().unwrap_or("");
+                match change {
+                    KeyringChange::Keyed | KeyringChange::Removed => {
+                        tracing::info!(
+                            change = change.as_str(),
+                            ?pid,
+                            listener,
+                            keys,
+                            detail,
+                            "keyring"
+                        )
+                    }
+                    KeyringChange::Failed
+                    | KeyringChange::MissingListener
+                    | KeyringChange::Error => {
+                        tracing::warn!(
+                            change = change.as_str(),
+                            ?pid,
+                            listener,
+                            keys,
+                            detail,
+                            "keyring"
+                        )
+                    }
+                }
+            }
         }
     }
 
@@ -241,6 +331,7 @@ impl Event {
                 format!("BIRD unavailable: {error} (retry in {retry_secs} s)")
             }
             Event::StateChanged { name, from, to } => format!("{name}: {from} -> {to}"),
+            Event::Keyring { detail, .. } => format!("keyring: {detail}"),
             // Every other variant has an audit line.
             _ => format!("{self:?}"),
         }
@@ -260,6 +351,7 @@ impl Event {
             Event::RefusalsNotAudited { .. } => "refusals_not_audited",
             Event::StateChanged { .. } => "state_changed",
             Event::Nhrp { .. } => "nhrp",
+            Event::Keyring { .. } => "keyring",
         }
     }
 
@@ -311,6 +403,14 @@ impl Event {
                 outcome,
             } => json!({"neighbor": addr.to_string(), "nbma": nbma.map(|n| n.to_string()),
                         "interface": interface, "accepted": accepted, "outcome": outcome}),
+            Event::Keyring {
+                change,
+                pid,
+                listener,
+                keys,
+                detail,
+            } => json!({"change": change.as_str(), "pid": pid, "listener": listener,
+                        "keys": keys, "detail": detail}),
         };
         if let Some(o) = v.as_object_mut() {
             o.insert("event".into(), self.kind().into());
@@ -370,6 +470,35 @@ mod tests {
         assert_eq!(
             nh.audit_text().unwrap(),
             "nhrp: accepted registration of 10.0.0.5 (nbma 203.0.113.5) on gre1: admitted to group spokes as spokes_10_0_0_5"
+        );
+    }
+
+    #[test]
+    fn keyring_events_audit_rekeys_and_failures_only() {
+        let keyed = Event::Keyring {
+            change: KeyringChange::Keyed,
+            pid: Some(4242),
+            listener: Some("IPv4 0.0.0.0:179 inode 4711".into()),
+            keys: 7,
+            detail: "7 prefix key(s) installed on a new listener".into(),
+        };
+        assert_eq!(
+            keyed.audit_text().unwrap(),
+            "keyring keyed: IPv4 0.0.0.0:179 inode 4711 (BIRD pid 4242): 7 prefix key(s) installed on a new listener"
+        );
+        assert_eq!(keyed.to_json()["change"], "keyed");
+        assert_eq!(keyed.to_json()["event"], "keyring");
+        let removed = Event::Keyring {
+            change: KeyringChange::Removed,
+            pid: None,
+            listener: None,
+            keys: 0,
+            detail: "keyring turned off: 7 prefix key(s) removed".into(),
+        };
+        assert_eq!(removed.audit_text(), None);
+        assert_eq!(
+            removed.watch_text(),
+            "keyring: keyring turned off: 7 prefix key(s) removed"
         );
     }
 }

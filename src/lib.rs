@@ -32,7 +32,8 @@
 //! - [`sources::nhrp`] (server half): the DMVPN hub hook for FRR's nhrpd.
 //! - [`event`] and [`audit`]: every decision, logged, audited and streamed.
 //! - [`check`]: `autopeer check`.
-//! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`).
+//! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`);
+//!   [`keyring::task`] is the daemon task that owns them and re-keys a new listener.
 
 pub mod admission;
 pub mod apply;

@@ -40,6 +40,7 @@ use crate::bird::protocols::{BgpState, ProtoState, Protocol};
 use crate::bird::render::{self, Peer};
 use crate::config::{Config, Group};
 use crate::event::{rfc3339, Event, Neighbor};
+use crate::keyring::task::{KeyInputs, KeyringStatus};
 use crate::sources::{Sighting, Via};
 
 /// How long the same refusal of the same address is not repeated in the
@@ -102,6 +103,8 @@ pub enum Msg {
     /// An event decided elsewhere (the NHRP server's answers to nhrpd):
     /// logged, audited and streamed from here like the roster's own.
     Emit(Event),
+    /// The keyring task's latest state, for `show status`.
+    KeyringState(KeyringStatus),
 }
 
 /// What the roster knows about one peer's session in BIRD.
@@ -262,6 +265,9 @@ pub struct Snapshot {
     pub bird_error: Option<String>,
     /// When this roster started.
     pub started: SystemTime,
+    /// The keyring task's last report (`None`: no keyring task, or it has
+    /// not reported yet).
+    pub keyring: Option<KeyringStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +315,11 @@ pub struct Roster {
     events: broadcast::Sender<Event>,
     /// The config in force, for tasks that match groups themselves (NHRP).
     config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    /// What the keyring task keys from (config, bird.conf scan, peers,
+    /// configures).
+    key_tx: tokio::sync::watch::Sender<KeyInputs>,
+    configured: u64,
+    keyring: Option<KeyringStatus>,
     runtime: HashMap<String, Runtime>,
     /// Expiry clocks start no earlier than this (the start time when the
     /// state file was missing or unreadable).
@@ -401,6 +412,12 @@ impl Roster {
             timeout: Duration::from_secs(60),
         };
         let started = SystemTime::now();
+        let key_inputs = KeyInputs {
+            config: Arc::clone(&config),
+            birdconf: Arc::new(birdconf.clone()),
+            peers: peers.iter().map(|p| (p.addr, p.group.clone())).collect(),
+            configured: 0,
+        };
         let (runtime, clock_floor) = load_state(&config.agent.state, started);
         Ok(Roster {
             runtime,
@@ -430,6 +447,9 @@ impl Roster {
             last_broken: None,
             events: broadcast::channel(EVENT_BACKLOG).0,
             config_tx: tokio::sync::watch::channel(Arc::clone(&config_for_watch)).0,
+            key_tx: tokio::sync::watch::channel(key_inputs).0,
+            configured: 0,
+            keyring: None,
         })
     }
 
@@ -478,6 +498,7 @@ impl Roster {
                     Some(Msg::States(rows)) => self.on_states(rows),
                     Some(Msg::StatesFailed(error)) => self.bird_error = Some(error),
                     Some(Msg::Emit(event)) => self.emit(event),
+                    Some(Msg::KeyringState(k)) => self.keyring = Some(k),
                     None => msgs_open = false,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -731,6 +752,7 @@ impl Roster {
             last_poll: self.last_poll,
             bird_error: self.bird_error.clone(),
             started: self.started,
+            keyring: self.keyring.clone(),
         }
     }
 
@@ -957,6 +979,8 @@ impl Roster {
         match apply::apply(&self.target, &text).await {
             Ok(applied) => {
                 self.commit(next, text);
+                self.configured += 1;
+                self.publish_keys();
                 self.dirty = false;
                 self.backoff = BACKOFF_MIN;
                 self.last_broken = None;
@@ -1023,7 +1047,10 @@ impl Roster {
 
     fn on_birdconf_changed(&mut self) {
         match conf::scan(&self.config.bird.config, &self.config.bird.include) {
-            Ok(bc) => self.birdconf = bc,
+            Ok(bc) => {
+                self.birdconf = bc;
+                self.publish_keys();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot rescan bird.conf, keeping the last scan");
                 return;
@@ -1110,10 +1137,30 @@ impl Roster {
         self.config_tx.subscribe()
     }
 
+    /// Follows what the keyring keys from: the config, the bird.conf scan,
+    /// the peers in the include and the count of successful `configure`s.
+    pub fn key_watch(&self) -> tokio::sync::watch::Receiver<KeyInputs> {
+        self.key_tx.subscribe()
+    }
+
+    fn publish_keys(&mut self) {
+        self.key_tx.send_replace(KeyInputs {
+            config: Arc::clone(&self.config),
+            birdconf: Arc::new(self.birdconf.clone()),
+            peers: self
+                .peers
+                .values()
+                .map(|p| (p.addr, p.group.clone()))
+                .collect(),
+            configured: self.configured,
+        });
+    }
+
     fn on_reload(&mut self, config: Config) {
         tracing::info!("config reloaded");
         self.config = Arc::new(config);
         self.config_tx.send_replace(Arc::clone(&self.config));
+        self.publish_keys();
         self.limits = Limits::new();
         self.on_birdconf_changed();
     }

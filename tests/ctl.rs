@@ -112,6 +112,7 @@ fn snapshot(n: usize) -> Snapshot {
         last_poll: Some(SystemTime::now()),
         bird_error: None,
         started: SystemTime::now(),
+        keyring: None,
     }
 }
 

@@ -622,6 +622,9 @@ pub fn status_lines(snap: &Snapshot, now: SystemTime) -> Vec<String> {
     if let Some(e) = &snap.bird_error {
         out.push(format!("BIRD unreachable: {e}"));
     }
+    if let Some(k) = &snap.keyring {
+        out.extend(k.lines());
+    }
     if snap.dry_run {
         out.push("Dry run: decisions are logged, nothing is changed".into());
     }

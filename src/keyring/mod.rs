@@ -25,6 +25,7 @@
 
 pub mod diag;
 pub mod sys;
+pub mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -248,7 +249,7 @@ pub fn is_bird_name(name: &str) -> bool {
     matches!(name.trim(), "bird" | "bird6")
 }
 
-fn verify_bird(pid: i32) -> Result<(), KeyringError> {
+pub(crate) fn verify_bird(pid: i32) -> Result<(), KeyringError> {
     let path = PathBuf::from(format!("/proc/{pid}/comm"));
     let comm = fs::read_to_string(&path).map_err(|source| KeyringError::Proc { path, source })?;
     if is_bird_name(&comm) {
