@@ -169,29 +169,6 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         return out;
     }
     let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
-    for g in config
-        .groups
-        .iter()
-        .filter(|g| keyed.contains(g.name.as_str()))
-    {
-        let template_key = bc
-            .templates
-            .get(&g.template)
-            .and_then(|t| t.password.as_ref());
-        if let Some(own) = &g.password {
-            if template_key.map(|t| t.expose()) != Some(own.expose()) {
-                out.push(warning(
-                    format!("group.{}.password", g.name),
-                    format!(
-                        "differs from the password of template {} (or it has none): the keyed \
-                         listener admits peers signing with the group's key, but their protocols \
-                         inherit the template's; put the same password into the template",
-                        g.template
-                    ),
-                ));
-            }
-        }
-    }
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
     let roster: Vec<(std::net::IpAddr, String)> = std::fs::read_to_string(&config.bird.include)

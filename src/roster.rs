@@ -964,7 +964,15 @@ impl Roster {
             next.insert(p.name.clone(), p.clone());
         }
         let list: Vec<Peer> = next.values().cloned().collect();
-        let text = match render::render(&list) {
+        // A group's own key goes into its peers' blocks, so BIRD's sessions
+        // use the key the keyed listener admitted them with.
+        let passwords: BTreeMap<String, crate::secret::Secret<String>> = self
+            .config
+            .groups
+            .iter()
+            .filter_map(|g| g.password.clone().map(|k| (g.name.clone(), k)))
+            .collect();
+        let text = match render::render_with_passwords(&list, &passwords) {
             Ok(t) => t,
             Err(e) => {
                 // Every field was validated on the way in; this is a bug.

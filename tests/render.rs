@@ -582,3 +582,56 @@ proptest! {
         prop_assert!(bird_accepts(&peers).is_ok(), "{}", bird_accepts(&peers).unwrap_err());
     }
 }
+
+#[test]
+fn a_groups_own_key_is_rendered_parsed_back_and_accepted_by_bird() {
+    use autopeer::bird::render::render_with_passwords;
+    use autopeer::secret::Secret;
+    use std::collections::BTreeMap;
+    let peers = vec![
+        peer("clients", "10.88.0.2", None, Some(NeighborAs::Internal)),
+        with_template(
+            peer("others", "10.77.0.2", None, Some(NeighborAs::Internal)),
+            "CLIENTS",
+        ),
+    ];
+    let mut keys = BTreeMap::new();
+    keys.insert(
+        "clients".to_string(),
+        Secret::new(r"s3cr\et with spaces".to_string()),
+    );
+    let text = render_with_passwords(&peers, &keys).unwrap();
+    // Only the keyed group's block carries it, once.
+    assert_eq!(text.matches("password ").count(), 1, "{text}");
+    let block = text
+        .split("\n\n")
+        .find(|b| b.contains("clients_10_88_0_2"))
+        .unwrap();
+    assert!(
+        block.contains(r#"  password "s3cr\et with spaces";"#),
+        "{block}"
+    );
+    // Parsing back gives the same roster (the key lives in the config).
+    assert_eq!(parse(&text).unwrap(), peers);
+    // A key BIRD cannot hold is refused, and the error does not show it.
+    keys.insert("others".to_string(), Secret::new("bad\"key".to_string()));
+    let e = render_with_passwords(&peers, &keys).unwrap_err();
+    assert!(!e.to_string().contains("bad"), "{e}");
+    if !have_bird() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bird.conf"), BIRD_CONF).unwrap();
+    std::fs::write(dir.path().join("autopeer.conf"), &text).unwrap();
+    let out = Command::new(BIRD)
+        .arg("-p")
+        .arg("-c")
+        .arg(dir.path().join("bird.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

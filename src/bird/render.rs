@@ -16,10 +16,12 @@
 //! }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+use crate::secret::Secret;
 
 /// BIRD's `SYM_MAX_LEN`: the longest symbol it accepts.
 pub const SYM_MAX_LEN: usize = 64;
@@ -83,6 +85,9 @@ pub struct Peer {
 /// Errors from rendering or parsing the owned include file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
+    /// A group key BIRD cannot hold in a string (never printed).
+    #[error("group {group}: its password cannot be written into BIRD's config")]
+    BadPassword { group: String },
     /// Not a BIRD symbol (`[A-Za-z_][A-Za-z0-9_]*`, at most 64, no keyword,
     /// not 32+ hex digits only).
     #[error("{what} {value:?} is not a usable BIRD symbol")]
@@ -381,6 +386,27 @@ fn scope(iface: Option<&str>) -> Scope<'_> {
 /// block per peer sorted by name. Every peer is validated first; nothing
 /// is rendered if any is invalid or two share a name.
 pub fn render(peers: &[Peer]) -> Result<String, RenderError> {
+    render_with_passwords(peers, &BTreeMap::new())
+}
+
+/// Like [`render`], and every peer of a group in `passwords` gets that
+/// group's own MD5 key (`password "...";`), so that BIRD's sessions use the
+/// key the keyed listener admits with, not the template's. Keys were
+/// validated by the config (no `"`, no line break, at most 80 bytes) and
+/// are checked again here; [`parse`] reads the line back without keeping
+/// the key (the config is its source of truth).
+pub fn render_with_passwords(
+    peers: &[Peer],
+    passwords: &BTreeMap<String, Secret<String>>,
+) -> Result<String, RenderError> {
+    for (group, key) in passwords {
+        let k = key.expose();
+        if k.is_empty() || k.len() > 80 || k.bytes().any(|b| b == b'"' || b < 0x20) {
+            return Err(RenderError::BadPassword {
+                group: group.clone(),
+            });
+        }
+    }
     let mut seen = HashSet::new();
     for p in peers {
         validate(p)?;
@@ -422,6 +448,9 @@ pub fn render(peers: &[Peer]) -> Result<String, RenderError> {
             let _ = writeln!(out, "  interface \"{i}\";");
         }
         let _ = writeln!(out, "  description \"autopeer {} {shown}\";", p.group);
+        if let Some(key) = passwords.get(&p.group) {
+            let _ = writeln!(out, "  password \"{}\";", key.expose());
+        }
         let _ = writeln!(out, "}}");
     }
     Ok(out)
@@ -443,6 +472,7 @@ struct Block {
     neighbor: Option<(IpAddr, Option<String>, Option<NeighborAs>)>,
     iface_option: Option<String>,
     description: bool,
+    password: bool,
 }
 
 /// `# autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log`
@@ -571,6 +601,12 @@ pub fn parse(text: &str) -> Result<Vec<Peer>, RenderError> {
                     return Err(err(lineno, "bad description line", raw));
                 }
                 b.description = true;
+            } else if let Some(rest) = line.strip_prefix("password \"") {
+                // The group's key, from the config; not kept here.
+                let ok = rest.strip_suffix("\";").is_some_and(|k| !k.contains('"'));
+                if !ok || std::mem::replace(&mut b.password, true) {
+                    return Err(err(lineno, "bad password line", "password \"<redacted>\";"));
+                }
             } else if line.is_empty() || line.starts_with('#') {
                 // Blank lines and comments inside a block are harmless.
             } else {
@@ -604,6 +640,7 @@ pub fn parse(text: &str) -> Result<Vec<Peer>, RenderError> {
                 neighbor: None,
                 iface_option: None,
                 description: false,
+                password: false,
             });
         } else {
             return Err(err(lineno, "unexpected line outside a block", raw));
