@@ -199,6 +199,9 @@ fn fit(times: &[f64]) -> (f64, f64) {
 }
 
 fn main() {
+    if !common::benchmarking("burst") {
+        return;
+    }
     require_root_and_bird();
     let n = arg("--peers", 1000);
     print_machine();

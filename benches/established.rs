@@ -150,6 +150,9 @@ fn established(p: &autopeer::bird::protocols::Protocol) -> bool {
 }
 
 fn main() {
+    if !common::benchmarking("established") {
+        return;
+    }
     require_root_and_bird();
     let args: Vec<String> = std::env::args().collect();
     let k: usize = args

@@ -90,6 +90,9 @@ fn cpu(pid: u32) -> f64 {
 }
 
 fn main() {
+    if !common::benchmarking("footprint") {
+        return;
+    }
     require_root_and_bird();
     let n = arg("--peers", 10_000) as usize;
     let window = Duration::from_secs(arg("--window", 60));

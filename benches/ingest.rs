@@ -169,6 +169,9 @@ fn tail(file: &Path, target: &Path, lines: u64) -> (Duration, u64) {
 }
 
 fn main() {
+    if !common::benchmarking("ingest") {
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let size = args
         .iter()

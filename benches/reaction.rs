@@ -157,6 +157,9 @@ fn describe(xs: &[f64]) -> String {
 }
 
 fn main() {
+    if !common::benchmarking("reaction") {
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let n = args
         .iter()

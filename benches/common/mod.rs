@@ -395,3 +395,14 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
+
+/// `cargo test --all-targets` runs every bench binary without `--bench`:
+/// there it only proves that the benchmark builds, and returns false.
+/// `cargo bench` passes `--bench`: then it returns true.
+pub fn benchmarking(name: &str) -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    println!("{name}: a benchmark; run it with `cargo bench --bench {name}`");
+    false
+}
