@@ -61,7 +61,10 @@ fn targets_match_the_fuzz_crate() {
     for e in fs::read_dir(root().join("fixtures/fuzz")).expect("fixtures/fuzz") {
         let e = e.expect("entry");
         let n = e.file_name().to_string_lossy().into_owned();
-        assert!(names.contains(&n.as_str()), "fixtures/fuzz/{n} is no target");
+        assert!(
+            names.contains(&n.as_str()),
+            "fixtures/fuzz/{n} is no target"
+        );
     }
     let manifest = fs::read_to_string(root().join("fuzz/Cargo.toml")).expect("fuzz/Cargo.toml");
     for n in &names {
@@ -83,7 +86,8 @@ fn targets_match_the_fuzz_crate() {
 fn properties_reach_their_checks() {
     use autopeer::sources::lines::{parse_line, LineOutcome};
     let line = "2026-11-23 06:54:53.477 <WARN> BGP: Unexpected connect from unknown address fe80::1%vlab0 (port 47271)";
-    let Some(LineOutcome::Sighting(s)) = Some(parse_line(line, std::time::SystemTime::UNIX_EPOCH)) else {
+    let Some(LineOutcome::Sighting(s)) = Some(parse_line(line, std::time::SystemTime::UNIX_EPOCH))
+    else {
         panic!("fixture line gives no sighting");
     };
     assert_eq!(s.iface.as_deref(), Some("vlab0"));
@@ -91,7 +95,9 @@ fn properties_reach_their_checks() {
 
     let include = fs::read_to_string(root().join("fixtures/fuzz/include_parse/seed-rendered.conf"))
         .expect("owned include fixture");
-    assert!(!autopeer::bird::render::parse(&include).expect("parses").is_empty());
+    assert!(!autopeer::bird::render::parse(&include)
+        .expect("parses")
+        .is_empty());
     props::include_parse(include.as_bytes());
 
     assert!(autopeer::ctl::proto::parse_command("add fe80::1%vti3 group clients").is_ok());

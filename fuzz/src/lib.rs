@@ -24,9 +24,12 @@ use autopeer::config::Config;
 use autopeer::ctl::proto;
 use autopeer::sources::{lines, nhrp, Sighting};
 
+/// A property: panics when it fails on these bytes.
+pub type Property = fn(&[u8]);
+
 /// Every target by name: the name is also the directory of its seeds
 /// (`fuzz/corpus/NAME`) and of its regression inputs (`fixtures/fuzz/NAME`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Property)] = &[
     ("reply_framer", reply_framer),
     ("log_lines", log_lines),
     ("conf_scan", conf_scan),
@@ -151,7 +154,10 @@ pub fn reply_framer(data: &[u8]) {
                 .filter(|l| l.kind == reply::LineKind::Last)
                 .count();
             assert_eq!(finals, 1, "reply with {finals} final lines");
-            assert!(r.final_line().is_some(), "reply does not end at its final line");
+            assert!(
+                r.final_line().is_some(),
+                "reply does not end at its final line"
+            );
         }
     }
 }
@@ -224,7 +230,11 @@ pub fn conf_scan(data: &[u8]) {
         Ok(toks) => {
             let mut last = 1;
             for t in toks {
-                assert!(t.line >= last && t.line <= nlines, "line {} after {last}", t.line);
+                assert!(
+                    t.line >= last && t.line <= nlines,
+                    "line {} after {last}",
+                    t.line
+                );
                 last = t.line;
             }
         }
@@ -353,7 +363,11 @@ pub fn nhrp_message(data: &[u8]) {
         let Ok(msg) = nhrp::parse_message(body) else {
             return;
         };
-        let wire: String = msg.fields.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let wire: String = msg
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         assert_eq!(nhrp::parse_message(wire.as_bytes()), Ok(msg.clone()));
         let _ = msg.event_id();
         if let Ok(b) = nhrp::parse_binding(&msg) {
@@ -368,7 +382,10 @@ pub fn nhrp_message(data: &[u8]) {
     for fr in &whole {
         if let nhrp::Frame::Message(m) = fr {
             assert!(!m.is_empty() && m.len() <= nhrp::MAX_MESSAGE);
-            assert!(!m.windows(2).any(|w| w == b"\n\n"), "blank line in a message");
+            assert!(
+                !m.windows(2).any(|w| w == b"\n\n"),
+                "blank line in a message"
+            );
             assert_ne!(m.first(), Some(&b'\n'));
             let _ = nhrp::parse_message(m).map(|msg| nhrp::parse_binding(&msg));
         }
