@@ -336,14 +336,20 @@ fn nhrp_frames(chunks: &[&[u8]]) -> Vec<nhrp::Frame> {
     out
 }
 
-/// `0xFE k` → `k * 512` bytes of `x`; other bytes as they are.
+/// Longest stream [`expand`] builds: room for one message over the cap
+/// and the start of another, while keeping runs fast.
+const EXPAND_MAX: usize = 2 * nhrp::MAX_MESSAGE + 4096;
+
+/// `0xFE k` → `k * 512` bytes of `x` (the stream stops growing at
+/// [`EXPAND_MAX`]); other bytes as they are.
 fn expand(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut it = body.iter();
     while let Some(&b) = it.next() {
         if b == 0xFE {
             let k = it.next().copied().unwrap_or(0);
-            out.resize(out.len() + usize::from(k) * 512, b'x');
+            let n = (usize::from(k) * 512).min(EXPAND_MAX.saturating_sub(out.len()));
+            out.resize(out.len() + n, b'x');
         } else {
             out.push(b);
         }
