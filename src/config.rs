@@ -628,8 +628,28 @@ pub fn is_bird_symbol(s: &str) -> bool {
 }
 
 /// A Linux interface name as BIRD accepts it: `[A-Za-z0-9_.:-]{1,15}`.
+/// Reads a key file: a regular file of at most 4 KiB (a FIFO or
+/// `/dev/zero` must not hang `check` or the daemon's start).
+fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX: u64 = 4096;
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX {
+        return Err(std::io::Error::other(format!("larger than {MAX} bytes")));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 pub fn is_interface_name(s: &str) -> bool {
-    (1..=15).contains(&s.len())
+    s != "."
+        && s != ".."
+        && (1..=15).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
@@ -774,7 +794,7 @@ fn convert_group(
             } else {
                 file.clone()
             };
-            match std::fs::read(&path) {
+            match read_key_file(&path) {
                 Err(e) => {
                     p.push(Problem::new(
                         format!("{key}.password_file"),

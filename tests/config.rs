@@ -352,3 +352,33 @@ fn invalid_error_lists_all_problems() {
     assert!(text.contains("broken-values.toml: 19 problem(s)"), "{text}");
     assert!(text.contains("\n  group[0].max_peers: "));
 }
+
+// See: fuzzing notes (issue 7): a password_file that never ends must not
+// hang `check`, and "." / ".." are not interface names.
+#[test]
+fn r7_key_file_must_be_a_small_regular_file_and_dots_are_no_interface() {
+    let p = problems(&group("password_file = \"/dev/zero\""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key_path, "group.clients.password_file");
+    assert!(
+        p[0].message.contains("not a regular file"),
+        "{}",
+        p[0].message
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.key");
+    std::fs::write(&big, vec![b'k'; 5000]).unwrap();
+    let p = problems(&group(&format!("password_file = \"{}\"", big.display())));
+    assert!(
+        p[0].message.contains("larger than 4096 bytes"),
+        "{}",
+        p[0].message
+    );
+
+    for bad in [".", ".."] {
+        assert!(!autopeer::config::is_interface_name(bad));
+        assert!(!autopeer::bird::render::is_iface(bad));
+    }
+    assert!(autopeer::config::is_interface_name("vti3"));
+}

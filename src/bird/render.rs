@@ -231,7 +231,9 @@ pub fn is_symbol(s: &str) -> bool {
 
 /// An interface name autopeer will write: `[A-Za-z0-9_.:-]{1,15}`.
 pub fn is_iface(s: &str) -> bool {
-    (1..=IFACE_MAX_LEN).contains(&s.len())
+    s != "."
+        && s != ".."
+        && (1..=IFACE_MAX_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
