@@ -48,13 +48,11 @@ fn knocking_peers_are_admitted_end_to_end() {
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- include\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            read(&include),
-            lab.birdc(&["show", "protocols"])
-        )
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+        ])
     };
 
     // The two knocking clients are admitted and come up.

@@ -284,14 +284,7 @@ fn the_groups_own_password_file_keys_the_listener() {
     let audit = d.join("audit.log");
     let daemon_log = d.join("autopeer.out");
     let include = PathBuf::from(lab.get("RR_INCLUDE"));
-    let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            lab.birdc(&["show", "protocols"])
-        )
-    };
+    let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
     let daemon = Daemon::start_quiet(&config, &daemon_log);
     assert!(lab.established("clients_10_88_0_2", 30), "{}", dump());
     wait_for_dump("c127's bad signatures", 10, &dump, || {

@@ -546,13 +546,11 @@ nbma_prefixes = ["192.0.2.0/24"]
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- include\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            read(&include),
-            lab.birdc(&["show", "protocols"])
-        )
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+        ])
     };
     wait_for("the control socket", 20, || {
         autopeer(&ctl, &["status"]).0 == 0

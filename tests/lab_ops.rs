@@ -43,14 +43,7 @@ fn status_birdc_and_watch_agree_end_to_end() {
     let daemon_log = d.join("autopeer.out");
     let sock = d.join("autopeer.ctl");
     let daemon = Daemon::start(&config, &daemon_log);
-    let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            lab.birdc(&["show", "protocols"])
-        )
-    };
+    let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
     wait_for("the control socket", 20, || {
         autopeer(&sock, &["status"]).0 == 0
     });

@@ -165,6 +165,16 @@ impl Lab {
             .success()
     }
 
+    /// For failure messages: `--- NAME` and the file's text for each of
+    /// `files`, then `--- rr` and the rr's `show protocols`.
+    pub fn dump<P: AsRef<Path>>(&self, files: &[(&str, P)]) -> String {
+        let mut out = String::new();
+        for (name, path) in files {
+            out.push_str(&format!("--- {name}\n{}\n", read(path.as_ref())));
+        }
+        out + "--- rr\n" + &self.birdc(&["show", "protocols"])
+    }
+
     /// The rr's BIRD log so far.
     pub fn rr_log(&self) -> String {
         std::fs::read_to_string(self.get("RR_LOG")).unwrap_or_default()
