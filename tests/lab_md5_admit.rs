@@ -13,301 +13,23 @@
 //! Needs root, bird2, iproute2 and gobgpd. With CI=true a missing
 //! prerequisite fails the test; elsewhere it skips with a one-line reason.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::lab::{lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, MD5_LAB_TOOLS};
 
 const PASSWORD: &str = "lab-md5-admit-key";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// None when the lab can run; Some(reason) otherwise.
-fn missing_prerequisite() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["bird", "birdc", "ip", "ss", "gobgpd", "gobgp"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
-
-fn lab_allowed() -> bool {
-    match missing_prerequisite() {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace lab cannot run: {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping namespace lab MD5 admission test: {reason}");
-            false
-        }
-    }
-}
-
-/// A lab brought up by bird/lab; `down` runs on drop, pass or fail.
-struct Lab {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Lab {
-    fn up(args: &[&str]) -> Lab {
-        let dir = tempfile::Builder::new()
-            .prefix("aplab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut lab = Lab {
-            dir,
-            env: HashMap::new(),
-        };
-        let out = lab.script(&[&["up"], args].concat());
-        assert!(
-            out.status.success(),
-            "bird/lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = lab.script(&["env"]);
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                // `env` prints bash `%q` values: '' is empty, spaces escaped.
-                let v = if v == "''" {
-                    String::new()
-                } else {
-                    v.replace("\\ ", " ")
-                };
-                lab.env.insert(k.to_string(), v);
-            }
-        }
-        lab
-    }
-
-    fn script(&self, args: &[&str]) -> Output {
-        let (cmd, rest) = args.split_first().unwrap();
-        Command::new(repo().join("bird/lab"))
-            .arg(cmd)
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .expect("run bird/lab")
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("bird/lab env has no {key}: {:?}", self.env))
-    }
-
-    fn start(&self, node: &str) {
-        let out = self.script(&["start", node]);
-        assert!(
-            out.status.success(),
-            "start {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        let out = self.script(&[&["birdc", "rr"], args].concat());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Whether CMD exits 0 inside NODE's namespace.
-    fn exec_ok(&self, node: &str, cmd: &[&str]) -> bool {
-        self.script(&[&["exec", node], cmd].concat())
-            .status
-            .success()
-    }
-
-    fn exec(&self, node: &str, cmd: &[&str]) -> String {
-        let out = self.script(&[&["exec", node], cmd].concat());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn established(&self, node: &str, proto: &str, secs: u32) -> bool {
-        self.script(&["wait-established", node, proto, &secs.to_string()])
-            .status
-            .success()
-    }
-
-    /// The `md5keys:` fields of the rr's BGP listeners (`ss -tlnie`), one
-    /// per listener: `10.88.0.0/30,10.88.0.5/32,...`.
-    fn listener_keys(&self) -> Vec<String> {
-        self.exec("rr", &["ss", "-Htlnie", "sport = :179"])
-            .lines()
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("md5keys:"))
-                    .map(str::to_owned)
-            })
-            .collect()
-    }
-
-    fn tcp_ext(&self, name: &str) -> u64 {
-        let text = self.exec("rr", &["cat", "/proc/net/netstat"]);
-        let lines: Vec<&str> = text.lines().collect();
-        for pair in lines.chunks(2) {
-            let [names, values] = pair else { continue };
-            if !names.starts_with("TcpExt:") {
-                continue;
-            }
-            if let Some((_, v)) = names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .find(|(n, _)| *n == name)
-            {
-                return v.parse().unwrap_or(0);
-            }
-        }
-        panic!("no TcpExt {name} in the rr's /proc/net/netstat")
-    }
-
-    /// A plain (unsigned) TCP handshake from NODE to the rr's BGP port.
-    fn unsigned_connect(&self, node: &str) -> bool {
-        self.exec_ok(
-            node,
-            &[
-                "timeout",
-                "3",
-                "bash",
-                "-c",
-                &format!("exec 3<>/dev/tcp/{}/179", self.get("RR_ADDR")),
-            ],
-        )
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.script(&["down"]);
-        if !out.status.success() {
-            eprintln!("bird/lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
-
-/// The autopeer daemon, ended by its pid on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .arg("-c")
-            .arg(config)
-            .arg("run")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start autopeer");
-        Daemon { child }
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "autopeer exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("autopeer did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, dump: &dyn Fn() -> String, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs} s waiting for {what}\n{}", dump());
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn write_config(lab: &Lab) -> PathBuf {
-    let d = lab.dir.path();
-    let config = format!(
-        r#"[bird]
-socket = "{ctl}"
-config = "{conf}"
-include = "{include}"
-keyring = "auto"
-
-[agent]
-socket = "{d}/autopeer.ctl"
-state = "{d}/state.toml"
-audit_log = "{d}/audit.log"
-batch = "200ms"
-
-[sources]
-logs = ["{log}"]
-
-[[group]]
-name = "clients"
-template = "{template}"
-prefixes = ["{prefix}"]
-neighbor = "internal"
-
-[[group]]
-name = "clients6"
-template = "{template6}"
-prefixes = ["{prefix6}"]
-neighbor = "internal"
-"#,
-        ctl = lab.get("RR_CTL"),
-        conf = lab.get("RR_CONF"),
-        include = lab.get("RR_INCLUDE"),
-        log = lab.get("RR_LOG"),
-        template = lab.get("TEMPLATE"),
-        template6 = lab.get("TEMPLATE6"),
-        prefix = lab.get("GROUP_PREFIX"),
-        prefix6 = lab.get("GROUP_PREFIX6"),
-        d = d.display(),
-    );
-    let path = d.join("autopeer.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+fn allowed() -> bool {
+    lab_allowed(MD5_LAB_TOOLS, "namespace lab MD5 admission test")
 }
 
 #[test]
 fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() {
-    if !lab_allowed() {
+    if !allowed() {
         return;
     }
     // rr + c2, c3 (knocking, signed), c5 (started after BIRD's restart),
@@ -327,7 +49,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     for node in ["c2", "c3", "c4", "c200", "c127", "g110"] {
         lab.start(node);
     }
-    let config = write_config(&lab);
+    let config = write_config(&lab, "auto", true);
     let d = lab.dir.path().to_path_buf();
     let audit = d.join("audit.log");
     let include = PathBuf::from(lab.get("RR_INCLUDE"));
@@ -350,16 +72,8 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
 
     // The static neighbors must be up before the keys go on (their
     // sessions were opened unsigned).
-    assert!(
-        lab.established("rr", lab.get("STATIC_PROTO"), 20),
-        "{}",
-        dump()
-    );
-    assert!(
-        lab.established("rr", lab.get("STATIC_PROTO6"), 20),
-        "{}",
-        dump()
-    );
+    assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
+    assert!(lab.established(lab.get("STATIC_PROTO6"), 20), "{}", dump());
 
     // `check` sees both listeners and can key them.
     let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
@@ -382,8 +96,8 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     assert!(!check_out.contains(PASSWORD), "{check_out}");
 
     let started = Instant::now();
-    let daemon = Daemon::start(&config, &daemon_log);
-    wait_for("prefix keys on both listeners", 10, &dump, || {
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    wait_for_dump("prefix keys on both listeners", 10, &dump, || {
         lab.listener_keys().len() == 2
     });
     // c4 (10.88.0.4, 2001:db8:88::4) is cut out of the keyed prefixes.
@@ -407,7 +121,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     ];
     for proto in protos {
         assert!(
-            lab.established("rr", proto, 40),
+            lab.established(proto, 40),
             "{proto} not Established\n{}",
             dump()
         );
@@ -416,7 +130,11 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
         "all six sessions Established {:.1} s after the daemon started",
         started.elapsed().as_secs_f64()
     );
-    assert!(lab.established("g110", lab.get("RR_ADDR"), 5), "{}", dump());
+    assert!(
+        lab.established_on("g110", lab.get("RR_ADDR"), 5),
+        "{}",
+        dump()
+    );
     let audit_text = read(&audit);
     assert!(
         audit_text.contains("adding neighbor 2001:db8:88::2 to group clients6 (via bird-log)"),
@@ -431,8 +149,8 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
 
     // The wrong key fails in the kernel; neither it nor the outsider ever
     // reach BIRD, let alone the roster.
-    wait_for("c127's bad signatures", 10, &dump, || {
-        lab.tcp_ext("TCPMD5Failure") > 0
+    wait_for_dump("c127's bad signatures", 10, &dump, || {
+        lab.tcp_ext_or_zero("TCPMD5Failure") > 0
     });
     let text = read(&include);
     for bad in [
@@ -444,11 +162,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
         assert!(!text.contains(bad), "{bad} admitted\n{}", dump());
         assert!(!read(&audit).contains(bad), "{bad} seen\n{}", dump());
     }
-    assert!(
-        lab.established("rr", lab.get("STATIC_PROTO"), 1),
-        "{}",
-        dump()
-    );
+    assert!(lab.established(lab.get("STATIC_PROTO"), 1), "{}", dump());
 
     // `show status` over the control socket shows both keyed listeners.
     let status = Command::new(env!("CARGO_BIN_EXE_autopeer"))
@@ -484,7 +198,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     );
     lab.start("rr");
     let restarted = Instant::now();
-    wait_for("the new listeners to be keyed", 5, &dump, || {
+    wait_for_dump("the new listeners to be keyed", 5, &dump, || {
         ours(&lab.listener_keys())
     });
     let rekey = restarted.elapsed();
@@ -500,16 +214,12 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
         "clients_10_88_0_2",
     ] {
         assert!(
-            lab.established("rr", proto, 30),
+            lab.established(proto, 30),
             "{proto} not Established after BIRD's restart\n{}",
             dump()
         );
     }
-    assert!(
-        lab.established("rr", lab.get("STATIC_PROTO"), 20),
-        "{}",
-        dump()
-    );
+    assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
     assert!(read(&audit).contains("adding neighbor 10.88.0.5 to group clients"));
 
     // At shutdown the keyring takes its keys back (BIRD's exact keys for
@@ -528,14 +238,14 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
 /// BIRD's own sessions use it even where the template's differs).
 #[test]
 fn the_groups_own_password_file_keys_the_listener() {
-    if !lab_allowed() {
+    if !allowed() {
         return;
     }
     let lab = Lab::up(&["--clients", "1", "--wrong-key", "--password", PASSWORD]);
     let d = lab.dir.path().to_path_buf();
     let key_file = d.join("clients.key");
     std::fs::write(&key_file, format!("{PASSWORD}\n")).unwrap();
-    let base = read(&write_config(&lab));
+    let base = read(&write_config(&lab, "auto", true));
     // Only the IPv4 group, keyed from the file.
     let v4_only = base
         .split("\n[[group]]\nname = \"clients6\"")
@@ -574,18 +284,11 @@ fn the_groups_own_password_file_keys_the_listener() {
     let audit = d.join("audit.log");
     let daemon_log = d.join("autopeer.out");
     let include = PathBuf::from(lab.get("RR_INCLUDE"));
-    let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            lab.birdc(&["show", "protocols"])
-        )
-    };
-    let daemon = Daemon::start(&config, &daemon_log);
-    assert!(lab.established("rr", "clients_10_88_0_2", 30), "{}", dump());
-    wait_for("c127's bad signatures", 10, &dump, || {
-        lab.tcp_ext("TCPMD5Failure") > 0
+    let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    assert!(lab.established("clients_10_88_0_2", 30), "{}", dump());
+    wait_for_dump("c127's bad signatures", 10, &dump, || {
+        lab.tcp_ext_or_zero("TCPMD5Failure") > 0
     });
     assert!(!read(&include).contains("10.88.0.127"), "{}", dump());
     let block = read(&include);
@@ -598,11 +301,7 @@ fn the_groups_own_password_file_keys_the_listener() {
         block.contains(&format!("  password \"{PASSWORD}\";")),
         "the group's key in its peer's block:\n{block}"
     );
-    assert!(
-        lab.established("rr", lab.get("STATIC_PROTO"), 5),
-        "{}",
-        dump()
-    );
+    assert!(lab.established(lab.get("STATIC_PROTO"), 5), "{}", dump());
     daemon.stop();
     assert!(!read(&daemon_log).contains(PASSWORD));
 }

@@ -281,225 +281,13 @@ async fn real_nhrpd_connects_and_reconnects() {
 // session is real; only the NHRP/GRE packet path in front of nhrpd is not.
 // ---------------------------------------------------------------------------
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// None when the namespace lab can run; Some(reason) otherwise.
-fn lab_missing_prerequisite() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["bird", "birdc", "ip"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
+use common::lab::{autopeer, read, repo, wait_for, Daemon, Lab as BirdLab, Watcher, LAB_TOOLS};
 
 fn lab_allowed() -> bool {
-    match lab_missing_prerequisite() {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace lab cannot run: {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping NHRP namespace lab test: {reason}");
-            false
-        }
-    }
-}
-
-/// A lab brought up by bird/lab; `down` runs on drop, pass or fail
-/// (copied from tests/lab.rs).
-struct BirdLab {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl BirdLab {
-    fn up(args: &[&str]) -> BirdLab {
-        let dir = tempfile::Builder::new()
-            .prefix("aplab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut lab = BirdLab {
-            dir,
-            env: HashMap::new(),
-        };
-        let out = lab.script(&[&["up"], args].concat());
-        assert!(
-            out.status.success(),
-            "bird/lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = lab.script(&["env"]);
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                // `env` prints bash `%q` values: undo the escaped spaces.
-                lab.env.insert(k.to_string(), v.replace("\\ ", " "));
-            }
-        }
-        lab
-    }
-
-    fn script(&self, args: &[&str]) -> std::process::Output {
-        let (cmd, rest) = args.split_first().unwrap();
-        Command::new(repo().join("bird/lab"))
-            .arg(cmd)
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .expect("run bird/lab")
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("bird/lab env has no {key}: {:?}", self.env))
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        let out = self.script(&[&["birdc", "rr"], args].concat());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn established(&self, proto: &str, secs: u32) -> bool {
-        self.script(&["wait-established", "rr", proto, &secs.to_string()])
-            .status
-            .success()
-    }
-}
-
-impl Drop for BirdLab {
-    fn drop(&mut self) {
-        let out = self.script(&["down"]);
-        if !out.status.success() {
-            eprintln!("bird/lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
-
-/// The autopeer daemon, ended by its pid on drop (copied from tests/lab.rs).
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .arg("-c")
-            .arg(config)
-            .arg("-v")
-            .arg("run")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start autopeer");
-        Daemon { child }
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "autopeer exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("autopeer did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `autopeer watch --json`, killed by its pid on drop; its stdout lines
-/// are collected by a thread (copied from tests/lab_ops.rs).
-struct Watcher {
-    child: Child,
-    lines: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Watcher {
-    fn start(socket: &Path) -> Watcher {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-s", socket.to_str().unwrap(), "watch", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start autopeer watch");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                match l {
-                    Ok(l) => sink.lock().unwrap().push(l),
-                    Err(_) => break,
-                }
-            }
-        });
-        Watcher { child, lines }
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
+    common::lab::lab_allowed(LAB_TOOLS, "NHRP namespace lab test")
 }
 
 /// The peer part of a binding: what `evmgr_notify` adds `if (vc)`.
@@ -695,19 +483,6 @@ impl FakeNhrpd {
     }
 }
 
-fn autopeer(socket: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-s")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
     if !lab_allowed() {
@@ -718,12 +493,7 @@ fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
     // admits nobody: only NHRP can.
     let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
     for node in ["c2", "c3", "c200"] {
-        let out = lab.script(&["start", node]);
-        assert!(
-            out.status.success(),
-            "start {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab.start(node);
     }
     let d = lab.dir.path().to_path_buf();
     let nhrp_sock = d.join("nhrp.sock");
@@ -776,13 +546,11 @@ nbma_prefixes = ["192.0.2.0/24"]
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- include\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            read(&include),
-            lab.birdc(&["show", "protocols"])
-        )
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+        ])
     };
     wait_for("the control socket", 20, || {
         autopeer(&ctl, &["status"]).0 == 0

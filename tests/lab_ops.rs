@@ -6,273 +6,20 @@
 //! the order of the audit log.
 //!
 //! Needs root, bird2 and iproute2. With CI=true a missing prerequisite
-//! fails the test; elsewhere it skips with a one-line reason. The Lab and
-//! Daemon helpers are copied from tests/lab.rs.
+//! fails the test; elsewhere it skips with a one-line reason. The Lab,
+//! Daemon and Watcher helpers live in tests/common/lab.rs.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::process::Command;
+use std::time::Duration;
 
-/// None when the lab can run; Some(reason) otherwise.
-fn missing_prerequisite() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["bird", "birdc", "ip"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
+use common::lab::{
+    autopeer, lab_allowed, read, wait_for, write_config, Daemon, Lab, Watcher, LAB_TOOLS,
+};
 
-fn lab_allowed() -> bool {
-    match missing_prerequisite() {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace lab cannot run: {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping namespace lab test: {reason}");
-            false
-        }
-    }
-}
-
-/// A lab brought up by bird/lab; `down` runs on drop, pass or fail.
-struct Lab {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Lab {
-    fn up(args: &[&str]) -> Lab {
-        let dir = tempfile::Builder::new()
-            .prefix("aplab")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut lab = Lab {
-            dir,
-            env: HashMap::new(),
-        };
-        let out = lab.script(&[&["up"], args].concat());
-        assert!(
-            out.status.success(),
-            "bird/lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = lab.script(&["env"]);
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                // `env` prints bash `%q` values: undo the escaped spaces.
-                lab.env.insert(k.to_string(), v.replace("\\ ", " "));
-            }
-        }
-        lab
-    }
-
-    fn script(&self, args: &[&str]) -> std::process::Output {
-        let (cmd, rest) = args.split_first().unwrap();
-        Command::new(repo().join("bird/lab"))
-            .arg(cmd)
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .expect("run bird/lab")
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("bird/lab env has no {key}: {:?}", self.env))
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        let out = self.script(&[&["birdc", "rr"], args].concat());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn established(&self, proto: &str, secs: u32) -> bool {
-        self.script(&["wait-established", "rr", proto, &secs.to_string()])
-            .status
-            .success()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.script(&["down"]);
-        if !out.status.success() {
-            eprintln!("bird/lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
-
-/// The autopeer daemon, ended by its pid on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .arg("-c")
-            .arg(config)
-            .arg("-v")
-            .arg("run")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start autopeer");
-        Daemon { child }
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "autopeer exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("autopeer did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn write_config(lab: &Lab) -> PathBuf {
-    let d = lab.dir.path();
-    let config = format!(
-        r#"[bird]
-socket = "{ctl}"
-config = "{conf}"
-include = "{include}"
-keyring = "off"
-
-[agent]
-socket = "{d}/autopeer.ctl"
-state = "{d}/state.toml"
-audit_log = "{d}/audit.log"
-batch = "200ms"
-
-[sources]
-logs = ["{log}"]
-
-[[group]]
-name = "clients"
-template = "{template}"
-prefixes = ["{prefix}"]
-neighbor = "internal"
-"#,
-        ctl = lab.get("RR_CTL"),
-        conf = lab.get("RR_CONF"),
-        include = lab.get("RR_INCLUDE"),
-        log = lab.get("RR_LOG"),
-        template = lab.get("TEMPLATE"),
-        prefix = lab.get("GROUP_PREFIX"),
-        d = d.display(),
-    );
-    let path = d.join("autopeer.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-/// `autopeer watch --json`, killed by its pid on drop; its stdout lines
-/// are collected by a thread.
-struct Watcher {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Watcher {
-    fn start(socket: &Path) -> Watcher {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-s", socket.to_str().unwrap(), "watch", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start autopeer watch");
-        let out = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                match l {
-                    Ok(l) => sink.lock().unwrap().push(l),
-                    Err(_) => break,
-                }
-            }
-        });
-        Watcher { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn autopeer(socket: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-s")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+fn allowed() -> bool {
+    lab_allowed(LAB_TOOLS, "namespace lab test")
 }
 
 /// Name Group Neighbor State Info of each peer row.
@@ -286,24 +33,17 @@ fn first_columns(table: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn status_birdc_and_watch_agree_end_to_end() {
-    if !lab_allowed() {
+    if !allowed() {
         return;
     }
     let lab = Lab::up(&["--clients", "2", "--no-start"]);
-    let config = write_config(&lab);
+    let config = write_config(&lab, "off", false);
     let d = lab.dir.path().to_path_buf();
     let audit = d.join("audit.log");
     let daemon_log = d.join("autopeer.out");
     let sock = d.join("autopeer.ctl");
     let daemon = Daemon::start(&config, &daemon_log);
-    let dump = || {
-        format!(
-            "--- audit\n{}\n--- daemon\n{}\n--- rr\n{}",
-            read(&audit),
-            read(&daemon_log),
-            lab.birdc(&["show", "protocols"])
-        )
-    };
+    let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
     wait_for("the control socket", 20, || {
         autopeer(&sock, &["status"]).0 == 0
     });
@@ -312,8 +52,7 @@ fn status_birdc_and_watch_agree_end_to_end() {
     // it a moment, then let the clients knock.
     std::thread::sleep(Duration::from_millis(500));
     for node in ["c2", "c3"] {
-        let out = lab.script(&["start", node]);
-        assert!(out.status.success(), "start {node}");
+        lab.start(node);
     }
     let want = ["clients_10_88_0_2", "clients_10_88_0_3"];
     for proto in want {

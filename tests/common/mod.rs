@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bird;
+pub mod lab;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
