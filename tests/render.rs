@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
-use autopeer::bird::render::{is_symbol, parse, peer_name, render, NeighborAs, Peer, RenderError};
+use autopeer::bird::render::{
+    is_iface, is_symbol, parse, peer_name, render, NeighborAs, Peer, RenderError,
+};
 use proptest::prelude::*;
 
 fn ip(s: &str) -> IpAddr {
@@ -311,7 +313,9 @@ fn arb_addr() -> impl Strategy<Value = IpAddr> {
 
 fn arb_peer() -> impl Strategy<Value = Peer> {
     let group = "[a-z][a-z0-9_]{0,20}".prop_filter("symbol", |g| is_symbol(g));
-    let iface = proptest::option::of("[A-Za-z0-9_.:-]{1,15}");
+    let iface = proptest::option::of(
+        "[A-Za-z0-9_.:-]{1,15}".prop_filter("interface name", |i| is_iface(i)),
+    );
     let neighbor = proptest::option::of(prop_oneof![
         Just(NeighborAs::Internal),
         Just(NeighborAs::External),
