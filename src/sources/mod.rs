@@ -44,6 +44,8 @@ pub enum Via {
     Nhrp,
     /// An operator's `autopeer add`.
     Operator,
+    /// BIRD's line read from the systemd journal.
+    Journal,
 }
 
 impl Via {
@@ -57,6 +59,7 @@ impl Via {
             Via::Netfilter => "netfilter",
             Via::Nhrp => "nhrp",
             Via::Operator => "operator",
+            Via::Journal => "journal",
         }
     }
 
@@ -70,6 +73,7 @@ impl Via {
             Via::Netfilter,
             Via::Nhrp,
             Via::Operator,
+            Via::Journal,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -82,13 +86,21 @@ impl fmt::Display for Via {
     }
 }
 
-/// How much a sighting can be trusted (DESIGN.md fact 14).
+/// How much a sighting can be trusted (DESIGN.md § Trust).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trust {
-    /// A line in a shared file (syslog, kern.log) that any local user may forge.
+    /// Claims to be BIRD but provably is not: a journal entry with BIRD's
+    /// identifier whose trusted fields (`_PID`, `_EXE`, ...) name another
+    /// process. Never admits, whatever `[sources] unverified` says.
+    Forged,
+    /// A line in a shared file (syslog, kern.log) that any local user may
+    /// forge, or a kernel/netfilter line printed for a bare (spoofable) SYN.
     Unverified,
-    /// BIRD itself speaking (BIRD's own log file) or the keyed listener.
+    /// BIRD itself speaking: BIRD's own log file (named by bird.conf), or a
+    /// journal entry whose trusted fields name BIRD's process.
     Bird,
+    /// An NHRP registration nhrpd asked us to authorize.
+    Nhrp,
     /// An operator's explicit command.
     Operator,
 }

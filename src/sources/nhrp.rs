@@ -697,7 +697,7 @@ async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
             port: None,
             iface: None,
             via: Via::Nhrp,
-            trust: Trust::Unverified,
+            trust: Trust::Nhrp,
             at: SystemTime::now(),
         },
         group: Some(group.name.clone()),
