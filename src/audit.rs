@@ -104,9 +104,7 @@ impl AuditLog {
             return;
         };
         let line = format!("{} {}\n", rfc3339(at), text);
-        let written = self
-            .current()
-            .and_then(|f| f.write_all(line.as_bytes()));
+        let written = self.current().and_then(|f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");
             self.file = None;

@@ -240,6 +240,9 @@ impl Dir {
         let (mut f, tmp) = self.create_temp(name)?;
         let result = (|| {
             f.write_all(bytes)?;
+            // Mode first: after a chown to another uid, fchmod would need
+            // CAP_FOWNER.
+            rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
             let me = rustix::fs::fstat(&f)?;
             if uid.is_some_and(|u| u != me.st_uid) || gid != me.st_gid {
                 rustix::fs::fchown(
@@ -248,7 +251,6 @@ impl Dir {
                     Some(rustix::fs::Gid::from_raw(gid)),
                 )?;
             }
-            rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
             rustix::fs::fsync(&f)?;
             rustix::fs::renameat(&self.fd, &tmp, &self.fd, name)?;
             rustix::fs::fsync(&self.fd)?;
@@ -585,7 +587,10 @@ mod tests {
         assert!(!dead_old.exists() && !dead_new.exists());
         assert!(alive.exists(), "pid 1 is alive: its file stays");
         assert!(other.exists(), "another file's temp stays");
-        assert!(std::fs::symlink_metadata(&link).is_ok(), "a link is not ours");
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok(),
+            "a link is not ours"
+        );
         assert_eq!(std::fs::read(&victim).unwrap(), b"half");
     }
 }
