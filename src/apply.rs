@@ -261,23 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_removes_temp_files_of_dead_writers() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("autopeer.conf");
-        // pid_max is at most 2^22: this pid cannot be running.
-        let dead = dir.path().join(".autopeer.conf.autopeer-99999999.tmp");
-        let alive = dir.path().join(".autopeer.conf.autopeer-1.tmp");
-        let other = dir.path().join(".other.conf.autopeer-99999999.tmp");
-        for f in [&dead, &alive, &other] {
-            std::fs::write(f, b"half").unwrap();
-        }
-        write_atomic(&p, b"new\n").unwrap();
-        assert!(!dead.exists());
-        assert!(alive.exists(), "pid 1 is alive: its file stays");
-        assert!(other.exists(), "another file's temp stays");
-    }
-
-    #[test]
     fn atomic_write_into_missing_dir_fails_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope").join("autopeer.conf");

@@ -44,24 +44,9 @@ use common::bird::{free_port, loopback_conf, require_bird, RealBird};
 const EVIL: u32 = 65534;
 const VICTIM_TEXT: &[u8] = b"root's secret\n";
 
+/// Root, setpriv (the attacker) and perl (the racer).
 fn require() -> bool {
-    let reason = if !rustix::process::geteuid().is_root() {
-        Some("not root".to_string())
-    } else if !Path::new("/usr/bin/setpriv").exists() {
-        Some("setpriv missing (util-linux)".to_string())
-    } else {
-        None
-    };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the attack test cannot run: {r}")
-        }
-        Some(r) => {
-            eprintln!("skipping attack test: {r}");
-            false
-        }
-    }
+    common::lab::lab_allowed(&["setpriv", "perl"], "attack test")
 }
 
 /// A temp dir (0755, so the attacker can reach in) holding the victim
@@ -87,6 +72,16 @@ impl Arena {
         std::os::unix::fs::chown(&bird, Some(EVIL), Some(EVIL)).unwrap();
         std::fs::set_permissions(&bird, PermissionsExt::from_mode(0o750)).unwrap();
         Arena { dir, victim, bird }
+    }
+
+    /// An arena and a real BIRD whose config includes `bird/*.conf`: the
+    /// attacker's directory.
+    fn with_bird() -> (Arena, RealBird) {
+        let a = Arena::new();
+        let conf =
+            loopback_conf(a.dir.path(), free_port()).replace("/peers/*.conf", "/bird/*.conf");
+        let bird = RealBird::start(a.dir.path(), &conf);
+        (a, bird)
     }
 
     /// `sh -c SCRIPT` as the attacker, in the attacker's directory.
@@ -205,11 +200,7 @@ async fn admission_with_planted_links_reaches_bird_not_the_victim() {
     if !require() || !require_bird() {
         return;
     }
-    let a = Arena::new();
-    // BIRD includes DIR/bird/*.conf: the attacker's directory.
-    let port = free_port();
-    let conf = loopback_conf(a.dir.path(), port).replace("/peers/*.conf", "/bird/*.conf");
-    let bird = RealBird::start(a.dir.path(), &conf);
+    let (a, bird) = Arena::with_bird();
     let include = a.bird.join("autopeer.conf");
     let links = plant_links(&a, "autopeer.conf");
     let target = Target {
@@ -307,11 +298,8 @@ async fn symlinked_include_is_refused_and_nothing_goes_through_it() {
     if !require() || !require_bird() {
         return;
     }
-    let a = Arena::new();
-    let port = free_port();
-    let conf = loopback_conf(a.dir.path(), port).replace("/peers/*.conf", "/bird/*.conf");
     // BIRD starts with an empty directory; the link appears afterwards.
-    let bird = RealBird::start(a.dir.path(), &conf);
+    let (a, bird) = Arena::with_bird();
     let include = a.bird.join("autopeer.conf");
     a.attacker(&format!("ln -s {} autopeer.conf", a.victim.display()));
     let text = render(&[peer("127.0.0.9")]).unwrap();
