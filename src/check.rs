@@ -74,7 +74,7 @@ pub async fn check(path: &Path) -> Vec<Finding> {
 
 /// Checks a loaded config against bird.conf and the running BIRD.
 pub async fn check_config(config: &Config) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = check_files(config);
     match conf::scan(&config.bird.config, &config.bird.include) {
         Err(e) => out.push(problem("bird.config", e.to_string())),
         Ok(bc) => {
@@ -171,7 +171,7 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
-    let roster: Vec<(std::net::IpAddr, String)> = std::fs::read_to_string(&config.bird.include)
+    let roster: Vec<(std::net::IpAddr, String)> = crate::fsx::read_to_string(&config.bird.include)
         .ok()
         .and_then(|t| render::parse(&t).ok())
         .unwrap_or_default()
@@ -267,4 +267,86 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The files autopeer writes. A symbolic link or anything but a regular
+/// file at the include, the state file or the audit log is refused by the
+/// daemon (problem: it never reads or writes through a link, since whoever
+/// can write the directory could point it anywhere). An include directory
+/// that accounts other than root and BIRD's (the owner and group of
+/// bird.conf) can write lets them plant names beside the include (warning:
+/// autopeer never follows or reuses them, but they should not be there).
+pub fn check_files(config: &Config) -> Vec<Finding> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for (key, path) in [
+        ("bird.include", &config.bird.include),
+        ("agent.state", &config.agent.state),
+        ("agent.audit_log", &config.agent.audit_log),
+    ] {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            let to = std::fs::read_link(path).unwrap_or_default();
+            out.push(problem(
+                key,
+                format!(
+                    "{} is a symbolic link (to {}); autopeer never reads or writes through one, since whoever can write its directory could point it anywhere: set {key} to the file itself",
+                    path.display(),
+                    to.display()
+                ),
+            ));
+        } else if !ft.is_file() {
+            let kind = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_dir() {
+                "directory"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device"
+            };
+            out.push(problem(
+                key,
+                format!(
+                    "{} is a {kind}, not a regular file; autopeer refuses to open it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let dir = match config.bird.include.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(d) = std::fs::metadata(dir) else {
+        return out;
+    };
+    let bird = std::fs::metadata(&config.bird.config).ok();
+    let uids = [Some(0), bird.as_ref().map(|m| m.uid())];
+    let gids = [Some(0), bird.as_ref().map(|m| m.gid())];
+    let mut who = Vec::new();
+    if !uids.contains(&Some(d.uid())) {
+        who.push(format!("its owner (uid {})", d.uid()));
+    }
+    if d.mode() & 0o020 != 0 && !gids.contains(&Some(d.gid())) {
+        who.push(format!("group gid {}", d.gid()));
+    }
+    if d.mode() & 0o002 != 0 {
+        who.push("every user".to_string());
+    }
+    if !who.is_empty() {
+        out.push(warning(
+            "bird.include",
+            format!(
+                "{} can be written by {}, not only by root and BIRD's account (the owner and group of {}): they can plant files beside the include; autopeer never follows or reuses them, but make the directory writable only by root and BIRD",
+                dir.display(),
+                who.join(" and "),
+                config.bird.config.display()
+            ),
+        ));
+    }
+    out
 }

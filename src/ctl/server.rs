@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -113,18 +113,22 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Ok(meta) = std::fs::metadata(&dir) {
-            if let Err(e) = std::os::unix::fs::chown(path, None, Some(meta.gid())) {
+        // Mode and group are set before the socket appears at `path`
+        // (`fsx::Dir::bind_unix`): nothing is changed through a path that
+        // could be swapped in between.
+        let (dir, name) = crate::fsx::Dir::of(path).map_err(io_err)?;
+        let dir_gid = dir.stat().map_err(io_err)?.st_gid;
+        let (bound, st) = match dir.bind_unix(&name, 0o660, Some(dir_gid)) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot give the control socket its directory's group");
+                dir.bind_unix(&name, 0o660, None)
             }
+            r => r,
         }
-        let group = std::fs::metadata(path).map_err(io_err)?.gid();
+        .map_err(io_err)?;
+        bound.set_nonblocking(true).map_err(io_err)?;
+        let listener = UnixListener::from_std(bound).map_err(io_err)?;
+        let group = st.st_gid;
         Ok(Server {
             listener,
             path: path.to_owned(),

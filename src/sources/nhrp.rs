@@ -441,7 +441,7 @@ pub enum ServeError {
 /// there is an error), the new one gets mode 0600 (nhrpd runs with
 /// CAP_DAC_OVERRIDE raised, so a root-owned 0600 socket reaches it).
 pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             let _ = std::fs::remove_file(path);
@@ -462,9 +462,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
         path: path.to_path_buf(),
         source,
     };
-    let l = UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    Ok(l)
+    // The mode is set before the socket appears at `path` (crate::fsx).
+    let (dir, name) = crate::fsx::Dir::of(path).map_err(bind_err)?;
+    let (l, _) = dir.bind_unix(&name, 0o600, None).map_err(bind_err)?;
+    l.set_nonblocking(true).map_err(bind_err)?;
+    UnixListener::from_std(l).map_err(bind_err)
 }
 
 /// Accepts nhrpd's connections until `token` is cancelled; removes the
