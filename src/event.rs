@@ -580,4 +580,74 @@ mod tests {
             "keyring: keyring turned off: 7 prefix key(s) removed"
         );
     }
+
+    #[test]
+    fn escape_leaves_no_control_character_and_keeps_json_values() {
+        let hostile = "gre1\x1b[2J\r\nFORGED \u{9b}31m\x7f\u{202e}\\x1b ok";
+        let e = escape(hostile);
+        assert_eq!(
+            e,
+            "gre1\\x1b[2J\\r\\nFORGED \\x9b31m\\x7f\\u{202e}\\x1b ok"
+        );
+        assert!(!e.chars().any(needs_escape));
+        // Plain text is not copied.
+        assert!(matches!(escape("no group matches"), Cow::Borrowed(_)));
+        let json = serde_json::json!({ "interface": hostile }).to_string();
+        let safe = escape_json(&json);
+        assert!(!safe.chars().any(needs_escape), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["interface"], hostile);
+    }
+
+    /// The daemon log (tracing's text format) gets one line per event,
+    /// whatever the event's text holds.
+    #[test]
+    fn log_lines_cannot_be_forged() {
+        use std::io;
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let forged = "x\n2026-11-23T06:55:02Z  INFO autopeer: admitted peer=10.0.0.66\x1b[8m";
+        let events = [
+            Event::RejectedByBird {
+                names: vec!["a".into()],
+                text: forged.into(),
+            },
+            Event::BirdUnavailable {
+                error: forged.into(),
+                retry_secs: 1,
+            },
+            Event::Nhrp {
+                addr: "10.0.0.5".parse().unwrap(),
+                nbma: None,
+                interface: forged.into(),
+                accepted: false,
+                admitted: false,
+                outcome: forged.into(),
+            },
+        ];
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || events.iter().for_each(Event::log));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), events.len(), "{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && needs_escape(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("\\x1b[8m"), "{text}");
+    }
 }

@@ -19,9 +19,9 @@
 //!   nothing), else `8007 Access denied`;
 //! - at most [`MAX_CLIENTS`] clients at once; one more gets `8012` and is
 //!   closed; a client that starts `watch` leaves that pool for the
-//!   watchers' own, at most [`MAX_WATCHERS`] (one more gets `8012` and
-//!   stays a command client), so watchers never take the slots that
-//!   `status` and `add` need; a command line longer than [`proto::MAX_LINE`] gets `9000` and
+//!   watchers' own, at most [`MAX_WATCHERS`] (one more gets `8012` and is
+//!   closed), so watchers never take the slots that `status` and `add`
+//!   need; a command line longer than [`proto::MAX_LINE`] gets `9000` and
 //!   the connection stays usable; a client that does not read its replies
 //!   is dropped after [`WRITE_TIMEOUT`]; an idle one after [`IDLE_TIMEOUT`].
 
@@ -402,17 +402,15 @@ async fn serve(
         let reply = match cmd {
             CtlCommand::Watch { json } => {
                 let Ok(_watching) = Arc::clone(watchers).try_acquire_owned() else {
-                    if out
+                    // Closed like a client over MAX_CLIENTS: a client that
+                    // wants to watch must not hold a command slot instead.
+                    let _ = out
                         .send(&proto::single(
                             proto::TOO_MANY_CLIENTS,
                             "Too many watchers",
                         ))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    continue;
+                        .await;
+                    return;
                 };
                 // A watcher holds only its watcher place from now on.
                 drop(slot);
