@@ -585,10 +585,7 @@ mod tests {
     fn escape_leaves_no_control_character_and_keeps_json_values() {
         let hostile = "gre1\x1b[2J\r\nFORGED \u{9b}31m\x7f\u{202e}\\x1b ok";
         let e = escape(hostile);
-        assert_eq!(
-            e,
-            "gre1\\x1b[2J\\r\\nFORGED \\x9b31m\\x7f\\u{202e}\\x1b ok"
-        );
+        assert_eq!(e, "gre1\\x1b[2J\\r\\nFORGED \\x9b31m\\x7f\\u{202e}\\x1b ok");
         assert!(!e.chars().any(needs_escape));
         // Plain text is not copied.
         assert!(matches!(escape("no group matches"), Cow::Borrowed(_)));

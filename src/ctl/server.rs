@@ -405,10 +405,7 @@ async fn serve(
                     // Closed like a client over MAX_CLIENTS: a client that
                     // wants to watch must not hold a command slot instead.
                     let _ = out
-                        .send(&proto::single(
-                            proto::TOO_MANY_CLIENTS,
-                            "Too many watchers",
-                        ))
+                        .send(&proto::single(proto::TOO_MANY_CLIENTS, "Too many watchers"))
                         .await;
                     return;
                 };
