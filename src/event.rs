@@ -27,8 +27,9 @@ fn needs_escape(c: char) -> bool {
 /// Text from outside (a log line, nhrpd, a control-socket command, BIRD's
 /// own error text) made safe for one line of output: each character
 /// [`needs_escape`] names is written as `\n`, `\r`, `\t`, `\xHH` (up
-/// to U+00FF) or `\u{HHHH}`, so a sender can neither start a forged line nor send a
-/// terminal escape. Other text, a backslash included, is kept as is.
+/// to U+00FF) or `\u{HHHH}`, so a sender can neither start a forged line
+/// nor send a terminal escape. Other text, a backslash included, is kept
+/// as is (so JSON, already escaped, passes through unchanged).
 /// This is the one escaping function: the audit log, the daemon log, the
 /// control socket's replies (`show`, `watch`) all use it.
 pub fn escape(s: &str) -> Cow<'_, str> {

@@ -1240,3 +1240,46 @@ async fn group_membership_is_the_kernels_record_not_proc() {
     assert_eq!(outsider.status.code(), Some(1), "{outsider:?}");
     assert!(String::from_utf8_lossy(&outsider.stderr).contains("Access denied"));
 }
+
+/// The client binary does not pass a control character to the terminal
+/// either, even from a socket that is not autopeer's own.
+#[test]
+fn the_client_prints_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        for reply in [
+            "1000-peer \x1b]0;owned\x07 \u{9b}2J\x7f\r\n0000 \n",
+            "8010 Refused: \x1b[31mred\n",
+        ] {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"0001 autopeer 0.1.0 ready.\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            s.write_all(reply.as_bytes()).unwrap();
+        }
+    });
+    let bin = env!("CARGO_BIN_EXE_autopeer");
+    let out = Command::new(bin)
+        .args(["-s", sock.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "peer \\x1b]0;owned\\x07 \\x9b2J\\x7f\\r\n"
+    );
+    let out = Command::new(bin)
+        .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "autopeer: Refused: \\x1b[31mred\n"
+    );
+    server.join().unwrap();
+}
