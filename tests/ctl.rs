@@ -163,6 +163,16 @@ impl Drop for Running {
     }
 }
 
+/// What the server needs, with a roster stand-in and no BIRD.
+fn context(roster: mpsc::Sender<Msg>, dir: &Path) -> Context {
+    Context {
+        roster,
+        stats: Arc::new(TailStats::default()),
+        config_path: None,
+        bird_socket: dir.join("no-bird.ctl"),
+    }
+}
+
 async fn start_server(snap: Snapshot, max_clients: Option<usize>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("autopeer.ctl");
@@ -172,15 +182,7 @@ async fn start_server(snap: Snapshot, max_clients: Option<usize>) -> Running {
         server = server.with_max_clients(n);
     }
     let token = CancellationToken::new();
-    tokio::spawn(server.run(
-        Context {
-            roster,
-            stats: Arc::new(TailStats::default()),
-            config_path: None,
-            bird_socket: dir.path().join("no-bird.ctl"),
-        },
-        token.clone(),
-    ));
+    tokio::spawn(server.run(context(roster, dir.path()), token.clone()));
     Running {
         dir,
         sock,
@@ -230,17 +232,13 @@ impl Client {
     }
 }
 
-/// The binary against a fake daemon that writes canned framed replies.
-#[test]
-fn status_prints_rows_without_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("fake.ctl");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let canned: Vec<&'static str> = vec![
-        "2002-Name               Group    Neighbor   State  Info\n1002-clients_10_88_0_2  clients  10.88.0.2  up     Established\n clients_10_88_0_3  clients  10.88.0.3  start  Active\n0000 \n",
-        "8007 Access denied\n",
-    ];
-    let server = std::thread::spawn(move || {
+/// A fake daemon: greets each client, reads its command and writes the
+/// next canned reply; returns the commands seen.
+fn fake_daemon(
+    listener: std::os::unix::net::UnixListener,
+    canned: Vec<&'static str>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
         let mut seen = Vec::new();
         for reply in canned {
             let (mut s, _) = listener.accept().unwrap();
@@ -253,12 +251,31 @@ fn status_prints_rows_without_codes() {
             s.write_all(reply.as_bytes()).unwrap();
         }
         seen
-    });
-    let bin = env!("CARGO_BIN_EXE_autopeer");
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "status"])
+    })
+}
+
+/// `autopeer -s SOCK ARGS...`, as root.
+fn cli(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-s", sock.to_str().unwrap()])
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The binary against a fake daemon that writes canned framed replies.
+#[test]
+fn status_prints_rows_without_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let canned: Vec<&'static str> = vec![
+        "2002-Name               Group    Neighbor   State  Info\n1002-clients_10_88_0_2  clients  10.88.0.2  up     Established\n clients_10_88_0_3  clients  10.88.0.3  start  Active\n0000 \n",
+        "8007 Access denied\n",
+    ];
+    let server = fake_daemon(listener, canned);
+    let bin = env!("CARGO_BIN_EXE_autopeer");
+    let out = cli(&sock, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -266,10 +283,7 @@ fn status_prints_rows_without_codes() {
          clients_10_88_0_2  clients  10.88.0.2  up     Established\n\
          clients_10_88_0_3  clients  10.88.0.3  start  Active\n"
     );
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
-        .output()
-        .unwrap();
+    let out = cli(&sock, &["add", "10.88.0.9"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Access denied"));
     let seen = server.join().unwrap();
@@ -1200,15 +1214,7 @@ async fn group_membership_is_the_kernels_record_not_proc() {
 
     let token = CancellationToken::new();
     let (roster, _events) = fake_roster(snapshot(1));
-    tokio::spawn(server.run(
-        Context {
-            roster,
-            stats: Arc::new(TailStats::default()),
-            config_path: None,
-            bird_socket: dir.path().join("no-bird.ctl"),
-        },
-        token.clone(),
-    ));
+    tokio::spawn(server.run(context(roster, dir.path()), token.clone()));
     let sock2 = sock.clone();
     let (forged, member, outsider) = tokio::task::spawn_blocking(move || {
         let mut forged = String::new();
@@ -1248,34 +1254,20 @@ fn the_client_prints_control_characters_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("fake.ctl");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let server = std::thread::spawn(move || {
-        for reply in [
+    let server = fake_daemon(
+        listener,
+        vec![
             "1000-peer \x1b]0;owned\x07 \u{9b}2J\x7f\r\n0000 \n",
             "8010 Refused: \x1b[31mred\n",
-        ] {
-            let (mut s, _) = listener.accept().unwrap();
-            s.write_all(b"0001 autopeer 0.1.0 ready.\n").unwrap();
-            let mut line = String::new();
-            BufReader::new(s.try_clone().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            s.write_all(reply.as_bytes()).unwrap();
-        }
-    });
-    let bin = env!("CARGO_BIN_EXE_autopeer");
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "status"])
-        .output()
-        .unwrap();
+        ],
+    );
+    let out = cli(&sock, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "peer \\x1b]0;owned\\x07 \\x9b2J\\x7f\\r\n"
     );
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
-        .output()
-        .unwrap();
+    let out = cli(&sock, &["add", "10.88.0.9"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
