@@ -1130,8 +1130,8 @@ async fn watch_streams_hostile_text_escaped() {
 /// connects, hands the connection to a child and exits; a process of
 /// `nobody` *with* the group is then started under the freed pid
 /// (ns_last_pid). Reading `/proc/PID/status` would let the first client
-/// `add`; SO_PEERGROUPS refuses it. A real member (`setpriv --groups=`)
-/// may `add`, and one without the group may not.
+/// `add`; SO_PEERGROUPS refuses it. A real member (`setpriv --groups=`,
+/// with 41 groups) may `add`, and one without the group may not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_is_the_kernels_record_not_proc() {
     use std::os::unix::fs::PermissionsExt;
@@ -1228,7 +1228,14 @@ async fn group_membership_is_the_kernels_record_not_proc() {
         };
         (
             forged,
-            run(&format!("--groups={GROUP}")),
+            // 40 other groups first: more than the first buffer holds.
+            run(&format!(
+                "--groups={},{GROUP}",
+                (50_000..50_040)
+                    .map(|g: u32| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
             run("--clear-groups"),
         )
     })

@@ -592,7 +592,11 @@ async fn reload(ctx: &Context) -> String {
     let config = match loaded {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "reload refused, the old config stays in force");
+            // The file may quote its own (any) text back: one log line still.
+            tracing::error!(
+                error = %crate::event::escape(&e.to_string()),
+                "reload refused, the old config stays in force"
+            );
             let mut w = ReplyWriter::new();
             for (key, msg) in e.problems() {
                 w.line(proto::CONFIG_ERROR, format!("{key}: {msg}"));
