@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::event::{rfc3339, Event};
+use crate::event::{escape, rfc3339, Event};
 use crate::fsx;
 
 /// The audit log's mode when autopeer creates it.
@@ -103,7 +103,9 @@ impl AuditLog {
         let Some(text) = event.audit_text() else {
             return;
         };
-        let line = format!("{} {}\n", rfc3339(at), text);
+        // Text from outside (nhrpd's fields, BIRD's error text) must not
+        // start a line of its own or reach a terminal as an escape.
+        let line = format!("{} {}\n", rfc3339(at), escape(&text));
         let written = self.current().and_then(|f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");

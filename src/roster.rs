@@ -498,7 +498,7 @@ impl Roster {
                     }
                     Some(Msg::States(rows)) => self.on_states(rows),
                     Some(Msg::StatesFailed(error)) => self.bird_error = Some(error),
-                    Some(Msg::Emit(event)) => self.emit(event),
+                    Some(Msg::Emit(event)) => self.on_emit(event),
                     Some(Msg::KeyringState(k)) => self.keyring = Some(k),
                     None => msgs_open = false,
                 },
@@ -909,11 +909,46 @@ impl Roster {
     }
 
     fn refuse_because(&mut self, neighbor: Neighbor, reason: String, via: Via, now: Instant) {
-        let key = (neighbor.addr, reason.clone());
+        if !self.within_refusal_budget(neighbor.addr, reason.clone(), now) {
+            return;
+        }
+        self.emit(Event::Refusing {
+            neighbor,
+            reason,
+            via,
+        });
+    }
+
+    /// An event another task made. An NHRP registration that did not make
+    /// the spoke a peer is a refusal: a spoke that registers again and
+    /// again, or many forged spokes, must not grow the audit log faster
+    /// than any other refused sender, so it takes the same quiet period and
+    /// budget (its own key, so the roster's own `refusing` line for the
+    /// same address does not silence it).
+    fn on_emit(&mut self, event: Event) {
+        if let Event::Nhrp {
+            addr,
+            admitted: false,
+            outcome,
+            ..
+        } = &event
+        {
+            if !self.within_refusal_budget(*addr, format!("nhrp: {outcome}"), Instant::now()) {
+                return;
+            }
+        }
+        self.emit(event);
+    }
+
+    /// True when a refusal of `addr` for `reason` gets its own audit line:
+    /// not the same refusal within [`REFUSAL_QUIET`], and within
+    /// [`REFUSAL_BUDGET`] (else it is counted for the window's summary).
+    fn within_refusal_budget(&mut self, addr: IpAddr, reason: String, now: Instant) -> bool {
+        let key = (addr, reason);
         if let Some(t) = self.refusals.get(&key) {
             if now.duration_since(*t) < REFUSAL_QUIET {
-                tracing::debug!(peer = %neighbor, %reason, "refused again");
-                return;
+                tracing::debug!(peer = %addr, reason = ?crate::event::escape(&key.1), "refused again");
+                return false;
             }
         }
         if self.refusals.len() >= REFUSAL_MEMORY {
@@ -923,19 +958,16 @@ impl Roster {
                 self.refusals.clear();
             }
         }
+        let reason = crate::event::escape(&key.1).into_owned();
         self.refusals.insert(key, now);
         self.close_refusal_window(now);
         if self.refusal_window.1 >= REFUSAL_BUDGET {
             self.refusal_window.2 += 1;
-            tracing::debug!(peer = %neighbor, %reason, "refused (over the audit budget)");
-            return;
+            tracing::debug!(peer = %addr, ?reason, "refused (over the audit budget)");
+            return false;
         }
         self.refusal_window.1 += 1;
-        self.emit(Event::Refusing {
-            neighbor,
-            reason,
-            via,
-        });
+        true
     }
 
     /// Ends the refusal audit window once it has run its time, with one

@@ -1,9 +1,12 @@
 //! The keyring's system calls: pidfd duplication of another process's socket,
 //! and `setsockopt(TCP_MD5SIG[_EXT])` with a `struct tcp_md5sig`.
 //!
-//! This is the only file of autopeer with `unsafe` (one block, in
-//! [`setsockopt_md5`]). Everything rustix covers goes through rustix. It
-//! must not decide anything: which keys, on which socket, is `super`'s job.
+//! This is the only file of autopeer with `unsafe`: one block in
+//! [`setsockopt_md5`], and one in [`peer_groups`] (`SO_PEERGROUPS` for the
+//! control socket, which rustix does not wrap either; kept here so that
+//! all `unsafe` stays in one audited file). Everything rustix covers goes
+//! through rustix. It must not decide anything: which keys, on which
+//! socket, is `super`'s job.
 //! It must never log or format a key.
 #![allow(unsafe_code)]
 
@@ -137,6 +140,58 @@ pub fn peer_pid(path: &std::path::Path) -> io::Result<i32> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
     let cred = rustix::net::sockopt::socket_peercred(&stream)?;
     Ok(cred.pid.as_raw_nonzero().get())
+}
+
+/// The supplementary groups of the process at the other end of the UNIX
+/// stream socket `fd`, as the kernel recorded them when that process
+/// connected (`SO_PEERGROUPS`, Linux 4.13+; `Unsupported` before). Like
+/// `SO_PEERCRED`, and unlike `/proc/PID/status`, this cannot change after
+/// the connect, nor name another process that reused the pid.
+///
+/// It lives here because it needs `getsockopt` with a buffer, which rustix
+/// does not wrap; the control socket (`ctl::server`) is its only user.
+pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    // Most callers have a handful; the kernel says how many on ERANGE.
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    // The group list is fixed at connect time, so one retry is enough; a
+    // second ERANGE would mean a kernel that misreports, not a reason to loop.
+    for _ in 0..2 {
+        let mut len = (groups.len() * GID) as libc::socklen_t;
+        // SAFETY: `fd` is a live descriptor for the duration of the borrow;
+        // the pointer is to `groups`, which holds exactly `len` writable,
+        // initialised bytes and outlives the call; `len` is a valid
+        // `socklen_t` the kernel may write. The kernel writes at most `len`
+        // bytes (or, with ERANGE, only the size it needs into `len`).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate((len as usize / GID).min(groups.len()));
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // NGROUPS_MAX is 65536.
+            Some(libc::ERANGE) if (len as usize) / GID <= 65_536 => {
+                groups.resize((len as usize).div_ceil(GID), 0);
+            }
+            Some(libc::ENOPROTOOPT) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "SO_PEERGROUPS needs Linux 4.13",
+                ))
+            }
+            _ => return Err(err),
+        }
+    }
+    Err(io::Error::other("SO_PEERGROUPS: group list keeps growing"))
 }
 
 /// Connect to `remote` from `local` (port chosen by the kernel), signing

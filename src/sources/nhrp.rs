@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::match_group;
 use crate::config::{Config, NhrpPolicy};
-use crate::event::Event;
+use crate::event::{escape, Event};
 use crate::roster::Msg;
 use crate::sources::{Sighting, Trust, Via};
 
@@ -582,7 +582,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Ok(m) => m,
         Err(e) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "nhrp: malformed message");
+            tracing::warn!(error = %escape(&e.to_string()), "nhrp: malformed message");
             return match leading_event_id(&bytes) {
                 Some(id) => {
                     s.rejected.fetch_add(1, Ordering::Relaxed);
@@ -600,7 +600,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Ok(None) | Err(_) => {
             s.unanswerable.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                event = msg.get("event").unwrap_or(""),
+                event = ?escape(msg.get("event").unwrap_or("")),
                 "nhrp: message without a usable eventid, cannot answer"
             );
             return None;
@@ -611,7 +611,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         // future one from hanging for 10 s.
         s.other_events.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
-            event = msg.get("event").unwrap_or(""),
+            event = ?escape(msg.get("event").unwrap_or("")),
             "nhrp: unknown event, accepted"
         );
         return Some(reply(id, true));
@@ -622,7 +622,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Err(e) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
             s.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "nhrp: bad authorize-binding, rejected");
+            tracing::warn!(error = %escape(&e.to_string()), "nhrp: bad authorize-binding, rejected");
             return Some(reply(id, false));
         }
     };
@@ -650,6 +650,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         nbma: binding.remote_nbma,
         interface: binding.interface.clone(),
         accepted: accept,
+        admitted: verdict.admitted,
         outcome: verdict.outcome,
     });
     Some(reply(id, accept))
