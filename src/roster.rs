@@ -860,6 +860,31 @@ impl Roster {
             self.refuse_because(neighbor, reason.clone(), s.via, now);
             return Err(reason);
         }
+        // One name, one neighbor: a second would silently replace the first.
+        if let Some(other) = self
+            .peers
+            .get(&peer.name)
+            .or_else(|| self.pending.iter().find(|p| p.name == peer.name))
+            .filter(|o| (o.addr, &o.iface) != (peer.addr, &peer.iface))
+        {
+            let reason = format!(
+                "protocol name {} is already taken by neighbor {}",
+                peer.name,
+                Neighbor {
+                    addr: other.addr,
+                    iface: other.iface.clone()
+                }
+            );
+            self.refuse_because(neighbor, reason.clone(), s.via, now);
+            return Err(reason);
+        }
+        // A peer the include cannot hold is refused here, alone, not
+        // dropped later with the rest of its batch.
+        if let Err(e) = render::check_peer(&peer, group.password.as_ref()) {
+            let reason = format!("cannot be written into BIRD's config: {e}");
+            self.refuse_because(neighbor, reason.clone(), s.via, now);
+            return Err(reason);
+        }
         let admitted = Admitted {
             name: peer.name.clone(),
             group: group.name.clone(),
@@ -992,11 +1017,6 @@ impl Roster {
             return;
         }
         let started = Instant::now();
-        let mut next = self.peers.clone();
-        for p in &self.pending {
-            next.insert(p.name.clone(), p.clone());
-        }
-        let list: Vec<Peer> = next.values().cloned().collect();
         // A group's own key goes into its peers' blocks, so BIRD's sessions
         // use the key the keyed listener admitted them with.
         let passwords: BTreeMap<String, crate::secret::Secret<String>> = self
@@ -1005,6 +1025,27 @@ impl Roster {
             .iter()
             .filter_map(|g| g.password.clone().map(|k| (g.name.clone(), k)))
             .collect();
+        // A bad peer never sinks a batch: set it aside, alone.
+        let now = Instant::now();
+        for p in std::mem::take(&mut self.pending) {
+            let Err(e) = render::check_peer(&p, passwords.get(&p.group)) else {
+                self.pending.push(p);
+                continue;
+            };
+            self.quiet.insert(p.addr, now);
+            let neighbor = Neighbor {
+                addr: p.addr,
+                iface: p.iface.clone(),
+            };
+            let reason = format!("cannot be written into BIRD's config: {e}");
+            let via = Via::from_name(&p.via).unwrap_or(Via::Operator);
+            self.refuse_because(neighbor, reason, via, now);
+        }
+        let mut next = self.peers.clone();
+        for p in &self.pending {
+            next.insert(p.name.clone(), p.clone());
+        }
+        let list: Vec<Peer> = next.values().cloned().collect();
         let text = match render::render_with_passwords(&list, &passwords) {
             Ok(t) => t,
             Err(e) => {

@@ -466,20 +466,10 @@ fn subtract(net: IpNet, exempt: &[IpNet], out: &mut Vec<IpNet>) {
 
 /// Why BIRD's config language cannot carry `password` (a `"`, CR, LF or
 /// NUL, or more than 80 bytes), or `None` when it can. Never echoes it.
+/// The rule is [`crate::bird::lang::key_problem`], shared with the config
+/// and rendering.
 pub fn bird_can_express(password: &str) -> Option<&'static str> {
-    if password.is_empty() {
-        Some("the password is empty")
-    } else if password.len() > sys::MAX_KEY_LEN {
-        Some("the password is longer than 80 bytes (the kernel's TCP-MD5 limit)")
-    } else if password.contains('"') {
-        Some("the password contains '\"', which BIRD strings cannot hold")
-    } else if password.contains(['\r', '\n']) {
-        Some("the password contains a line break, which BIRD strings cannot hold")
-    } else if password.contains('\0') {
-        Some("the password contains a NUL byte")
-    } else {
-        None
-    }
+    crate::bird::lang::key_problem(password).map(crate::bird::lang::KeyProblem::describe)
 }
 
 /// One prefix key to keep on the listener of its family.
