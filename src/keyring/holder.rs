@@ -221,10 +221,10 @@ garbage line
 
     /// A fake /proc: `procs` are (pid, netns, [(fd, link)]), `unix` is the
     /// /proc/net/unix text per netns.
-    fn fake_proc(
-        procs: &[(i32, &str, &[(i32, &str)])],
-        unix: &[(&str, &str)],
-    ) -> tempfile::TempDir {
+    /// (pid, netns, [(fd, link)]).
+    type FakeProc<'a> = (i32, &'a str, &'a [(i32, &'a str)]);
+
+    fn fake_proc(procs: &[FakeProc], unix: &[(&str, &str)]) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         for (pid, ns, fds) in procs {
             let d = root.path().join(pid.to_string());

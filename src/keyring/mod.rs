@@ -4,6 +4,7 @@
 //! with the group's key, and BIRD then logs `Unexpected connect` for them.
 //!
 //! Pure parts (unit- and property-tested): [`parse_proc_net_tcp`],
+//! [`stale_keys`],
 //! [`parse_socket_link`], [`key_prefixes`], [`desired_keys`],
 //! [`bird_can_express`], [`optmem_estimate`], and [`diag`]'s sock_diag
 //! request/reply codec, and [`holder`]'s `/proc` reading. I/O parts:
@@ -22,7 +23,10 @@
 //! would keep BIRD's port bound after BIRD closes it, and BIRD's next
 //! listener would fail with EADDRINUSE); install a key on a socket of the
 //! other family; delete a host-length key at an address where BIRD manages
-//! its own exact key; print a key anywhere (all keys are [`Secret`]s).
+//! its own exact key, or BIRD's key for a native `neighbor range`; touch a
+//! process's descriptors without first checking that it is the one holding
+//! BIRD's control socket ([`Bird`]); print a key anywhere (all keys are
+//! [`Secret`]s).
 
 pub mod diag;
 pub mod holder;
@@ -282,10 +286,13 @@ impl Bird {
                 Err(e) => return Err(steal_error(h.pid, h.fd, e)),
             }
         }
-        let detail = match (holders.len(), rejected) {
+        let mut detail = match (holders.len(), rejected) {
             (0, _) => String::new(),
             (n, r) => format!("; {r} of {n} candidate(s) rejected: not that socket"),
         };
+        if check_privileges().is_err() {
+            detail.push_str("; reading another user's /proc/PID/fd needs root or CAP_SYS_PTRACE");
+        }
         Err(KeyringError::NoHolder {
             path: ctl.to_owned(),
             detail,
@@ -313,11 +320,11 @@ impl Bird {
         if sys::inode_of(sock.as_fd())? != h.inode {
             return Ok(None);
         }
-        let Ok((listening, path, sock_cred)) = sys::unix_listener_facts(sock.as_fd()) else {
+        let Ok(facts) = sys::unix_facts(sock.as_fd()) else {
             return Ok(None);
         };
-        let named = path.is_some_and(|p| same_socket_path(&p, ctl));
-        Ok((listening && named && sock_cred == cred).then_some(bird))
+        let named = facts.path.is_some_and(|p| same_socket_path(&p, ctl));
+        Ok((facts.listening && named && facts.cred == cred).then_some(bird))
     }
 
     pub fn pid(&self) -> i32 {

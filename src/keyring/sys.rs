@@ -1,5 +1,7 @@
 //! The keyring's system calls: pidfd duplication of another process's socket,
-//! and `setsockopt(TCP_MD5SIG[_EXT])` with a `struct tcp_md5sig`.
+//! what a UNIX listening socket says about itself, a thread in another
+//! network namespace for sock_diag, and `setsockopt(TCP_MD5SIG[_EXT])` with
+//! a `struct tcp_md5sig`.
 //!
 //! This is the only file of autopeer with `unsafe` (one block, in
 //! [`setsockopt_md5`]). Everything rustix covers goes through rustix. It
@@ -134,23 +136,37 @@ pub fn getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// What a UNIX socket says about itself: whether it listens
-/// (`SO_ACCEPTCONN`), the path it is bound to (`getsockname`, `None` when
-/// unnamed or abstract), and the credentials recorded when it started
-/// listening (`SO_PEERCRED`: pid, uid, gid).
-pub fn unix_listener_facts(
-    fd: BorrowedFd<'_>,
-) -> io::Result<(bool, Option<Vec<u8>>, (i32, u32, u32))> {
+/// Credentials as `SO_PEERCRED` reports them: (pid, uid, gid).
+pub type Cred = (i32, u32, u32);
+
+/// What a UNIX socket says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFacts {
+    /// `SO_ACCEPTCONN`: it listens.
+    pub listening: bool,
+    /// The path it is bound to (`getsockname`); `None` when unnamed or
+    /// abstract.
+    pub path: Option<Vec<u8>>,
+    /// `SO_PEERCRED` of a listening socket: who called `listen()`.
+    pub cred: Cred,
+}
+
+/// [`UnixFacts`] of the UNIX socket `fd`.
+pub fn unix_facts(fd: BorrowedFd<'_>) -> io::Result<UnixFacts> {
     let listening = rustix::net::sockopt::socket_acceptconn(fd)?;
     let name = rustix::net::getsockname(fd)?;
     let path = rustix::net::SocketAddrUnix::try_from(name)
         .ok()
         .and_then(|u| u.path_bytes().map(<[u8]>::to_vec));
-    let cred = rustix::net::sockopt::socket_peercred(fd)?;
-    Ok((listening, path, ucred_tuple(&cred)))
+    let cred = ucred_tuple(&rustix::net::sockopt::socket_peercred(fd)?);
+    Ok(UnixFacts {
+        listening,
+        path,
+        cred,
+    })
 }
 
-fn ucred_tuple(c: &rustix::net::UCred) -> (i32, u32, u32) {
+fn ucred_tuple(c: &rustix::net::UCred) -> Cred {
     (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw())
 }
 
@@ -185,7 +201,7 @@ pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// UNIX stream socket `path` leads to when connecting to it (`SO_PEERCRED`):
 /// those of the process that called `listen()`, which for a daemonized
 /// BIRD is the parent that has since exited.
-pub fn peer_cred(path: &std::path::Path) -> io::Result<(i32, u32, u32)> {
+pub fn peer_cred(path: &std::path::Path) -> io::Result<Cred> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
     let cred = rustix::net::sockopt::socket_peercred(&stream)?;
     Ok(ucred_tuple(&cred))

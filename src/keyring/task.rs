@@ -8,8 +8,8 @@
 //!   tick (every 1 s) ----------> |         |
 //! ```
 //!
-//! Each tick is cheap: BIRD's pid is still alive and named `bird`, and its
-//! listener inodes (from /proc) are the ones keyed. A full [`Keyring::sync`]
+//! Each tick is cheap: the pinned BIRD process ([`Bird`]) still holds its
+//! control socket, and its listener inodes (from /proc) are the ones keyed. A full [`Keyring::sync`]
 //! runs when those differ (BIRD restarted or re-created its listener, fact
 //! 8), when the roster publishes new inputs (bird.conf rescan, reload, a
 //! successful `configure`), and every [`FULL_SYNC`] to restore a host-length
@@ -17,9 +17,15 @@
 //! `spawn_blocking`. The task never blocks the roster: it reads a watch
 //! channel and sends the roster only `try_send`s.
 //!
+//! Every sync also deletes prefix keys the listener holds that the plan
+//! does not want and that are not BIRD's own; while nothing is keyed
+//! (`keyring = "off"`, no group with a key) one best-effort sweep runs at
+//! start and after each input change, for keys a killed autopeer left.
+//!
 //! It must not: key anything while `[bird] keyring = "off"` (it removes
-//! what it installed instead); ask for privileges or BIRD's pid when no
-//! group has a key; put a key into a status line, an event or a log line.
+//! what it installed instead); report an error for a missing BIRD or
+//! missing privileges when no group has a key; delete BIRD's own exact or
+//! range keys; put a key into a status line, an event or a log line.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
