@@ -481,6 +481,10 @@ fn sweep_once(state: &mut State, plan: &KeyPlan) {
         return;
     }
     state.last_full = Some(Instant::now());
+    if super::check_privileges().is_err() {
+        // It could not duplicate BIRD's listener anyway.
+        return;
+    }
     let bird = match Bird::find(&state.socket) {
         Ok(b) => b,
         Err(e) => {
