@@ -441,55 +441,6 @@ impl Drop for DaemonBird {
     }
 }
 
-/// A real BIRD started either way.
-trait Running {
-    fn pid(&self) -> i32;
-    fn ctl(&self) -> &std::path::Path;
-    fn conf(&self) -> &std::path::Path;
-    fn dir(&self) -> &std::path::Path;
-    /// The pid SO_PEERCRED names: the process that called listen().
-    fn creator(&self) -> i32;
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir().join("bird.log")).unwrap_or_default()
-    }
-}
-
-impl Running for RealBird {
-    fn pid(&self) -> i32 {
-        RealBird::pid(self) as i32
-    }
-    fn ctl(&self) -> &std::path::Path {
-        &self.ctl
-    }
-    fn conf(&self) -> &std::path::Path {
-        &self.conf
-    }
-    fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-    fn creator(&self) -> i32 {
-        Running::pid(self)
-    }
-}
-
-impl Running for DaemonBird {
-    fn pid(&self) -> i32 {
-        self.pid
-    }
-    fn ctl(&self) -> &std::path::Path {
-        &self.ctl
-    }
-    fn conf(&self) -> &std::path::Path {
-        &self.conf
-    }
-    fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-    fn creator(&self) -> i32 {
-        self.creator
-    }
-}
-
 /// How a test starts its BIRD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -499,14 +450,50 @@ enum Mode {
     Daemonized,
 }
 
-fn start_bird(mode: Mode, dir: &std::path::Path, conf: &str) -> Box<dyn Running> {
-    match mode {
-        Mode::Foreground => Box::new(RealBird::start(dir, conf)),
-        Mode::Daemonized => Box::new(DaemonBird::start(dir, conf)),
+/// A real BIRD started either way, ended by pid on drop.
+struct Started {
+    bird: DaemonBird,
+    /// The foreground BIRD, our child (killed by its own drop).
+    _child: Option<RealBird>,
+}
+
+impl std::ops::Deref for Started {
+    type Target = DaemonBird;
+    fn deref(&self) -> &DaemonBird {
+        &self.bird
     }
 }
 
-fn wait_for_log(bird: &dyn Running, needle: &str, within: Duration) -> bool {
+impl DaemonBird {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default()
+    }
+}
+
+fn start_bird(mode: Mode, dir: &std::path::Path, conf: &str) -> Started {
+    match mode {
+        Mode::Foreground => {
+            let child = RealBird::start(dir, conf);
+            let pid = child.pid() as i32;
+            Started {
+                bird: DaemonBird {
+                    dir: child.dir.clone(),
+                    ctl: child.ctl.clone(),
+                    conf: child.conf.clone(),
+                    pid,
+                    creator: pid,
+                },
+                _child: Some(child),
+            }
+        }
+        Mode::Daemonized => Started {
+            bird: DaemonBird::start(dir, conf),
+            _child: None,
+        },
+    }
+}
+
+fn wait_for_log(bird: &DaemonBird, needle: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if bird.log().contains(needle) {
@@ -519,10 +506,10 @@ fn wait_for_log(bird: &dyn Running, needle: &str, within: Duration) -> bool {
     }
 }
 
-fn birdc(bird: &dyn Running, cmd: &str) -> String {
+fn birdc(bird: &DaemonBird, cmd: &str) -> String {
     let out = Command::new("/usr/sbin/birdc")
         .arg("-s")
-        .arg(bird.ctl())
+        .arg(&bird.ctl)
         .arg(cmd)
         .output()
         .expect("run birdc");
@@ -549,19 +536,19 @@ fn signed_knock_and_restart(mode: Mode) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let bird = start_bird(mode, tmp.path(), &loopback_conf(tmp.path(), port));
-    let bird = &*bird;
-    let pid = bird.pid();
-    let found = Bird::find(bird.ctl()).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+    let bird: &DaemonBird = &bird;
+    let pid = bird.pid;
+    let found = Bird::find(&bird.ctl).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
     assert_eq!(found.pid(), pid, "{mode:?}");
     found.verify().unwrap();
     let creator = rustix::net::sockopt::socket_peercred(
-        std::os::unix::net::UnixStream::connect(bird.ctl()).unwrap(),
+        std::os::unix::net::UnixStream::connect(&bird.ctl).unwrap(),
     )
     .unwrap()
     .pid
     .as_raw_nonzero()
     .get();
-    assert_eq!(creator, bird.creator(), "{mode:?}");
+    assert_eq!(creator, bird.creator, "{mode:?}");
     if mode == Mode::Daemonized {
         assert_ne!(creator, pid, "SO_PEERCRED names the exited parent");
         assert!(!std::path::Path::new(&format!("/proc/{creator}")).exists());
@@ -583,7 +570,7 @@ fn signed_knock_and_restart(mode: Mode) {
 
     // Group 127.0.0.0/24; peer_a (127.0.0.2) and peer_b (127.0.0.3) are
     // static neighbors without a password, so they are exempted.
-    let conf = autopeer::bird::conf::scan(bird.conf(), &tmp.path().join("autopeer.conf")).unwrap();
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
     let mut g = group("clients", "peers", &["127.0.0.0/24"], Some(KEY));
     g.deny = vec![net("127.0.0.64/26")];
     let plan = desired_keys(&[g], &conf).unwrap();
@@ -821,10 +808,10 @@ fn conf_with_birds_own_keys(dir: &std::path::Path, port: u16) -> String {
 }
 
 /// The listener of `pid` once BIRD has put `want` keys on it.
-fn listener_with(bird: &dyn Running, want: &[IpNet]) -> keyring::Listener {
+fn listener_with(bird: &DaemonBird, want: &[IpNet]) -> keyring::Listener {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(l) = listening_sockets(bird.pid()).unwrap().into_iter().next() {
+        if let Some(l) = listening_sockets(bird.pid).unwrap().into_iter().next() {
             let keys = keyring::read_back(&l).unwrap().unwrap_or_default();
             if want.iter().all(|k| keys.contains(k)) {
                 return l;

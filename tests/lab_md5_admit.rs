@@ -27,6 +27,18 @@ fn allowed() -> bool {
     lab_allowed(MD5_LAB_TOOLS, "namespace lab MD5 admission test")
 }
 
+/// `autopeer -c CONFIG check`: whether it succeeded, and its stdout.
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", config.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() {
     if !allowed() {
@@ -76,15 +88,8 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     assert!(lab.established(lab.get("STATIC_PROTO6"), 20), "{}", dump());
 
     // `check` sees both listeners and can key them.
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(
-        check.status.success(),
-        "autopeer check failed:\n{check_out}"
-    );
+    let (ok, check_out) = check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
     assert!(
         check_out.contains("info: bird.keyring: IPv4 listener 0.0.0.0:179"),
         "{check_out}"
@@ -257,16 +262,6 @@ fn the_groups_own_password_file_keys_the_listener() {
         format!("{v4_only}password_file = \"{}\"\n", key_file.display()),
     )
     .unwrap();
-    let check = |path: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-c", path.to_str().unwrap(), "check"])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
     let (ok, text) = check(&config);
     assert!(ok, "{text}");
     assert!(!text.contains("group.clients.password"), "{text}");
@@ -358,11 +353,8 @@ fn keyed_and_stale_keys_removed(daemonize: bool) {
     let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
     assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
 
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
+    let (ok, check_out) = check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
     assert!(
         check_out.contains(&format!(
             "info: bird.keyring: IPv4 listener 0.0.0.0:179 (BIRD pid {pid},"

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io;
 use std::path::Path;
 
 use super::parse_socket_link;
@@ -100,33 +101,40 @@ pub struct Holder {
     pub inode: u64,
 }
 
-/// The `socket:[INODE]` descriptors of `/proc/PID/fd` (under `proc`) whose
-/// inode is in `wanted`. An unreadable directory (process gone, no right)
-/// holds nothing.
-pub fn holders_in(proc: &Path, pid: i32, wanted: &BTreeSet<u64>) -> Vec<Holder> {
-    let Ok(entries) = fs::read_dir(proc.join(pid.to_string()).join("fd")) else {
-        return Vec::new();
-    };
+/// The number a `/proc` directory entry is named by (a pid, a descriptor).
+pub fn numeric_name(entry: &fs::DirEntry) -> Option<i32> {
+    entry.file_name().to_str()?.parse().ok()
+}
+
+/// Every `socket:[INODE]` descriptor in `fd_dir` (a `/proc/PID/fd`), as
+/// (descriptor, inode). A descriptor closed meanwhile is simply not there.
+pub fn socket_fds(fd_dir: &Path) -> io::Result<Vec<(i32, u64)>> {
     let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+    for entry in fs::read_dir(fd_dir)?.flatten() {
+        let Some(fd) = numeric_name(&entry) else {
             continue;
         };
         let Ok(target) = fs::read_link(entry.path()) else {
             continue;
         };
         if let Some(inode) = target.to_str().and_then(parse_socket_link) {
-            if wanted.contains(&inode) {
-                out.push(Holder { pid, fd, inode });
-            }
+            out.push((fd, inode));
         }
     }
-    out.sort();
-    out
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The `socket:[INODE]` descriptors of `/proc/PID/fd` (under `proc`) whose
+/// inode is in `wanted`. An unreadable directory (process gone, no right)
+/// holds nothing.
+pub fn holders_in(proc: &Path, pid: i32, wanted: &BTreeSet<u64>) -> Vec<Holder> {
+    socket_fds(&proc.join(pid.to_string()).join("fd"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, inode)| wanted.contains(inode))
+        .map(|(fd, inode)| Holder { pid, fd, inode })
+        .collect()
 }
 
 /// The possible control-socket inodes in the network namespace of `pid`
@@ -150,11 +158,7 @@ pub fn find_holders(proc: &Path, ctl: &Path, creator: Option<i32>) -> Vec<Holder
     let mut by_ns: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(pid) = numeric_name(&entry) else {
             continue;
         };
         let Ok(ns) = fs::read_link(entry.path().join("ns/net")) else {

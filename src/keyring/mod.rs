@@ -394,26 +394,13 @@ impl Bird {
 /// listener besides BGP, so each one is a BGP listener.
 pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let entries = fs::read_dir(&fd_dir).map_err(|source| KeyringError::Proc {
+    let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
         path: fd_dir.clone(),
         source,
     })?;
     let mut by_inode: BTreeMap<u64, i32> = BTreeMap::new();
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // A descriptor closed meanwhile is simply not there.
-        let Ok(target) = fs::read_link(entry.path()) else {
-            continue;
-        };
-        if let Some(inode) = target.to_str().and_then(parse_socket_link) {
-            by_inode.entry(inode).or_insert(fd);
-        }
+    for (fd, inode) in fds {
+        by_inode.entry(inode).or_insert(fd);
     }
     let mut out = Vec::new();
     for (file, family) in [("tcp", Family::V4), ("tcp6", Family::V6)] {
