@@ -271,24 +271,31 @@ impl Bird {
         })?;
         let creator = cred.0;
         let proc = Path::new("/proc");
-        // BIRD in the foreground: the creator holds it; no scan needed.
+        let mut tried = BTreeSet::new();
+        // BIRD in the foreground: the creator holds it, found without a
+        // scan. Else (daemonized, or the creator's pid now belongs to
+        // another process) every process is looked at.
         let wanted = holder::candidate_inodes(proc, creator, ctl);
-        let mut holders = holder::holders_in(proc, creator, &wanted);
-        if holders.is_empty() {
-            holders = holder::find_holders(proc, ctl, Some(creator));
-        }
-        let mut rejected = 0;
-        for h in &holders {
-            match Bird::confirm(h, ctl, cred) {
-                Ok(Some(b)) => return Ok(b),
-                Ok(None) => rejected += 1,
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => rejected += 1,
-                Err(e) => return Err(steal_error(h.pid, h.fd, e)),
+        for pass in 0..2 {
+            let holders = match pass {
+                0 => holder::holders_in(proc, creator, &wanted),
+                _ => holder::find_holders(proc, ctl, Some(creator)),
+            };
+            for h in holders {
+                if !tried.insert(h) {
+                    continue;
+                }
+                match Bird::confirm(&h, ctl, cred) {
+                    Ok(Some(b)) => return Ok(b),
+                    Ok(None) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(steal_error(h.pid, h.fd, e)),
+                }
             }
         }
-        let mut detail = match (holders.len(), rejected) {
-            (0, _) => String::new(),
-            (n, r) => format!("; {r} of {n} candidate(s) rejected: not that socket"),
+        let mut detail = match tried.len() {
+            0 => String::new(),
+            n => format!("; {n} candidate(s) rejected: not that socket"),
         };
         if check_privileges().is_err() {
             detail.push_str("; reading another user's /proc/PID/fd needs root or CAP_SYS_PTRACE");
