@@ -386,6 +386,11 @@ fn keyed_and_stale_keys_removed(daemonize: bool) {
         let keys = lab.listener_keys().join(" ");
         keys.contains("10.88.0.0/31") && !keys.contains("10.88.0.0/30")
     });
+    assert!(
+        read(&daemon_log).contains("1 prefix key(s) that no group wants removed"),
+        "{}",
+        dump()
+    );
     assert!(lab.established("clients_10_88_0_2", 20), "{}", dump());
 
     // Killed again; then a run with keyring = "off" sweeps the rest.

@@ -461,6 +461,16 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
     state.last_full = Some(Instant::now());
     match state.ring.sync(&bird, plan) {
         Ok(report) => {
+            let removed: usize = report.listeners.iter().map(|l| l.removed).sum();
+            if removed > 0 {
+                state.events.push(Event::Keyring {
+                    change: KeyringChange::Removed,
+                    pid: Some(pid),
+                    listener: None,
+                    keys: 0,
+                    detail: format!("{removed} prefix key(s) that no group wants removed"),
+                });
+            }
             state.take_report(&report);
             state.set_error(None);
         }
