@@ -217,8 +217,8 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         out.push(problem("bird.keyring", m));
         return out;
     }
-    let pid = match keyring::find_bird_pid(None, &config.bird.socket) {
-        Ok(p) => p,
+    let bird = match keyring::Bird::find(&config.bird.socket) {
+        Ok(b) => b,
         Err(e) => {
             out.push(problem(
                 "bird.keyring",
@@ -227,7 +227,8 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
             return out;
         }
     };
-    let listeners = match keyring::probe(pid) {
+    let pid = bird.pid();
+    let listeners = match keyring::probe(&bird) {
         Ok(l) => l,
         Err(e) => {
             out.push(problem("bird.keyring", e.to_string()));

@@ -1,5 +1,7 @@
 //! The keyring's system calls: pidfd duplication of another process's socket,
-//! and `setsockopt(TCP_MD5SIG[_EXT])` with a `struct tcp_md5sig`.
+//! what a UNIX listening socket says about itself, a thread in another
+//! network namespace for sock_diag, and `setsockopt(TCP_MD5SIG[_EXT])` with
+//! a `struct tcp_md5sig`.
 //!
 //! This is the only file of autopeer with `unsafe`: one block in
 //! [`setsockopt_md5`], and one in [`peer_groups`] (`SO_PEERGROUPS` for the
@@ -117,15 +119,79 @@ pub fn setsockopt_md5(
     }
 }
 
-/// A descriptor for the open file `target_fd` of process `pid`
-/// (`pidfd_open` + `pidfd_getfd`, Linux 5.6+). Needs ptrace access to
-/// `pid`: root or CAP_SYS_PTRACE (EPERM otherwise).
-pub fn steal_fd(pid: i32, target_fd: i32) -> io::Result<OwnedFd> {
+/// A pidfd for process `pid` (`pidfd_open`, Linux 5.3+): operations
+/// through it reach that very process or fail with ESRCH once it is gone,
+/// even if its pid number is reused meanwhile.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid must be positive"))?;
-    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
-    let fd = rustix::process::pidfd_getfd(&pidfd, target_fd, PidfdGetfdFlags::empty())?;
-    Ok(fd)
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// A duplicate of the open file `target_fd` of the process behind `pidfd`
+/// (`pidfd_getfd`, Linux 5.6+). Needs ptrace access to it: root or
+/// CAP_SYS_PTRACE (EPERM otherwise); ESRCH when the process is gone.
+pub fn getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_getfd(
+        pidfd,
+        target_fd,
+        PidfdGetfdFlags::empty(),
+    )?)
+}
+
+/// Credentials as `SO_PEERCRED` reports them: (pid, uid, gid).
+pub type Cred = (i32, u32, u32);
+
+/// What a UNIX socket says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFacts {
+    /// `SO_ACCEPTCONN`: it listens.
+    pub listening: bool,
+    /// The path it is bound to (`getsockname`); `None` when unnamed or
+    /// abstract.
+    pub path: Option<Vec<u8>>,
+    /// `SO_PEERCRED` of a listening socket: who called `listen()`.
+    pub cred: Cred,
+}
+
+/// [`UnixFacts`] of the UNIX socket `fd`.
+pub fn unix_facts(fd: BorrowedFd<'_>) -> io::Result<UnixFacts> {
+    let listening = rustix::net::sockopt::socket_acceptconn(fd)?;
+    let name = rustix::net::getsockname(fd)?;
+    let path = rustix::net::SocketAddrUnix::try_from(name)
+        .ok()
+        .and_then(|u| u.path_bytes().map(<[u8]>::to_vec));
+    let cred = ucred_tuple(&rustix::net::sockopt::socket_peercred(fd)?);
+    Ok(UnixFacts {
+        listening,
+        path,
+        cred,
+    })
+}
+
+fn ucred_tuple(c: &rustix::net::UCred) -> Cred {
+    (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw())
+}
+
+/// Run `f` on a short-lived thread that has joined the network namespace
+/// of the process behind `pidfd` (`setns` with a pidfd, Linux 5.8+); the
+/// calling thread stays where it is. Sockets `f` creates belong to that
+/// namespace.
+pub fn in_net_namespace_of<T: Send>(
+    pidfd: BorrowedFd<'_>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_thread_name_spaces(
+                pidfd,
+                rustix::thread::ThreadNameSpaceType::NETWORK,
+            )?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
 }
 
 /// The inode of the file behind `fd` (for a socket: the number in
@@ -134,12 +200,14 @@ pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_ino)
 }
 
-/// The pid of the process at the other end of the UNIX stream socket `path`
-/// (`SO_PEERCRED`), read right after connecting.
-pub fn peer_pid(path: &std::path::Path) -> io::Result<i32> {
+/// The credentials (pid, uid, gid) the kernel copied from the listening
+/// UNIX stream socket `path` leads to when connecting to it (`SO_PEERCRED`):
+/// those of the process that called `listen()`, which for a daemonized
+/// BIRD is the parent that has since exited.
+pub fn peer_cred(path: &std::path::Path) -> io::Result<Cred> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
     let cred = rustix::net::sockopt::socket_peercred(&stream)?;
-    Ok(cred.pid.as_raw_nonzero().get())
+    Ok(ucred_tuple(&cred))
 }
 
 /// The supplementary groups of the process at the other end of the UNIX
