@@ -231,12 +231,15 @@ impl Dir {
     /// (a first file: the directory's group) and exactly `mode` on its
     /// descriptor, fsynced, renamed over `name`, then the directory fsynced.
     /// A symbolic link or anything but a regular file at `name` is refused.
-    /// Temp files of writers that died are removed afterwards.
+    /// Temp files of writers that died are removed first, so a daemon
+    /// killed again and again before a write completes leaves at most one
+    /// behind (and a full disk gets their space back).
     pub fn replace(&self, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
         let (uid, gid) = match self.existing_regular(name)? {
             Some(st) => (Some(st.st_uid), st.st_gid),
             None => (None, self.stat()?.st_gid),
         };
+        self.remove_dead_temps(name);
         let (mut f, tmp) = self.create_temp(name)?;
         let result = (|| {
             f.write_all(bytes)?;
@@ -259,8 +262,6 @@ impl Dir {
         drop(f);
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, &tmp, AtFlags::empty());
-        } else {
-            self.remove_dead_temps(name);
         }
         result
     }
