@@ -102,7 +102,15 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             out.extend(check_keyring(config, &bc));
             for (i, log) in config.sources.logs.iter().enumerate() {
                 let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
-                if !written_by_bird {
+                if bc.fixed_log_files.iter().any(|f| same_file(f, log)) {
+                    out.push(problem(
+                        format!("sources.logs[{i}]"),
+                        format!(
+                            "BIRD writes {} with `log fixed` (BIRD 3), a ring buffer rewritten in place that cannot be followed; add a plain `log \"FILE\" all;` to bird.conf and list that file here",
+                            log.display()
+                        ),
+                    ));
+                } else if !written_by_bird {
                     out.push(warning(
                         format!("sources.logs[{i}]"),
                         format!(

@@ -77,6 +77,9 @@ pub struct BirdConf {
     pub owned_include_missing: bool,
     /// `log "PATH" ...;` targets.
     pub log_files: Vec<PathBuf>,
+    /// `log fixed "PATH" SIZE ...;` targets (BIRD 3): a fixed-size ring
+    /// buffer rewritten in place, which no reader can follow.
+    pub fixed_log_files: Vec<PathBuf>,
     /// Names of all protocols outside the owned file (any protocol type).
     pub protocol_names: BTreeSet<String>,
 }
@@ -528,8 +531,15 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                 i = end;
             }
             Tok::Word(w) if w == "log" => {
-                if let Some(Tok::Str(p)) = items.get(i + 1).map(|it| &it.tok) {
-                    conf.log_files.push(PathBuf::from(p));
+                match (
+                    items.get(i + 1).map(|it| &it.tok),
+                    items.get(i + 2).map(|it| &it.tok),
+                ) {
+                    (Some(Tok::Str(p)), _) => conf.log_files.push(PathBuf::from(p)),
+                    (Some(Tok::Word(f)), Some(Tok::Str(p))) if f == "fixed" => {
+                        conf.fixed_log_files.push(PathBuf::from(p))
+                    }
+                    _ => {}
                 }
                 i += 1;
             }
@@ -881,6 +891,7 @@ protocol device { }
 "#;
         let c = scan_text(text, Path::new("bird.conf")).unwrap();
         assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
+        assert!(c.fixed_log_files.is_empty());
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
         assert_eq!(
@@ -914,5 +925,15 @@ protocol device { }
     fn errors_never_show_string_contents() {
         let e = scan_text("password \"hunter2\n", Path::new("x")).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    /// BIRD 3's ring-buffer log (accepted by `bird -p` on 3.1.8) is told
+    /// apart from a plain log file.
+    #[test]
+    fn fixed_log_is_not_a_plain_log_file() {
+        let text = "log fixed \"/var/log/bird.ring\" 65536 all;\nlog \"/var/log/bird.log\" all;\n";
+        let c = scan_text(text, Path::new("bird.conf")).unwrap();
+        assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
+        assert_eq!(c.fixed_log_files, vec![PathBuf::from("/var/log/bird.ring")]);
     }
 }
