@@ -37,6 +37,10 @@ pub struct Template {
     pub line: usize,
     /// The template supplies `neighbor as N`, `internal` or `external`.
     pub has_neighbor_as: bool,
+    /// `local [ADDR] as N;` of the template or of what it inherits from:
+    /// BIRD 1.6 has no `neighbor ADDR internal;`, so an iBGP peer's line
+    /// is written there as `neighbor ADDR as N;` with this N.
+    pub local_as: Option<u32>,
 }
 
 /// A `protocol bgp NAME { neighbor ADDR ...; }` outside autopeer's own file.
@@ -355,6 +359,7 @@ struct Block {
     addr: Option<IpAddr>,
     iface: Option<String>,
     has_as: bool,
+    local_as: Option<u32>,
     range: Option<IpNet>,
     file: usize,
     line: usize,
@@ -427,6 +432,18 @@ fn bgp_body(items: &[Item], open: usize, end: usize, b: &mut Block) {
                 "neighbor" => {
                     i = neighbor_stmt(items, i + 1, end, b);
                     continue;
+                }
+                "local" => {
+                    // `local [ADDR] [port N] as N;`
+                    let mut j = i + 1;
+                    while j < end && !punct(items, j, ';') && !punct(items, j, '}') {
+                        if word(items, j) == Some("as") {
+                            if let Some(n) = word(items, j + 1).and_then(|w| w.parse().ok()) {
+                                b.local_as = Some(n);
+                            }
+                        }
+                        j += 1;
+                    }
                 }
                 _ => {}
             },
@@ -567,6 +584,7 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                     file,
                     line: b.line,
                     has_neighbor_as: eff.has_as,
+                    local_as: eff.local_as,
                 },
             );
         } else if !b.owned {
@@ -623,6 +641,9 @@ fn effective(blocks: &[Block], k: usize) -> Block {
             eff.iface = parent.iface.clone();
         }
         eff.has_as |= parent.has_as;
+        if eff.local_as.is_none() {
+            eff.local_as = parent.local_as;
+        }
         from = parent.from.clone();
         upto = pi;
     }
@@ -894,6 +915,7 @@ protocol device { }
         assert!(c.fixed_log_files.is_empty());
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
+        assert_eq!(p2.local_as, Some(65000), "inherited from peers");
         assert_eq!(
             p2.password.as_ref().map(|s| s.expose().as_str()),
             Some("s3cret")

@@ -60,6 +60,20 @@ impl fmt::Display for NeighborAs {
     }
 }
 
+/// The BIRD language the owned file is written in, from the version in
+/// BIRD's greeting. Only the neighbor line differs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// BIRD 2.x and 3.x (and any version autopeer does not know).
+    #[default]
+    Bird2,
+    /// BIRD 1.6: `neighbor ADDR as N;` is the only form (`internal` and
+    /// `external` are syntax errors, checked with `bird -p` on 1.6.8). An
+    /// iBGP peer is written with its template's `local as`: template name
+    /// to AS.
+    Bird1 { local_as: BTreeMap<String, u32> },
+}
+
 /// One admitted peer: one `protocol bgp` block of the owned file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
@@ -110,6 +124,13 @@ pub enum RenderError {
     /// Two peers with one name.
     #[error("two peers are named {name}")]
     DuplicateName { name: String },
+    /// BIRD 1.6 cannot write this peer's neighbor line.
+    #[error("peer {name}: BIRD 1.6 has no `neighbor ADDR {what};`: {fix}")]
+    Bird1Neighbor {
+        name: String,
+        what: &'static str,
+        fix: String,
+    },
     /// A line of the file that is not what [`render`] writes.
     #[error("line {line}: {reason}: {text:?}")]
     Parse {
@@ -401,6 +422,15 @@ pub fn render_with_passwords(
     peers: &[Peer],
     passwords: &BTreeMap<String, Secret<String>>,
 ) -> Result<String, RenderError> {
+    render_for(peers, passwords, &Dialect::Bird2)
+}
+
+/// Like [`render_with_passwords`], in the language of `dialect`.
+pub fn render_for(
+    peers: &[Peer],
+    passwords: &BTreeMap<String, Secret<String>>,
+    dialect: &Dialect,
+) -> Result<String, RenderError> {
     for (group, key) in passwords {
         let k = key.expose();
         if k.is_empty() || k.len() > 80 || k.bytes().any(|b| b == b'"' || b < 0x20) {
@@ -423,9 +453,28 @@ pub fn render_with_passwords(
 
     let mut out = String::from(HEADER);
     for p in sorted {
-        let nbr = match p.neighbor {
-            Some(n) => format!(" {n}"),
-            None => String::new(),
+        let nbr = match (p.neighbor, dialect) {
+            (Some(NeighborAs::Internal), Dialect::Bird1 { local_as }) => {
+                match local_as.get(&p.template) {
+                    Some(n) => format!(" as {n}"),
+                    None => {
+                        return Err(RenderError::Bird1Neighbor {
+                            name: p.name.clone(),
+                            what: "internal",
+                            fix: format!("give template {} a `local as N;`", p.template),
+                        })
+                    }
+                }
+            }
+            (Some(NeighborAs::External), Dialect::Bird1 { .. }) => {
+                return Err(RenderError::Bird1Neighbor {
+                    name: p.name.clone(),
+                    what: "external",
+                    fix: format!("set the AS number as neighbor of group {}", p.group),
+                })
+            }
+            (Some(n), _) => format!(" {n}"),
+            (None, _) => String::new(),
         };
         let scope = scope(p.iface.as_deref());
         let addr = match scope {
