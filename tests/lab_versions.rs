@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use common::lab::{
     lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab, LAB_TOOLS,
+    MD5_LAB_TOOLS,
 };
 
 const VERSION_TOOLS: &[&str] = &["bird", "birdc", "ip", "unshare", "chroot"];
@@ -183,4 +184,110 @@ fn rr_bird_2_17() {
 #[test]
 fn rr_bird_3_1() {
     matrix("3.1", "BIRD 3.1.");
+}
+
+const PASSWORD: &str = "lab-versions-md5";
+
+/// The MD5 group on each version: the keyring keys the rr BIRD's own
+/// listener (pidfd_getfd), the signing client is admitted and
+/// Established, the signing outsider never reaches the roster, and after
+/// BIRD is stopped and started again the new listener is keyed again and
+/// the client comes back.
+fn md5_matrix(version: &str) {
+    let what = format!("BIRD {version} MD5 version matrix");
+    if !lab_allowed(MD5_LAB_TOOLS, &what)
+        || !lab_allowed(VERSION_TOOLS, &what)
+        || !rr_bird_prepared(version, &what)
+    {
+        return;
+    }
+    let lab = Lab::up(&[
+        "--rr-bird",
+        version,
+        "--clients",
+        "1",
+        "--password",
+        PASSWORD,
+    ]);
+    let config = write_config(&lab, "auto", false);
+    let d = lab.dir.path().to_path_buf();
+    let audit = d.join("audit.log");
+    let include = lab.path("RR_INCLUDE");
+    let daemon_log = d.join("autopeer.out");
+    let dump = || {
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+            ("rr bird.log", &lab.path("RR_LOG")),
+        ]) + "\n--- listener keys\n"
+            + &lab.listener_keys().join("\n")
+    };
+    assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
+    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", config.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        check.status.success(),
+        "BIRD {version}: check failed:\n{check_out}"
+    );
+    assert!(!check_out.contains(PASSWORD), "{check_out}");
+
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    wait_for_dump("a prefix key on the listener", 15, &dump, || {
+        !lab.listener_keys().is_empty()
+    });
+    assert!(
+        lab.established("clients_10_88_0_2", 40),
+        "BIRD {version}: clients_10_88_0_2 not Established\n{}",
+        dump()
+    );
+    assert!(!read(&include).contains("10.88.0.200"), "{}", dump());
+    assert!(!read(&audit).contains("10.88.0.200"), "{}", dump());
+
+    // BIRD restarts: new pid, new listener; keyed again, client back.
+    let out = lab.script(&["stop", "rr"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.start("rr");
+    wait_for_dump("the new listener keyed", 20, &dump, || {
+        !lab.listener_keys().is_empty()
+    });
+    assert!(
+        lab.established("clients_10_88_0_2", 40),
+        "BIRD {version}: not back after BIRD's restart\n{}",
+        dump()
+    );
+    assert_eq!(
+        read(&audit).matches("adding neighbor").count(),
+        1,
+        "{}",
+        dump()
+    );
+    daemon.stop();
+}
+
+#[test]
+fn md5_rr_bird_1_6() {
+    md5_matrix("1.6");
+}
+
+#[test]
+fn md5_rr_bird_2_0() {
+    md5_matrix("2.0");
+}
+
+#[test]
+fn md5_rr_bird_2_17() {
+    md5_matrix("2.17");
+}
+
+#[test]
+fn md5_rr_bird_3_1() {
+    md5_matrix("3.1");
 }
