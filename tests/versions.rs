@@ -178,52 +178,15 @@ fn bird1_neighbor_line() {
     assert!(text.contains("  neighbor 10.88.0.6;\n"), "{text}");
 }
 
-/// The prepared BIRD 1.6.8 root (bird/roots), or None with a one-line skip
-/// (a failure under CI=true).
-fn bird1_root() -> Option<std::path::PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bird/roots");
-    let out = Command::new(script).args(["path", "1.6"]).output().unwrap();
-    if out.status.success() {
-        return Some(String::from_utf8(out.stdout).unwrap().trim().into());
-    }
-    let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but BIRD 1.6 is missing: {why}");
-    }
-    eprintln!("skipping: {why}");
-    None
-}
-
-/// `bird -p` (or `bird6 -p`) of the real BIRD 1.6.8 on a config that
-/// holds `template` and then includes `rendered`: None when it parses,
-/// else BIRD's error.
-fn bird1_parse(root: &Path, daemon: &str, template: &str, rendered: &str) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let inc = write(dir.path(), "autopeer.conf", rendered);
-    let conf = write(
-        dir.path(),
-        "bird.conf",
-        &format!(
-            "router id 10.0.0.1;\n{template}\ninclude \"{}\";\n",
-            inc.display()
-        ),
-    );
-    let out = Command::new(root.join("usr/sbin").join(daemon))
-        .arg("-p")
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 /// The real BIRD 1.6.8 rejects what autopeer wrote before (`internal`,
 /// the review's `autopeer.conf:N:M: syntax error`) and accepts the 1.6
 /// rendering, for `bird` (IPv4) and `bird6` (IPv6, link-local with the
 /// `direct;` a 1.6 iBGP template needs).
 #[test]
 fn bird1_rendering_parses_on_real_bird_1_6_8() {
-    let Some(root) = bird1_root() else { return };
+    if root_of("1.6").is_none() {
+        return;
+    }
     let none = BTreeMap::new();
     let template =
         "template bgp CLIENTS { local 10.88.0.1 as 65000; rr client; import all; export all; }";
@@ -234,10 +197,16 @@ fn bird1_rendering_parses_on_real_bird_1_6_8() {
         Some(NeighborAs::Internal),
     )];
     let old = render::render_for(&v4, &none, &Dialect::Bird2).unwrap();
-    let err = bird1_parse(&root, "bird", template, &old).expect("1.6 must reject `internal`");
+    let err = parse_on("1.6", "bird", template, &old)
+        .unwrap()
+        .expect("1.6 must reject `internal`");
     assert!(err.contains("syntax error"), "{err}");
     let new = render::render_for(&v4, &none, &bird1()).unwrap();
-    assert_eq!(bird1_parse(&root, "bird", template, &new), None, "{new}");
+    assert_eq!(
+        parse_on("1.6", "bird", template, &new).unwrap(),
+        None,
+        "{new}"
+    );
 
     let template6 = "template bgp CLIENTS { local as 65000; direct; import all; export all; }";
     let v6 = [
@@ -256,7 +225,7 @@ fn bird1_rendering_parses_on_real_bird_1_6_8() {
     ];
     let new6 = render::render_for(&v6, &none, &bird1()).unwrap();
     assert_eq!(
-        bird1_parse(&root, "bird6", template6, &new6),
+        parse_on("1.6", "bird6", template6, &new6).unwrap(),
         None,
         "{new6}"
     );
@@ -328,4 +297,126 @@ fn check_says_what_bird_1_6_cannot_do() {
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].severity, Severity::Warning);
     assert!(f[0].message.contains("4.0.0"), "{}", f[0]);
+}
+
+/// The root of a prepared BIRD version (`/` for 2.0), or None with a
+/// one-line skip (a failure under CI=true).
+fn root_of(version: &str) -> Option<std::path::PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bird/roots");
+    let out = Command::new(script)
+        .args(["path", version])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Some(String::from_utf8(out.stdout).unwrap().trim().into());
+    }
+    let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but BIRD {version} is missing: {why}");
+    }
+    eprintln!("skipping BIRD {version}: {why}");
+    None
+}
+
+/// `bird -p` of BIRD `version` (binary `daemon`) on bird.conf = `head` +
+/// include of `rendered`, the files placed where that BIRD sees them
+/// (inside its root for the chrooted versions). None when it parses.
+fn parse_on(version: &str, daemon: &str, head: &str, rendered: &str) -> Option<Option<String>> {
+    let root = root_of(version)?;
+    let chrooted = matches!(version, "2.17" | "3.1");
+    let base = if chrooted {
+        root.join("tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let seen = |p: &Path| -> std::path::PathBuf {
+        if chrooted {
+            Path::new("/").join(p.strip_prefix(&root).unwrap())
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let inc = write(dir.path(), "autopeer.conf", rendered);
+    let conf = write(
+        dir.path(),
+        "bird.conf",
+        &format!(
+            "router id 10.0.0.1;\n{head}\ninclude \"{}\";\n",
+            seen(&inc).display()
+        ),
+    );
+    let out = if chrooted {
+        Command::new("chroot")
+            .arg(&root)
+            .arg(Path::new("/usr/sbin").join(daemon))
+            .arg("-p")
+            .arg("-c")
+            .arg(seen(&conf))
+            .output()
+    } else {
+        let bin = if version == "2.0" {
+            Path::new("/usr/sbin").join(daemon)
+        } else {
+            root.join("usr/sbin").join(daemon)
+        };
+        Command::new(bin).arg("-p").arg("-c").arg(&conf).output()
+    }
+    .unwrap();
+    Some((!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+/// Generated protocol names must parse on every version, whatever the
+/// group is called: BIRD 3.1 refuses a keyword as a protocol name where
+/// 2.x let some through (seen: `protocol bgp on` fails on 3.1.8 with
+/// `unexpected ON`). Group names that are keywords on some version, with
+/// IPv4, IPv6 and link-local neighbors, each checked by the real `bird -p`.
+#[test]
+fn generated_names_parse_on_every_version() {
+    let groups = [
+        "on", "bgp", "as", "other", "ipv4", "neighbor", "local", "table",
+    ];
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        for (addr, iface) in [
+            (format!("10.88.{i}.2"), None),
+            (format!("2001:db8:{i}::2"), None),
+            (format!("fe80::{i}:2"), Some("eth0")),
+        ] {
+            let a: std::net::IpAddr = addr.parse().unwrap();
+            let p = Peer {
+                name: render::peer_name(g, a, iface),
+                group: "clients".into(),
+                ..peer("x", &addr, iface, Some(NeighborAs::Internal))
+            };
+            assert!(render::is_symbol(&p.name), "{}", p.name);
+            if a.is_ipv4() {
+                v4.push(p)
+            } else {
+                v6.push(p)
+            }
+        }
+    }
+    let none = BTreeMap::new();
+    let head2 = "protocol device { }\ntemplate bgp CLIENTS { local as 65000; direct; ipv4 { import all; export all; }; ipv6 { import all; export all; }; }";
+    let head1 = "template bgp CLIENTS { local as 65000; direct; import all; export all; }";
+    let all: Vec<Peer> = v4.iter().chain(&v6).cloned().collect();
+    let text2 = render::render_for(&all, &none, &Dialect::Bird2).unwrap();
+    for version in ["2.0", "2.17", "3.1"] {
+        if let Some(err) = parse_on(version, "bird", head2, &text2) {
+            assert_eq!(err, None, "BIRD {version}:\n{text2}");
+        }
+    }
+    for (daemon, peers) in [("bird", &v4), ("bird6", &v6)] {
+        let text1 = render::render_for(peers, &none, &bird1()).unwrap();
+        if let Some(err) = parse_on("1.6", daemon, head1, &text1) {
+            assert_eq!(err, None, "BIRD 1.6 {daemon}:\n{text1}");
+        }
+    }
+    // And the counter-example, so the check above can fail: `on` itself.
+    let bad = "protocol bgp on from CLIENTS { neighbor 10.88.9.2 as 65000; }\n";
+    if let Some(err) = parse_on("3.1", "bird", head2, bad) {
+        assert!(err.is_some_and(|e| e.contains("unexpected ON")));
+    }
 }
