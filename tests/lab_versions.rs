@@ -291,3 +291,88 @@ fn md5_rr_bird_2_17() {
 fn md5_rr_bird_3_1() {
     md5_matrix("3.1");
 }
+
+/// BIRD 1.6 runs IPv6 as a second daemon, bird6, with its own config,
+/// socket and log: one autopeer per daemon (as `autopeer@.service` does),
+/// each with its own group. Both admit their client's knock and reach
+/// Established; bird6's peer is written `neighbor ADDR as N;`.
+#[test]
+fn bird6_gets_its_own_autopeer() {
+    let what = "BIRD 1.6 bird6 version matrix";
+    if !lab_allowed(LAB_TOOLS, what)
+        || !lab_allowed(VERSION_TOOLS, what)
+        || !rr_bird_prepared("1.6", what)
+    {
+        return;
+    }
+    let lab = Lab::up(&["--rr-bird", "1.6", "--ipv6", "--clients", "1"]);
+    let d = lab.dir.path().to_path_buf();
+    let config4 = write_config(&lab, "off", false);
+    let config6 = d.join("autopeer6.toml");
+    std::fs::write(
+        &config6,
+        format!(
+            "[bird]\nsocket = \"{}\"\nconfig = \"{}\"\ninclude = \"{}\"\nkeyring = \"off\"\n\
+             [agent]\nsocket = \"{d}/autopeer6.ctl\"\nstate = \"{d}/state6.toml\"\n\
+             audit_log = \"{d}/audit6.log\"\nbatch = \"200ms\"\n\
+             [sources]\nlogs = [\"{}\"]\n\
+             [[group]]\nname = \"clients6\"\ntemplate = \"{}\"\nprefixes = [\"{}\"]\nneighbor = \"internal\"\n",
+            lab.get("RR6_CTL"),
+            lab.get("RR6_CONF"),
+            lab.get("RR6_INCLUDE"),
+            lab.get("RR6_LOG"),
+            lab.get("TEMPLATE6"),
+            lab.get("GROUP_PREFIX6"),
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    for config in [&config4, &config6] {
+        let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+            .args(["-c", config.to_str().unwrap(), "check"])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "check {}:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+    let (audit4, audit6) = (d.join("audit.log"), d.join("audit6.log"));
+    let (include4, include6) = (lab.path("RR_INCLUDE"), lab.path("RR6_INCLUDE"));
+    let (log4, log6) = (d.join("autopeer.out"), d.join("autopeer6.out"));
+    let dump = || {
+        lab.dump(&[
+            ("audit", &audit4),
+            ("audit6", &audit6),
+            ("daemon6", &log6),
+            ("include6", &include6),
+            ("bird6 log", &lab.path("RR6_LOG")),
+        ]) + "--- rr6\n"
+            + &String::from_utf8_lossy(&lab.script(&["birdc", "rr6", "show", "protocols"]).stdout)
+    };
+    let d4 = Daemon::start(&config4, &log4);
+    let d6 = Daemon::start(&config6, &log6);
+    assert!(lab.established("clients_10_88_0_2", 60), "{}", dump());
+    assert!(
+        lab.established_on("rr6", "clients6_2001_db8_88__2", 60),
+        "{}",
+        dump()
+    );
+    assert!(lab.established_on("c2", "to_rr6", 20), "{}", dump());
+    assert!(
+        read(&include6).contains("  neighbor 2001:db8:88::2 as 65000;\n"),
+        "{}",
+        dump()
+    );
+    // Each autopeer owns only its daemon's family.
+    assert!(!read(&include4).contains("2001:db8"), "{}", dump());
+    assert!(!read(&include6).contains("10.88.0."), "{}", dump());
+    wait_for_dump("bird6's outsider refused", 30, &dump, || {
+        read(&audit6).contains("refusing neighbor 2001:db8:88::200")
+    });
+    assert!(!read(&include6).contains("2001:db8:88::200"), "{}", dump());
+    d4.stop();
+    d6.stop();
+}
