@@ -36,8 +36,12 @@ fn matrix(version: &str, greeting: &str) {
     {
         return;
     }
-    // rr + c2 (knocking), c4 (static), c200 (outsider).
-    let lab = Lab::up(&["--rr-bird", version, "--clients", "1"]);
+    // rr + c2, c3 (knocking; c3 started last), c4 (static), c200
+    // (outsider).
+    let lab = Lab::up(&["--rr-bird", version, "--clients", "2", "--no-start"]);
+    for node in ["c2", "c4", "c200"] {
+        lab.start(node);
+    }
     assert_eq!(lab.get("RR_BIRD"), version);
     let status = lab.birdc(&["show", "status"]);
     assert!(
@@ -110,11 +114,30 @@ fn matrix(version: &str, greeting: &str) {
     );
     assert!(lab.established("clients_10_88_0_2", 20), "{}", dump());
 
+    // An operator's runtime `disable` survives autopeer's next configure
+    // (DESIGN.md fact 9), read from this version's replies.
+    let out = lab.birdc(&["disable", "clients_10_88_0_2"]);
+    assert!(out.contains("disabled"), "{out}");
+    lab.start("c3");
+    assert!(lab.established("clients_10_88_0_3", 60), "{}", dump());
+    wait_for_dump("the kept-disabled audit line", 10, &dump, || {
+        read(&audit).contains("kept clients_10_88_0_2 disabled across configure")
+    });
+    let row = lab.birdc(&["show", "protocols", "clients_10_88_0_2"]);
+    assert!(
+        row.lines()
+            .any(|l| l.starts_with("clients_10_88_0_2")
+                && l.split_whitespace().nth(3) == Some("down")),
+        "BIRD {version}: the operator's disable was undone\n{row}\n{}",
+        dump()
+    );
+    let before = read(&include);
+
     // Knocks from the address of a disabled protocol: the static neighbor
     // configured `disabled;` in bird.conf (BIRD 3.1 logs its knocks as
-    // unknown). Its client redials every ~2 s. The admitted peer stays up:
+    // unknown). Its client redials every ~2 s. One admitted peer stays up:
     // with every BGP protocol down BIRD closes its listener (DESIGN.md
-    // fact 8) and nobody could knock.
+    // fact 8) and nobody could knock: c3 keeps it open.
     let knock = "Unexpected connect from unknown address 10.88.0.4 ";
     let knocks0 = log_count(&lab, knock);
     let rr_conf = lab.path("RR_CONF");
@@ -162,7 +185,7 @@ fn matrix(version: &str, greeting: &str) {
         dump()
     );
     assert_eq!(read(&include), before, "{}", dump());
-    assert!(lab.established("clients_10_88_0_2", 5), "{}", dump());
+    assert!(lab.established("clients_10_88_0_3", 5), "{}", dump());
     daemon.stop();
 }
 
