@@ -13,12 +13,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::lab::{
-    lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab, LAB_TOOLS,
-    MD5_LAB_TOOLS,
+    autopeer_check, lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab,
+    LAB_TOOLS, MD5_LAB_TOOLS,
 };
 
 const VERSION_TOOLS: &[&str] = &["bird", "birdc", "ip", "unshare", "chroot"];
@@ -54,15 +53,8 @@ fn matrix(version: &str, greeting: &str) {
     let audit = d.join("audit.log");
     let include = lab.path("RR_INCLUDE");
     let daemon_log = d.join("autopeer.out");
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "autopeer check failed on BIRD {version}:\n{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, out) = autopeer_check(&config);
+    assert!(ok, "autopeer check failed on BIRD {version}:\n{out}");
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
@@ -247,15 +239,8 @@ fn md5_matrix(version: &str) {
             + &lab.listener_keys().join("\n")
     };
     assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(
-        check.status.success(),
-        "BIRD {version}: check failed:\n{check_out}"
-    );
+    let (ok, check_out) = autopeer_check(&config);
+    assert!(ok, "BIRD {version}: check failed:\n{check_out}");
     assert!(!check_out.contains(PASSWORD), "{check_out}");
 
     let daemon = Daemon::start_quiet(&config, &daemon_log);
@@ -351,16 +336,8 @@ fn bird6_gets_its_own_autopeer() {
     )
     .unwrap();
     for config in [&config4, &config6] {
-        let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-c", config.to_str().unwrap(), "check"])
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "check {}:\n{}",
-            config.display(),
-            String::from_utf8_lossy(&check.stdout)
-        );
+        let (ok, out) = autopeer_check(config);
+        assert!(ok, "check {}:\n{out}", config.display());
     }
     let (audit4, audit6) = (d.join("audit.log"), d.join("audit6.log"));
     let (include4, include6) = (lab.path("RR_INCLUDE"), lab.path("RR6_INCLUDE"));

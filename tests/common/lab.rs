@@ -482,3 +482,17 @@ pub fn rr_bird_prepared(version: &str, what: &str) -> bool {
     eprintln!("skipping {what}: {reason}");
     false
 }
+
+/// `autopeer -c CONFIG check`: whether it passed, and its stdout.
+pub fn autopeer_check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .arg("-c")
+        .arg(config)
+        .arg("check")
+        .output()
+        .expect("run autopeer check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
