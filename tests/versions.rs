@@ -2,6 +2,8 @@
 //! depend on the version's config language. The version matrix with real
 //! daemons is tests/lab_versions.rs.
 
+mod common;
+
 use std::path::Path;
 
 use autopeer::check::{check, Severity};
@@ -419,4 +421,58 @@ fn generated_names_parse_on_every_version() {
     if let Some(err) = parse_on("3.1", "bird", head2, bad) {
         assert!(err.is_some_and(|e| e.contains("unexpected ON")));
     }
+}
+
+/// A BIRD version autopeer has never seen (no such release exists, so a
+/// scripted socket plays it): `check` still talks to it, reads its status,
+/// and says so in one warning, with no problem for the socket.
+#[tokio::test]
+async fn check_warns_about_an_unknown_bird_version_and_goes_on() {
+    use common::{FakeBird, Step};
+    let fake = FakeBird::start(vec![
+        Step::send("0001 BIRD 9.1.0-dev ready.\n"),
+        Step::expect("show status"),
+        Step::send(
+            "1000-BIRD 9.1.0-dev\n1011-Router ID is 10.0.0.1\n \
+             Current server time is 2026-11-28 09:00:00.000\n \
+             Last reboot on 2026-11-28 08:00:00.000\n \
+             Last reconfiguration on 2026-11-28 08:00:00.000\n\
+             0013 Daemon is up and running\n",
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    write(dir.path(), "autopeer.conf", "");
+    write(dir.path(), "bird.log", "");
+    let bird = write(
+        dir.path(),
+        "bird.conf",
+        &format!(
+            "log \"{d}/bird.log\" all;\nrouter id 10.0.0.1;\n\
+             template bgp CLIENTS {{ local as 65000; neighbor internal; }}\n\
+             include \"{d}/autopeer.conf\";\n"
+        ),
+    );
+    let conf = write(
+        dir.path(),
+        "autopeer.toml",
+        &format!(
+            "[bird]\nsocket = \"{}\"\nconfig = \"{}\"\ninclude = \"{d}/autopeer.conf\"\nkeyring = \"off\"\n\
+             [sources]\nlogs = [\"{d}/bird.log\"]\n\
+             [[group]]\nname = \"clients\"\ntemplate = \"CLIENTS\"\nprefixes = [\"10.88.0.0/24\"]\n",
+            fake.path.display(),
+            bird.display()
+        ),
+    );
+    let findings = check(&conf).await;
+    let log = fake.finish().await;
+    assert!(log.failures.is_empty(), "{:?}", log.failures);
+    assert!(
+        !findings.iter().any(|f| f.severity == Severity::Problem),
+        "{findings:#?}"
+    );
+    let warn: Vec<_> = findings.iter().filter(|f| f.key == "bird.socket").collect();
+    assert_eq!(warn.len(), 1, "{findings:#?}");
+    assert_eq!(warn[0].severity, Severity::Warning);
+    assert!(warn[0].message.contains("9.1.0-dev"), "{}", warn[0]);
 }
