@@ -91,9 +91,8 @@ pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) ->
     }
     for g in &config.groups {
         let key = format!("group.{}.neighbor", g.name);
-        let local_as = bc
-            .and_then(|bc| bc.templates.get(&g.template))
-            .and_then(|t| t.local_as);
+        let template = bc.and_then(|bc| bc.templates.get(&g.template));
+        let local_as = template.and_then(|t| t.local_as);
         match g.neighbor {
             Some(NeighborAs::External) => out.push(problem(
                 key,
@@ -120,7 +119,7 @@ pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) ->
             std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
             std::net::IpAddr::V4(_) => false,
         });
-        if link_local {
+        if link_local && !template.is_some_and(|t| t.direct) {
             out.push(warning(
                 format!("group.{}.prefixes", g.name),
                 format!(

@@ -240,7 +240,7 @@ fn version(text: &str) -> BirdVersion {
 /// `check` says in one sentence what BIRD 1.6 cannot do with a config:
 /// `external`, `internal` without the template's `local as`, one group
 /// across both families (bird and bird6 are two daemons), link-local
-/// without `direct;`; nothing for 2.x/3.x; a warning for an unknown
+/// without `direct;` (group `ll`; `lld`'s template inherits it); nothing for 2.x/3.x; a warning for an unknown
 /// version.
 #[test]
 fn check_says_what_bird_1_6_cannot_do() {
@@ -254,6 +254,7 @@ fn check_says_what_bird_1_6_cannot_do() {
             "router id 10.0.0.1;\n\
              template bgp WITHAS {{ local 10.0.0.1 as 65000; }}\n\
              template bgp NOAS {{ neighbor as 65001; }}\n\
+             template bgp DIRECT from WITHAS {{ direct; }}\n\
              include \"{d}/autopeer.conf\";\n"
         ),
     );
@@ -263,7 +264,8 @@ fn check_says_what_bird_1_6_cannot_do() {
          [[group]]\nname = \"ibgp\"\ntemplate = \"WITHAS\"\nprefixes = [\"10.2.0.0/24\"]\nneighbor = \"internal\"\n\
          [[group]]\nname = \"noas\"\ntemplate = \"NOAS\"\nprefixes = [\"10.3.0.0/24\"]\nneighbor = \"internal\"\n\
          [[group]]\nname = \"both\"\ntemplate = \"WITHAS\"\nprefixes = [\"10.4.0.0/24\", \"2001:db8:4::/64\"]\n\
-         [[group]]\nname = \"ll\"\ntemplate = \"WITHAS\"\nprefixes = [\"fe80::/64\"]\ninterface = \"vti3\"\nneighbor = \"internal\"\n",
+         [[group]]\nname = \"ll\"\ntemplate = \"WITHAS\"\nprefixes = [\"fe80::/64\"]\ninterface = \"vti3\"\nneighbor = \"internal\"\n\
+         [[group]]\nname = \"lld\"\ntemplate = \"DIRECT\"\nprefixes = [\"fe80:0:0:1::/64\"]\ninterface = \"vti4\"\nneighbor = \"internal\"\n",
         bird.display()
     );
     let config = Config::load_str(&text, dir.path()).unwrap();

@@ -41,6 +41,9 @@ pub struct Template {
     /// BIRD 1.6 has no `neighbor ADDR internal;`, so an iBGP peer's line
     /// is written there as `neighbor ADDR as N;` with this N.
     pub local_as: Option<u32>,
+    /// `direct;` in the template or what it inherits from (BIRD 1.6 runs
+    /// iBGP multihop without it, and multihop cannot reach link-local).
+    pub direct: bool,
 }
 
 /// A `protocol bgp NAME { neighbor ADDR ...; }` outside autopeer's own file.
@@ -360,6 +363,7 @@ struct Block {
     iface: Option<String>,
     has_as: bool,
     local_as: Option<u32>,
+    direct: bool,
     range: Option<IpNet>,
     file: usize,
     line: usize,
@@ -433,6 +437,7 @@ fn bgp_body(items: &[Item], open: usize, end: usize, b: &mut Block) {
                     i = neighbor_stmt(items, i + 1, end, b);
                     continue;
                 }
+                "direct" if punct(items, i + 1, ';') => b.direct = true,
                 "local" => {
                     // `local [ADDR] [port N] as N;`
                     let mut j = i + 1;
@@ -585,6 +590,7 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                     line: b.line,
                     has_neighbor_as: eff.has_as,
                     local_as: eff.local_as,
+                    direct: eff.direct,
                 },
             );
         } else if !b.owned {
@@ -644,6 +650,7 @@ fn effective(blocks: &[Block], k: usize) -> Block {
         if eff.local_as.is_none() {
             eff.local_as = parent.local_as;
         }
+        eff.direct |= parent.direct;
         from = parent.from.clone();
         upto = pi;
     }
