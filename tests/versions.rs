@@ -240,8 +240,8 @@ fn version(text: &str) -> BirdVersion {
 /// `check` says in one sentence what BIRD 1.6 cannot do with a config:
 /// `external`, `internal` without the template's `local as`, one group
 /// across both families (bird and bird6 are two daemons), link-local
-/// without `direct;` (group `ll`; `lld`'s template inherits it); nothing for 2.x/3.x; a warning for an unknown
-/// version.
+/// without `direct;` (group `ll`; `lld`'s template inherits it); nothing
+/// for 2.x/3.x; a warning for an unknown version.
 #[test]
 fn check_says_what_bird_1_6_cannot_do() {
     let dir = tempfile::tempdir().unwrap();
