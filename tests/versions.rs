@@ -14,6 +14,34 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// Writes into `dir` an empty owned include, a bird.conf of `logs` (the
+/// `log ...;` lines), a router id, template CLIENTS and the include, and an
+/// autopeer.toml for it (BIRD's socket `socket`, followed `sources`, group
+/// clients); returns the autopeer.toml.
+fn setup(dir: &Path, logs: &str, socket: &str, sources: &str) -> std::path::PathBuf {
+    let d = dir.display();
+    write(dir, "autopeer.conf", "");
+    let bird = write(
+        dir,
+        "bird.conf",
+        &format!(
+            "{logs}router id 10.0.0.1;\n\
+             template bgp CLIENTS {{ local as 65000; neighbor internal; }}\n\
+             include \"{d}/autopeer.conf\";\n"
+        ),
+    );
+    write(
+        dir,
+        "autopeer.toml",
+        &format!(
+            "[bird]\nsocket = \"{socket}\"\nconfig = \"{}\"\ninclude = \"{d}/autopeer.conf\"\nkeyring = \"off\"\n\
+             [sources]\nlogs = [{sources}]\n\
+             [[group]]\nname = \"clients\"\ntemplate = \"CLIENTS\"\nprefixes = [\"10.88.0.0/24\"]\n",
+            bird.display()
+        ),
+    )
+}
+
 /// BIRD 3's `log fixed "FILE" SIZE` is a ring buffer rewritten in place
 /// (seen on 3.1.8: a 4096-byte file whose oldest lines are overwritten),
 /// so following it as a log would miss or repeat knocks: `check` refuses it
@@ -23,27 +51,11 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 async fn check_refuses_a_fixed_ring_log_as_source() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    write(dir.path(), "autopeer.conf", "");
-    let bird = write(
+    let conf = setup(
         dir.path(),
-        "bird.conf",
-        &format!(
-            "log fixed \"{d}/bird.ring\" 65536 all;\n\
-             log \"{d}/bird.log\" all;\n\
-             router id 10.0.0.1;\n\
-             template bgp CLIENTS {{ local as 65000; neighbor internal; }}\n\
-             include \"{d}/autopeer.conf\";\n"
-        ),
-    );
-    let conf = write(
-        dir.path(),
-        "autopeer.toml",
-        &format!(
-            "[bird]\nsocket = \"{d}/no-bird.ctl\"\nconfig = \"{}\"\ninclude = \"{d}/autopeer.conf\"\n\
-             [sources]\nlogs = [\"{d}/bird.ring\", \"{d}/bird.log\"]\n\
-             [[group]]\nname = \"clients\"\ntemplate = \"CLIENTS\"\nprefixes = [\"10.88.0.0/24\"]\n",
-            bird.display()
-        ),
+        &format!("log fixed \"{d}/bird.ring\" 65536 all;\nlog \"{d}/bird.log\" all;\n"),
+        &format!("{d}/no-bird.ctl"),
+        &format!("\"{d}/bird.ring\", \"{d}/bird.log\""),
     );
     let findings = check(&conf).await;
     let ring: Vec<_> = findings
@@ -444,27 +456,12 @@ async fn check_warns_about_an_unknown_bird_version_and_goes_on() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    write(dir.path(), "autopeer.conf", "");
     write(dir.path(), "bird.log", "");
-    let bird = write(
+    let conf = setup(
         dir.path(),
-        "bird.conf",
-        &format!(
-            "log \"{d}/bird.log\" all;\nrouter id 10.0.0.1;\n\
-             template bgp CLIENTS {{ local as 65000; neighbor internal; }}\n\
-             include \"{d}/autopeer.conf\";\n"
-        ),
-    );
-    let conf = write(
-        dir.path(),
-        "autopeer.toml",
-        &format!(
-            "[bird]\nsocket = \"{}\"\nconfig = \"{}\"\ninclude = \"{d}/autopeer.conf\"\nkeyring = \"off\"\n\
-             [sources]\nlogs = [\"{d}/bird.log\"]\n\
-             [[group]]\nname = \"clients\"\ntemplate = \"CLIENTS\"\nprefixes = [\"10.88.0.0/24\"]\n",
-            fake.path.display(),
-            bird.display()
-        ),
+        &format!("log \"{d}/bird.log\" all;\n"),
+        &fake.path.display().to_string(),
+        &format!("\"{d}/bird.log\""),
     );
     let findings = check(&conf).await;
     let log = fake.finish().await;
