@@ -8,9 +8,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::bird::client::Connection;
+use crate::bird::client::{BirdVersion, Connection};
 use crate::bird::conf::{self, BirdConf};
-use crate::bird::render;
+use crate::bird::render::{self, NeighborAs};
 use crate::config::Config;
 use crate::keyring::{self, Family};
 
@@ -72,6 +72,66 @@ pub async fn check(path: &Path) -> Vec<Finding> {
     check_config(&config).await
 }
 
+/// What the running BIRD's version cannot do with this config, each in
+/// one sentence; and a warning for a version autopeer was not checked with.
+pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if v.product == "BIRD" && !v.is_known() {
+        out.push(warning(
+            "bird.socket",
+            format!(
+                "BIRD {} is a version autopeer was not checked with (1.6, 2.0-2.17, 3.0-3.1); it is driven in the {} config language",
+                v.text,
+                if v.major == 1 { "1.6" } else { "2.x" }
+            ),
+        ));
+    }
+    if v.major != 1 {
+        return out;
+    }
+    for g in &config.groups {
+        let key = format!("group.{}.neighbor", g.name);
+        let template = bc.and_then(|bc| bc.templates.get(&g.template));
+        let local_as = template.and_then(|t| t.local_as);
+        match g.neighbor {
+            Some(NeighborAs::External) => out.push(problem(
+                key,
+                "BIRD 1.6 has no `neighbor ADDR external;`: set neighbor to the peers' AS number",
+            )),
+            Some(NeighborAs::Internal) if bc.is_some() && local_as.is_none() => out.push(problem(
+                key,
+                format!(
+                    "BIRD 1.6 has no `neighbor ADDR internal;`, so autopeer writes `as N` with N from template {}'s `local as N;`, which it lacks",
+                    g.template
+                ),
+            )),
+            _ => {}
+        }
+        let v4 = g.prefixes.iter().any(|p| p.addr().is_ipv4());
+        let v6 = g.prefixes.iter().any(|p| p.addr().is_ipv6());
+        if v4 && v6 {
+            out.push(problem(
+                format!("group.{}.prefixes", g.name),
+                "BIRD 1.6 runs IPv4 (bird) and IPv6 (bird6) as two daemons with two sockets: split this group by family and run one autopeer per daemon (autopeer@.service)",
+            ));
+        }
+        let link_local = g.prefixes.iter().any(|p| match p.addr() {
+            std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            std::net::IpAddr::V4(_) => false,
+        });
+        if link_local && !template.is_some_and(|t| t.direct) {
+            out.push(warning(
+                format!("group.{}.prefixes", g.name),
+                format!(
+                    "BIRD 1.6 runs iBGP multihop unless template {} says `direct;`, and multihop cannot reach a link-local neighbor",
+                    g.template
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Checks a loaded config against bird.conf and the running BIRD.
 pub async fn check_config(config: &Config) -> Vec<Finding> {
     let mut out = check_files(config);
@@ -102,7 +162,15 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             out.extend(check_keyring(config, &bc));
             for (i, log) in config.sources.logs.iter().enumerate() {
                 let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
-                if !written_by_bird {
+                if bc.fixed_log_files.iter().any(|f| same_file(f, log)) {
+                    out.push(problem(
+                        format!("sources.logs[{i}]"),
+                        format!(
+                            "BIRD writes {} with `log fixed` (BIRD 3), a ring buffer rewritten in place that cannot be followed; add a plain `log \"FILE\" all;` to bird.conf and list that file here",
+                            log.display()
+                        ),
+                    ));
+                } else if !written_by_bird {
                     out.push(warning(
                         format!("sources.logs[{i}]"),
                         format!(
@@ -129,6 +197,8 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             if let Err(e) = c.show_status().await {
                 out.push(problem("bird.socket", format!("BIRD answered badly: {e}")));
             }
+            let bc = conf::scan(&config.bird.config, &config.bird.include).ok();
+            out.extend(check_version(config, bc.as_ref(), c.version()));
         }
         Err(e) => out.push(problem(
             "bird.socket",

@@ -1011,6 +1011,34 @@ impl Roster {
         }
     }
 
+    /// The language of the BIRD behind the socket, from its greeting (the
+    /// version can change under us: an upgrade, bird vs bird6). When BIRD
+    /// cannot be reached, the 2.x language: apply then fails before writing
+    /// anything and retries.
+    async fn dialect(&self) -> render::Dialect {
+        let version = match crate::bird::client::Connection::connect(
+            &self.target.socket,
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(c) => c.version().clone(),
+            Err(_) => return render::Dialect::Bird2,
+        };
+        crate::bird::client::warn_unknown_version(&version);
+        if version.major != 1 {
+            return render::Dialect::Bird2;
+        }
+        render::Dialect::Bird1 {
+            local_as: self
+                .birdconf
+                .templates
+                .values()
+                .filter_map(|t| t.local_as.map(|n| (t.name.clone(), n)))
+                .collect(),
+        }
+    }
+
     /// Renders peers + pending and makes BIRD load it.
     async fn apply(&mut self) {
         if !self.dirty {
@@ -1025,10 +1053,12 @@ impl Roster {
             .iter()
             .filter_map(|g| g.password.clone().map(|k| (g.name.clone(), k)))
             .collect();
-        // A bad peer never sinks a batch: set it aside, alone.
+        // A bad peer never sinks a batch: set it aside, alone. What this
+        // BIRD's language cannot say (1.6) counts as bad too.
+        let dialect = self.dialect().await;
         let now = Instant::now();
         for p in std::mem::take(&mut self.pending) {
-            let Err(e) = render::check_peer(&p, passwords.get(&p.group)) else {
+            let Err(e) = render::check_peer_in(&p, passwords.get(&p.group), &dialect) else {
                 self.pending.push(p);
                 continue;
             };
@@ -1046,7 +1076,7 @@ impl Roster {
             next.insert(p.name.clone(), p.clone());
         }
         let list: Vec<Peer> = next.values().cloned().collect();
-        let text = match render::render_with_passwords(&list, &passwords) {
+        let text = match render::render_for(&list, &passwords, &dialect) {
             Ok(t) => t,
             Err(e) => {
                 // Every field was validated on the way in; this is a bug.

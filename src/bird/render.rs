@@ -68,6 +68,20 @@ impl fmt::Display for NeighborAs {
     }
 }
 
+/// The BIRD language the owned file is written in, from the version in
+/// BIRD's greeting. Only the neighbor line differs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// BIRD 2.x and 3.x (and any version autopeer does not know).
+    #[default]
+    Bird2,
+    /// BIRD 1.6: `neighbor ADDR as N;` is the only form (`internal` and
+    /// `external` are syntax errors, checked with `bird -p` on 1.6.8). An
+    /// iBGP peer is written with its template's `local as`: template name
+    /// to AS.
+    Bird1 { local_as: BTreeMap<String, u32> },
+}
+
 /// One admitted peer: one `protocol bgp` block of the owned file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
@@ -118,6 +132,13 @@ pub enum RenderError {
     /// Two peers with one name.
     #[error("two peers are named {name}")]
     DuplicateName { name: String },
+    /// BIRD 1.6 cannot write this peer's neighbor line.
+    #[error("peer {name}: BIRD 1.6 has no `neighbor ADDR {what};`: {fix}")]
+    Bird1Neighbor {
+        name: String,
+        what: &'static str,
+        fix: String,
+    },
     /// A line of the file that is not what [`render`] writes.
     #[error("line {line}: {reason}: {text:?}")]
     Parse {
@@ -331,7 +352,18 @@ fn check_key(group: &str, key: &Secret<String>) -> Result<(), RenderError> {
 /// group's key if it has one: the same checks, so that a caller can set a
 /// peer aside instead of losing a whole file over it.
 pub fn check_peer(p: &Peer, key: Option<&Secret<String>>) -> Result<(), RenderError> {
+    check_peer_in(p, key, &Dialect::Bird2)
+}
+
+/// [`check_peer`] for the BIRD version in use: BIRD 1.6 cannot write every
+/// neighbor form (see [`Dialect::Bird1`]).
+pub fn check_peer_in(
+    p: &Peer,
+    key: Option<&Secret<String>>,
+    dialect: &Dialect,
+) -> Result<(), RenderError> {
     validate(p)?;
+    neighbor_line(p, dialect)?;
     match key {
         Some(k) => check_key(&p.group, k),
         None => Ok(()),
@@ -375,6 +407,34 @@ pub fn render(peers: &[Peer]) -> Result<String, RenderError> {
     render_with_passwords(peers, &BTreeMap::new())
 }
 
+/// The ` as N` / ` internal` / ` external` part of a peer's neighbor line
+/// in `dialect`, or why that BIRD cannot express it.
+fn neighbor_line(p: &Peer, dialect: &Dialect) -> Result<String, RenderError> {
+    Ok(match (p.neighbor, dialect) {
+        (Some(NeighborAs::Internal), Dialect::Bird1 { local_as }) => {
+            match local_as.get(&p.template) {
+                Some(n) => format!(" as {n}"),
+                None => {
+                    return Err(RenderError::Bird1Neighbor {
+                        name: p.name.clone(),
+                        what: "internal",
+                        fix: format!("give template {} a `local as N;`", p.template),
+                    })
+                }
+            }
+        }
+        (Some(NeighborAs::External), Dialect::Bird1 { .. }) => {
+            return Err(RenderError::Bird1Neighbor {
+                name: p.name.clone(),
+                what: "external",
+                fix: format!("set the AS number as neighbor of group {}", p.group),
+            })
+        }
+        (Some(n), _) => format!(" {n}"),
+        (None, _) => String::new(),
+    })
+}
+
 /// Like [`render`], and every peer of a group in `passwords` gets that
 /// group's own MD5 key (`password "...";`), so that BIRD's sessions use the
 /// key the keyed listener admits with, not the template's. Keys were
@@ -384,6 +444,15 @@ pub fn render(peers: &[Peer]) -> Result<String, RenderError> {
 pub fn render_with_passwords(
     peers: &[Peer],
     passwords: &BTreeMap<String, Secret<String>>,
+) -> Result<String, RenderError> {
+    render_for(peers, passwords, &Dialect::Bird2)
+}
+
+/// Like [`render_with_passwords`], in the language of `dialect`.
+pub fn render_for(
+    peers: &[Peer],
+    passwords: &BTreeMap<String, Secret<String>>,
+    dialect: &Dialect,
 ) -> Result<String, RenderError> {
     for (group, key) in passwords {
         check_key(group, key)?;
@@ -402,10 +471,7 @@ pub fn render_with_passwords(
 
     let mut out = String::from(HEADER);
     for p in sorted {
-        let nbr = match p.neighbor {
-            Some(n) => format!(" {n}"),
-            None => String::new(),
-        };
+        let nbr = neighbor_line(p, dialect)?;
         let scope = scope(p.iface.as_deref());
         let addr = match scope {
             Scope::Plain(i) => format!("{}%{i}", p.addr),
