@@ -100,18 +100,8 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                 }
             }
             out.extend(check_keyring(config, &bc));
+            out.extend(check_trust(config, &bc));
             for (i, log) in config.sources.logs.iter().enumerate() {
-                let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
-                if !written_by_bird {
-                    out.push(warning(
-                        format!("sources.logs[{i}]"),
-                        format!(
-                            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf): fine for a syslog file, but lines there are unverified",
-                            log.display(),
-                            log.display()
-                        ),
-                    ));
-                }
                 if !log.exists() {
                     out.push(warning(
                         format!("sources.logs[{i}]"),
@@ -134,6 +124,63 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             "bird.socket",
             format!("cannot reach BIRD at {}: {e}", config.bird.socket.display()),
         )),
+    }
+    out
+}
+
+/// Which configured sources are unverified (DESIGN.md § Trust), and what
+/// `[sources] unverified` makes of them: one finding per log file BIRD
+/// does not write, and one saying what the policy means when there is any.
+pub fn check_trust(config: &Config, bc: &BirdConf) -> Vec<Finding> {
+    use crate::config::UnverifiedPolicy;
+    let mut out = Vec::new();
+    let admit = config.sources.unverified == UnverifiedPolicy::Admit;
+    let mut unverified = 0;
+    for (i, log) in config.sources.logs.iter().enumerate() {
+        if bc.log_files.iter().any(|f| same_file(f, log)) {
+            continue;
+        }
+        unverified += 1;
+        let what = format!(
+            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf), so it is an unverified source: \
+             any local user can write a BIRD line into a shared syslog file, and kernel and netfilter \
+             lines are printed for a bare, spoofable SYN",
+            log.display(),
+            log.display()
+        );
+        out.push(if admit {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!("{what}; with unverified = \"admit\" such lines add peers"),
+            )
+        } else {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!(
+                    "{what}; its lines admit no one (except into a group whose MD5 key the kernel checks) \
+                     unless [sources] unverified = \"admit\""
+                ),
+            )
+        });
+    }
+    if unverified > 0 {
+        out.push(if admit {
+            warning(
+                "sources.unverified",
+                format!(
+                    "\"admit\": {unverified} unverified source(s) add peers like BIRD's own log; \
+                     a forged line fills max_peers for good where expire = \"never\""
+                ),
+            )
+        } else {
+            info(
+                "sources.unverified",
+                format!(
+                    "\"refuse\": {unverified} unverified source(s) are refused (\"unverified source\" in the audit log); \
+                     BIRD's own log file, the journal, MD5-keyed groups, `autopeer add` and NHRP still admit"
+                ),
+            )
+        });
     }
     out
 }
