@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use autopeer::bird::render::NeighborAs;
-use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem};
+use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem, UnverifiedPolicy};
 
 fn fx(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -381,4 +381,20 @@ fn r7_key_file_must_be_a_small_regular_file_and_dots_are_no_interface() {
         assert!(!autopeer::bird::render::is_iface(bad));
     }
     assert!(autopeer::config::is_interface_name("vti3"));
+}
+
+#[test]
+fn unverified_defaults_to_refuse_and_takes_admit() {
+    let c = Config::load(&fx("minimal.toml")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Refuse);
+    let text = format!("[sources]\nunverified = \"admit\"\n{}", group(""));
+    let c = Config::load_str(&text, &fx("")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Admit);
+    let text = format!("[sources]\nunverified = \"yes\"\n{}", group(""));
+    let got: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        got.iter()
+            .any(|p| p == "sources.unverified: must be \"refuse\" or \"admit\", not \"yes\""),
+        "{got:?}"
+    );
 }
