@@ -1,0 +1,247 @@
+//! End to end, with real BIRD in network namespaces (bird/lab): which
+//! evidence may admit a peer (DESIGN.md § Trust). An unprivileged user
+//! (uid 65534, via setpriv) appends to a shared syslog-format file that
+//! `[sources] logs` lists: a `logger -t bird` style line, a line in BIRD's
+//! own file format, and a forged netfilter `kernel:` line. With the default
+//! `[sources] unverified = "refuse"` all three are refused with their own
+//! reason, the audit line names the real source (`syslog`, never
+//! `bird-log`), and nothing reaches the include or BIRD, while a real
+//! client's knock in BIRD's own log file is admitted `(via bird-log)` and
+//! comes up. With `unverified = "admit"` the same lines admit, and say so.
+//!
+//! Needs root, bird2, iproute2 and setpriv. With CI=true a missing
+//! prerequisite fails the test; elsewhere it skips with a one-line reason.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::lab::{
+    autopeer, lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, LAB_TOOLS,
+};
+
+/// The uid and gid the forger runs as (nobody).
+const NOBODY: &str = "65534";
+
+fn allowed() -> bool {
+    lab_allowed(
+        &[LAB_TOOLS, &["setpriv"]].concat(),
+        "namespace lab trust test",
+    )
+}
+
+/// Appends `lines` to `file` as uid/gid 65534 with no groups, as any
+/// local user could (the shell gets the text as arguments, not as code).
+fn forge(file: &Path, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            r#"printf '%s' "$1" >> "$2""#,
+            "forge",
+        ])
+        .arg(&text)
+        .arg(file)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "the unprivileged append failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What `logger -t bird` leaves in a syslog file (RFC 3164).
+fn logger_line(addr: &str) -> String {
+    format!("Nov 28 09:00:00 rr bird: BGP: Unexpected connect from unknown address {addr} (port 1)")
+}
+
+/// BIRD's own log-file format, written into the shared file.
+fn bird_format_line(addr: &str) -> String {
+    format!(
+        "2026-11-28 09:00:00.000 <WARN> BGP: Unexpected connect from unknown address {addr} (port 1)"
+    )
+}
+
+/// A netfilter LOG line for a SYN to port 179, as the kernel prints it
+/// for a packet whose source anyone can spoof.
+fn netfilter_line(addr: &str) -> String {
+    format!(
+        "Nov 28 09:00:00 rr kernel: [ 6942.234111] BGP-SYN: IN=eth0 OUT= SRC={addr} DST=10.88.0.1 \
+         LEN=60 PROTO=TCP SPT=40000 DPT=179 WINDOW=64240 RES=0x00 SYN URGP=0 "
+    )
+}
+
+/// The lab's config with `shared` as a second log source and the given
+/// `[sources] unverified` line (empty: the default).
+fn config_with(lab: &Lab, shared: &Path, unverified: &str) -> PathBuf {
+    let path = write_config(lab, "off", false);
+    let text = read(&path);
+    let logs = format!("logs = [\"{}\"]", lab.get("RR_LOG"));
+    assert!(text.contains(&logs), "{text}");
+    let text = text.replace(
+        &logs,
+        &format!(
+            "logs = [\"{}\", \"{}\"]\n{unverified}",
+            lab.get("RR_LOG"),
+            shared.display()
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn refusal(addr: &str, via: &str) -> String {
+    format!(
+        "refusing neighbor {addr}: unverified source {via} \
+         (set [sources] unverified = \"admit\" to accept it) (via {via})"
+    )
+}
+
+#[test]
+fn unverified_lines_are_refused_unless_the_operator_opts_in() {
+    if !allowed() {
+        return;
+    }
+    let lab = Lab::up(&["--clients", "1", "--no-start"]);
+    let d = lab.dir.path().to_path_buf();
+    let audit = d.join("audit.log");
+    let include = lab.path("RR_INCLUDE");
+    let daemon_log = d.join("autopeer.out");
+
+    // A shared syslog file any local user can append to, in a directory
+    // they can reach (the lab's own directory is root's, mode 0700).
+    let shared_dir = tempfile::Builder::new()
+        .prefix("aptrust")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(shared_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = shared_dir.path().join("syslog");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let config = config_with(&lab, &shared, "");
+    let dump = || {
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+            ("shared", &shared),
+        ])
+    };
+
+    // `check` names the unverified source and what the default does.
+    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", config.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "autopeer check failed:\n{report}");
+    assert!(
+        report.lines().any(|l| l.contains("sources.logs[1]")
+            && l.contains(&shared.display().to_string())
+            && l.contains("unverified source")),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("sources.unverified") && l.contains("\"refuse\"")),
+        "{report}"
+    );
+    assert!(
+        !report.contains("sources.logs[0]"),
+        "BIRD's own log file is not unverified:\n{report}"
+    );
+
+    let daemon = Daemon::start(&config, &daemon_log);
+    // The control socket answers once the tail is live (a stale socket
+    // file of the previous run does not).
+    wait_for_dump("the control socket", 20, &dump, || {
+        autopeer(&d.join("autopeer.ctl"), &["status"]).0 == 0
+    });
+
+    // The forger: three kinds of line for three addresses in the group.
+    forge(
+        &shared,
+        &[
+            logger_line("10.88.0.77"),
+            bird_format_line("10.88.0.78"),
+            netfilter_line("10.88.0.79"),
+        ],
+    );
+    for (addr, via) in [
+        ("10.88.0.77", "syslog"),
+        ("10.88.0.78", "syslog"),
+        ("10.88.0.79", "netfilter"),
+    ] {
+        let want = refusal(addr, via);
+        wait_for_dump(&want, 30, &dump, || read(&audit).contains(&want));
+    }
+    // A real client knocks: BIRD's own log file still admits.
+    lab.start("c2");
+    assert!(
+        lab.established("clients_10_88_0_2", 60),
+        "clients_10_88_0_2 not Established\n{}",
+        dump()
+    );
+    let text = read(&audit);
+    assert!(
+        text.contains("adding neighbor 10.88.0.2 to group clients (via bird-log)"),
+        "{}",
+        dump()
+    );
+    for addr in ["10.88.0.77", "10.88.0.78", "10.88.0.79"] {
+        assert!(
+            !text.contains(&format!("adding neighbor {addr} ")),
+            "{}",
+            dump()
+        );
+        assert!(!read(&include).contains(addr), "{}", dump());
+    }
+    let protocols = lab.birdc(&["show", "protocols"]);
+    assert!(!protocols.contains("10_88_0_7"), "{protocols}\n{}", dump());
+    daemon.stop();
+
+    // The operator opts in: the same kinds of line now admit, and the
+    // audit line says they were unverified.
+    let config = config_with(&lab, &shared, "unverified = \"admit\"");
+    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", config.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("warning: sources.unverified") && l.contains("\"admit\"")),
+        "{report}"
+    );
+    let daemon = Daemon::start(&config, &daemon_log);
+    // The control socket answers once the tail is live (a stale socket
+    // file of the previous run does not).
+    wait_for_dump("the control socket", 20, &dump, || {
+        autopeer(&d.join("autopeer.ctl"), &["status"]).0 == 0
+    });
+    forge(
+        &shared,
+        &[logger_line("10.88.0.77"), netfilter_line("10.88.0.79")],
+    );
+    for (addr, via) in [("10.88.0.77", "syslog"), ("10.88.0.79", "netfilter")] {
+        let want = format!("adding neighbor {addr} to group clients (via {via}, unverified)");
+        wait_for_dump(&want, 30, &dump, || read(&audit).contains(&want));
+    }
+    wait_for_dump("the opted-in peers in the include", 30, &dump, || {
+        let text = read(&include);
+        text.contains("10.88.0.77") && text.contains("10.88.0.79")
+    });
+    daemon.stop();
+}
