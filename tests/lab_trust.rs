@@ -8,6 +8,8 @@
 //! `bird-log`), and nothing reaches the include or BIRD, while a real
 //! client's knock in BIRD's own log file is admitted `(via bird-log)` and
 //! comes up. With `unverified = "admit"` the same lines admit, and say so.
+//! For an MD5-keyed group BIRD's line from the shared file admits without
+//! the opt-in; the netfilter line still does not.
 //!
 //! Needs root, bird2, iproute2 and setpriv. With CI=true a missing
 //! prerequisite fails the test; elsewhere it skips with a one-line reason.
@@ -82,7 +84,12 @@ fn netfilter_line(addr: &str) -> String {
 /// The lab's config with `shared` as a second log source and the given
 /// `[sources] unverified` line (empty: the default).
 fn config_with(lab: &Lab, shared: &Path, unverified: &str) -> PathBuf {
-    let path = write_config(lab, "off", false);
+    config_keyring(lab, shared, unverified, "off")
+}
+
+/// [`config_with`], with `[bird] keyring` as given.
+fn config_keyring(lab: &Lab, shared: &Path, unverified: &str, keyring: &str) -> PathBuf {
+    let path = write_config(lab, keyring, false);
     let text = read(&path);
     let logs = format!("logs = [\"{}\"]", lab.get("RR_LOG"));
     assert!(text.contains(&logs), "{text}");
@@ -105,6 +112,20 @@ fn refusal(addr: &str, via: &str) -> String {
     )
 }
 
+/// A shared syslog file any local user can append to (mode 0666), in a
+/// directory they can reach (the lab's own directory is root's, mode 0700).
+fn shared_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("aptrust")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = dir.path().join("syslog");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    (dir, shared)
+}
+
 #[test]
 fn unverified_lines_are_refused_unless_the_operator_opts_in() {
     if !allowed() {
@@ -115,17 +136,7 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
     let audit = d.join("audit.log");
     let include = lab.path("RR_INCLUDE");
     let daemon_log = d.join("autopeer.out");
-
-    // A shared syslog file any local user can append to, in a directory
-    // they can reach (the lab's own directory is root's, mode 0700).
-    let shared_dir = tempfile::Builder::new()
-        .prefix("aptrust")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(shared_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let shared = shared_dir.path().join("syslog");
-    std::fs::write(&shared, "").unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_shared_dir, shared) = shared_file();
 
     let config = config_with(&lab, &shared, "");
     let dump = || {
@@ -243,5 +254,92 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
         let text = read(&include);
         text.contains("10.88.0.77") && text.contains("10.88.0.79")
     });
+    daemon.stop();
+}
+
+/// `K of W prefix key(s) installed` of the `Keyring IPv4: listener` line
+/// of `show status` (what the roster knows of the keyring), if any.
+fn v4_keys(status: &str) -> Option<(usize, usize)> {
+    let line = status
+        .lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with("Keyring IPv4: listener"))?;
+    let (_, tail) = line.rsplit_once("), ")?;
+    let mut words = tail.split_whitespace();
+    let keys = words.next()?.parse().ok()?;
+    (words.next()? == "of").then_some(())?;
+    let wanted = words.next()?.parse().ok()?;
+    Some((keys, wanted))
+}
+
+/// A keyed group: BIRD's line relayed through the shared file admits (the
+/// kernel let only a key holder finish the handshake BIRD logged), and says
+/// so; a netfilter line for the same group does not (it is printed for a
+/// bare SYN, before any key is checked).
+#[test]
+fn a_keyed_group_verifies_birds_line_but_not_a_netfilter_line() {
+    if !allowed() {
+        return;
+    }
+    let lab = Lab::up(&[
+        "--clients",
+        "1",
+        "--password",
+        "lab-trust-key",
+        "--no-start",
+    ]);
+    let d = lab.dir.path().to_path_buf();
+    let audit = d.join("audit.log");
+    let include = lab.path("RR_INCLUDE");
+    let daemon_log = d.join("autopeer.out");
+    let sock = d.join("autopeer.ctl");
+    let (_shared_dir, shared) = shared_file();
+    let config = config_keyring(&lab, &shared, "", "auto");
+    let dump = || {
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+            ("shared", &shared),
+        ])
+    };
+    let daemon = Daemon::start(&config, &daemon_log);
+    // Admission sees the keyring through the roster: wait until the roster
+    // reports every wanted prefix key installed.
+    wait_for_dump("the keyring's report of installed keys", 30, &dump, || {
+        // `show status` is the control socket's birdc command.
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&sock)
+            .args(["show", "status"])
+            .output()
+            .unwrap();
+        v4_keys(&String::from_utf8_lossy(&out.stdout)).is_some_and(|(k, w)| w > 0 && k >= w)
+    });
+    forge(
+        &shared,
+        &[logger_line("10.88.0.77"), netfilter_line("10.88.0.79")],
+    );
+    let admitted = "adding neighbor 10.88.0.77 to group clients \
+                    (via syslog, unverified, group's MD5 key checked by the kernel)";
+    wait_for_dump(admitted, 30, &dump, || read(&audit).contains(admitted));
+    let refused = refusal("10.88.0.79", "netfilter");
+    wait_for_dump(&refused, 30, &dump, || read(&audit).contains(&refused));
+    wait_for_dump("10.88.0.77 in the include", 30, &dump, || {
+        read(&include).contains("10.88.0.77")
+    });
+    assert!(!read(&include).contains("10.88.0.79"), "{}", dump());
+    // A signing client's knock in BIRD's own log file is plain bird-log.
+    lab.start("c2");
+    assert!(
+        lab.established("clients_10_88_0_2", 60),
+        "clients_10_88_0_2 not Established\n{}",
+        dump()
+    );
+    assert!(
+        read(&audit).contains("adding neighbor 10.88.0.2 to group clients (via bird-log)"),
+        "{}",
+        dump()
+    );
     daemon.stop();
 }
