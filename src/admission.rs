@@ -507,6 +507,11 @@ mod tests {
         )
     }
 
+    /// An unverified sighting of 10.88.0.7 (inside `clients`).
+    fn unverified(f: &Fixture, via: Via, policy: UnverifiedPolicy) -> Result<Admit, Refusal> {
+        run(f, "10.88.0.7", via, Trust::Unverified, policy)
+    }
+
     const UNVERIFIED: [Via; 4] = [Via::Syslog, Via::Kernel, Via::Netfilter, Via::Junos];
     const POLICIES: [UnverifiedPolicy; 2] = [UnverifiedPolicy::Refuse, UnverifiedPolicy::Admit];
 
@@ -540,13 +545,7 @@ mod tests {
         let f = fixture(false);
         assert_eq!(UnverifiedPolicy::default(), UnverifiedPolicy::Refuse);
         for via in UNVERIFIED {
-            let r = run(
-                &f,
-                "10.88.0.7",
-                via,
-                Trust::Unverified,
-                UnverifiedPolicy::default(),
-            );
+            let r = unverified(&f, via, UnverifiedPolicy::default());
             assert_eq!(r, Err(Refusal::Unverified { via }), "{via}");
         }
         assert_eq!(
@@ -568,13 +567,7 @@ mod tests {
     fn unverified_admits_only_when_the_operator_opts_in() {
         let f = fixture(false);
         for via in UNVERIFIED {
-            let r = run(
-                &f,
-                "10.88.0.7",
-                via,
-                Trust::Unverified,
-                UnverifiedPolicy::Admit,
-            );
+            let r = unverified(&f, via, UnverifiedPolicy::Admit);
             assert_eq!(
                 r,
                 Ok(Admit {
@@ -605,26 +598,21 @@ mod tests {
         let f = fixture(true);
         // BIRD's line relayed through a shared file: the kernel let only a
         // key holder finish the handshake BIRD logged.
-        for via in [Via::Syslog, Via::BirdLog, Via::Journal] {
-            let r = run(
-                &f,
-                "10.88.0.7",
-                via,
-                Trust::Unverified,
-                UnverifiedPolicy::Refuse,
-            );
-            assert_eq!(r.map(|a| a.grounds), Ok(Grounds::KeyedGroup), "{via}");
-        }
         // Kernel, netfilter and JUNOS lines are printed for a bare SYN.
-        for via in [Via::Kernel, Via::Netfilter, Via::Junos] {
-            let r = run(
-                &f,
-                "10.88.0.7",
-                via,
-                Trust::Unverified,
-                UnverifiedPolicy::Refuse,
-            );
-            assert_eq!(r, Err(Refusal::Unverified { via }), "{via}");
+        for via in [
+            Via::Syslog,
+            Via::BirdLog,
+            Via::Journal,
+            Via::Kernel,
+            Via::Netfilter,
+            Via::Junos,
+        ] {
+            let want = match via {
+                Via::Kernel | Via::Netfilter | Via::Junos => Err(Refusal::Unverified { via }),
+                _ => Ok(Grounds::KeyedGroup),
+            };
+            let r = unverified(&f, via, UnverifiedPolicy::Refuse);
+            assert_eq!(r.map(|a| a.grounds), want, "{via}");
         }
     }
 

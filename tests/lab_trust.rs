@@ -105,6 +105,58 @@ fn config_keyring(lab: &Lab, shared: &Path, unverified: &str, keyring: &str) -> 
     path
 }
 
+/// The lab's dump with the audit log, the daemon's output, the include and
+/// the shared file.
+fn dump_files(lab: &Lab, shared: &Path) -> String {
+    let d = lab.dir.path();
+    lab.dump(&[
+        ("audit", d.join("audit.log")),
+        ("daemon", d.join("autopeer.out")),
+        ("include", lab.path("RR_INCLUDE")),
+        ("shared", shared.to_path_buf()),
+    ])
+}
+
+/// `autopeer -c CONFIG check`: its stdout and stderr, and whether it passed.
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .arg("-c")
+        .arg(config)
+        .arg("check")
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), report)
+}
+
+/// Starts the daemon and waits until its control socket answers `status`
+/// (then the tail is live; a stale socket file of an earlier run does not
+/// answer).
+fn start_daemon(config: &Path, log: &Path, sock: &Path, dump: &dyn Fn() -> String) -> Daemon {
+    let daemon = Daemon::start(config, log);
+    wait_for_dump("the control socket", 20, dump, || {
+        autopeer(sock, &["status"]).0 == 0
+    });
+    daemon
+}
+
+/// Client c2 knocks: BIRD's own log file admits it `(via bird-log)` and it
+/// comes up.
+fn birds_own_log_admits(lab: &Lab, audit: &Path, dump: &dyn Fn() -> String) {
+    lab.start("c2");
+    assert!(
+        lab.established("clients_10_88_0_2", 60),
+        "clients_10_88_0_2 not Established\n{}",
+        dump()
+    );
+    assert!(
+        read(audit).contains("adding neighbor 10.88.0.2 to group clients (via bird-log)"),
+        "{}",
+        dump()
+    );
+}
+
 fn refusal(addr: &str, via: &str) -> String {
     format!(
         "refusing neighbor {addr}: unverified source {via} \
@@ -139,23 +191,11 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
     let (_shared_dir, shared) = shared_file();
 
     let config = config_with(&lab, &shared, "");
-    let dump = || {
-        lab.dump(&[
-            ("audit", &audit),
-            ("daemon", &daemon_log),
-            ("include", &include),
-            ("shared", &shared),
-        ])
-    };
+    let dump = || dump_files(&lab, &shared);
 
     // `check` names the unverified source and what the default does.
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
-    assert!(check.status.success(), "autopeer check failed:\n{report}");
+    let (ok, report) = check(&config);
+    assert!(ok, "autopeer check failed:\n{report}");
     assert!(
         report.lines().any(|l| l.contains("sources.logs[1]")
             && l.contains(&shared.display().to_string())
@@ -173,12 +213,7 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
         "BIRD's own log file is not unverified:\n{report}"
     );
 
-    let daemon = Daemon::start(&config, &daemon_log);
-    // The control socket answers once the tail is live (a stale socket
-    // file of the previous run does not).
-    wait_for_dump("the control socket", 20, &dump, || {
-        autopeer(&d.join("autopeer.ctl"), &["status"]).0 == 0
-    });
+    let daemon = start_daemon(&config, &daemon_log, &d.join("autopeer.ctl"), &dump);
 
     // The forger: three kinds of line for three addresses in the group.
     forge(
@@ -198,18 +233,8 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
         wait_for_dump(&want, 30, &dump, || read(&audit).contains(&want));
     }
     // A real client knocks: BIRD's own log file still admits.
-    lab.start("c2");
-    assert!(
-        lab.established("clients_10_88_0_2", 60),
-        "clients_10_88_0_2 not Established\n{}",
-        dump()
-    );
+    birds_own_log_admits(&lab, &audit, &dump);
     let text = read(&audit);
-    assert!(
-        text.contains("adding neighbor 10.88.0.2 to group clients (via bird-log)"),
-        "{}",
-        dump()
-    );
     for addr in ["10.88.0.77", "10.88.0.78", "10.88.0.79"] {
         assert!(
             !text.contains(&format!("adding neighbor {addr} ")),
@@ -225,23 +250,14 @@ fn unverified_lines_are_refused_unless_the_operator_opts_in() {
     // The operator opts in: the same kinds of line now admit, and the
     // audit line says they were unverified.
     let config = config_with(&lab, &shared, "unverified = \"admit\"");
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&check.stdout).into_owned();
+    let (_, report) = check(&config);
     assert!(
         report
             .lines()
             .any(|l| l.starts_with("warning: sources.unverified") && l.contains("\"admit\"")),
         "{report}"
     );
-    let daemon = Daemon::start(&config, &daemon_log);
-    // The control socket answers once the tail is live (a stale socket
-    // file of the previous run does not).
-    wait_for_dump("the control socket", 20, &dump, || {
-        autopeer(&d.join("autopeer.ctl"), &["status"]).0 == 0
-    });
+    let daemon = start_daemon(&config, &daemon_log, &d.join("autopeer.ctl"), &dump);
     forge(
         &shared,
         &[logger_line("10.88.0.77"), netfilter_line("10.88.0.79")],
@@ -295,15 +311,8 @@ fn a_keyed_group_verifies_birds_line_but_not_a_netfilter_line() {
     let sock = d.join("autopeer.ctl");
     let (_shared_dir, shared) = shared_file();
     let config = config_keyring(&lab, &shared, "", "auto");
-    let dump = || {
-        lab.dump(&[
-            ("audit", &audit),
-            ("daemon", &daemon_log),
-            ("include", &include),
-            ("shared", &shared),
-        ])
-    };
-    let daemon = Daemon::start(&config, &daemon_log);
+    let dump = || dump_files(&lab, &shared);
+    let daemon = start_daemon(&config, &daemon_log, &sock, &dump);
     // Admission sees the keyring through the roster: wait until the roster
     // reports every wanted prefix key installed.
     wait_for_dump("the keyring's report of installed keys", 30, &dump, || {
@@ -330,16 +339,6 @@ fn a_keyed_group_verifies_birds_line_but_not_a_netfilter_line() {
     });
     assert!(!read(&include).contains("10.88.0.79"), "{}", dump());
     // A signing client's knock in BIRD's own log file is plain bird-log.
-    lab.start("c2");
-    assert!(
-        lab.established("clients_10_88_0_2", 60),
-        "clients_10_88_0_2 not Established\n{}",
-        dump()
-    );
-    assert!(
-        read(&audit).contains("adding neighbor 10.88.0.2 to group clients (via bird-log)"),
-        "{}",
-        dump()
-    );
+    birds_own_log_admits(&lab, &audit, &dump);
     daemon.stop();
 }
