@@ -160,22 +160,14 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                 }
             }
             out.extend(check_keyring(config, &bc));
+            out.extend(check_trust(config, &bc));
             for (i, log) in config.sources.logs.iter().enumerate() {
-                let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
+                // Whether BIRD writes the file at all is check_trust's.
                 if bc.fixed_log_files.iter().any(|f| same_file(f, log)) {
                     out.push(problem(
                         format!("sources.logs[{i}]"),
                         format!(
                             "BIRD writes {} with `log fixed` (BIRD 3), a ring buffer rewritten in place that cannot be followed; add a plain `log \"FILE\" all;` to bird.conf and list that file here",
-                            log.display()
-                        ),
-                    ));
-                } else if !written_by_bird {
-                    out.push(warning(
-                        format!("sources.logs[{i}]"),
-                        format!(
-                            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf): fine for a syslog file, but lines there are unverified",
-                            log.display(),
                             log.display()
                         ),
                     ));
@@ -204,6 +196,73 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             "bird.socket",
             format!("cannot reach BIRD at {}: {e}", config.bird.socket.display()),
         )),
+    }
+    out
+}
+
+/// Which configured sources are unverified (DESIGN.md § Trust), and what
+/// `[sources] unverified` makes of them: one finding per log file BIRD
+/// does not write, and one saying what the policy means when there is any.
+pub fn check_trust(config: &Config, bc: &BirdConf) -> Vec<Finding> {
+    use crate::config::UnverifiedPolicy;
+    let mut out = Vec::new();
+    let admit = config.sources.unverified == UnverifiedPolicy::Admit;
+    let mut unverified = 0;
+    for (i, log) in config.sources.logs.iter().enumerate() {
+        if bc.log_files.iter().any(|f| same_file(f, log)) {
+            if let Some(who) = writable_by_anyone(log) {
+                out.push(warning(
+                    format!("sources.logs[{i}]"),
+                    format!(
+                        "{} is BIRD's own log file, so its lines are trusted as BIRD's, but {who}: \
+                         any local user could forge them; make it writable by BIRD alone",
+                        log.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        unverified += 1;
+        let what = format!(
+            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf), so it is an unverified source: \
+             any local user can write a BIRD line into a shared syslog file, and kernel and netfilter \
+             lines are printed for a bare, spoofable SYN",
+            log.display(),
+            log.display()
+        );
+        out.push(if admit {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!("{what}; with unverified = \"admit\" such lines add peers"),
+            )
+        } else {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!(
+                    "{what}; its lines admit no one unless [sources] unverified = \"admit\" \
+                     (BIRD's own line there still admits into a group whose MD5 key the kernel checks)"
+                ),
+            )
+        });
+    }
+    if unverified > 0 {
+        out.push(if admit {
+            warning(
+                "sources.unverified",
+                format!(
+                    "\"admit\": {unverified} unverified source(s) add peers like BIRD's own log; \
+                     a forged line fills max_peers for good where expire = \"never\""
+                ),
+            )
+        } else {
+            info(
+                "sources.unverified",
+                format!(
+                    "\"refuse\": {unverified} unverified source(s) are refused (\"unverified source\" in the audit log); \
+                     BIRD's own log file, the journal, MD5-keyed groups, `autopeer add` and NHRP still admit"
+                ),
+            )
+        });
     }
     out
 }
@@ -333,6 +392,23 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     out
 }
 
+/// Says how, when any local user can write `path` (mode o+w) or replace it
+/// (its directory is o+w without the sticky bit).
+fn writable_by_anyone(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+    if let Some(m) = mode(path).filter(|m| m & 0o002 != 0) {
+        return Some(format!("its mode {:04o} lets anyone write it", m & 0o7777));
+    }
+    let dir = path.parent()?;
+    let m = mode(dir).filter(|m| m & 0o002 != 0 && m & 0o1000 == 0)?;
+    Some(format!(
+        "its directory {} (mode {:04o}) lets anyone replace it",
+        dir.display(),
+        m & 0o7777
+    ))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -420,4 +496,64 @@ pub fn check_files(config: &Config) -> Vec<Finding> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn setup(unverified: &str) -> (tempfile::TempDir, Config, BirdConf) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("bird.log"), "").unwrap();
+        std::fs::set_permissions(d.join("bird.log"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::fs::write(d.join("syslog"), "").unwrap();
+        let text = format!(
+            "[sources]\nlogs = [\"{d}/bird.log\", \"{d}/syslog\"]\n{unverified}\n\
+             [[group]]\nname = \"clients\"\ntemplate = \"C\"\nprefixes = [\"10.88.0.0/24\"]\n",
+            d = d.display()
+        );
+        let config = Config::load_str(&text, d).unwrap();
+        let bc = conf::scan_text(
+            &format!("log \"{}/bird.log\" all;\n", d.display()),
+            &d.join("bird.conf"),
+        )
+        .unwrap();
+        (dir, config, bc)
+    }
+
+    #[test]
+    fn unverified_sources_are_named_with_what_the_policy_does() {
+        let (_dir, config, bc) = setup("");
+        let f = check_trust(&config, &bc);
+        let keys: Vec<&str> = f.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["sources.logs[1]", "sources.unverified"], "{f:?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(f[0].message.contains("unverified source"), "{}", f[0]);
+        assert!(f[0].message.contains("admit no one"), "{}", f[0]);
+        assert_eq!(f[1].severity, Severity::Info);
+        assert!(f[1].message.starts_with("\"refuse\""), "{}", f[1]);
+
+        let (_dir, config, bc) = setup("unverified = \"admit\"");
+        let f = check_trust(&config, &bc);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].message.contains("such lines add peers"), "{}", f[0]);
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(f[1].message.starts_with("\"admit\""), "{}", f[1]);
+    }
+
+    #[test]
+    fn birds_own_file_writable_by_anyone_is_a_warning() {
+        let (dir, config, bc) = setup("");
+        let own = dir.path().join("bird.log");
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let f = check_trust(&config, &bc);
+        assert!(
+            f.iter().any(|f| f.key == "sources.logs[0]"
+                && f.message.contains("mode 0666 lets anyone write it")),
+            "{f:?}"
+        );
+    }
 }

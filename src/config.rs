@@ -74,6 +74,9 @@ fn default_logs() -> Vec<PathBuf> {
 fn default_nhrp_policy() -> String {
     "enforce".into()
 }
+fn default_unverified() -> String {
+    "refuse".into()
+}
 fn default_expire() -> String {
     "never".into()
 }
@@ -155,6 +158,8 @@ pub struct RawSources {
     pub nhrp_socket: Option<PathBuf>,
     #[serde(default = "default_nhrp_policy")]
     pub nhrp_policy: String,
+    #[serde(default = "default_unverified")]
+    pub unverified: String,
 }
 
 impl Default for RawSources {
@@ -163,6 +168,7 @@ impl Default for RawSources {
             logs: default_logs(),
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
+            unverified: default_unverified(),
         }
     }
 }
@@ -242,6 +248,18 @@ pub enum NhrpPolicy {
     Advise,
 }
 
+/// `[sources] unverified`: what a sighting nobody vouches for may do
+/// (DESIGN.md § Trust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnverifiedPolicy {
+    /// Unverified lines (shared syslog files, kernel, netfilter, JUNOS)
+    /// admit no one, except into a group whose MD5 key the kernel checks.
+    #[default]
+    Refuse,
+    /// They admit like BIRD's own lines (the operator accepts the risk).
+    Admit,
+}
+
 /// `[bird]`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdSection {
@@ -267,6 +285,7 @@ pub struct SourcesSection {
     pub logs: Vec<PathBuf>,
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
+    pub unverified: UnverifiedPolicy,
 }
 
 /// One validated `[[group]]`.
@@ -507,10 +526,22 @@ impl Config {
                 NhrpPolicy::Enforce
             }
         };
+        let unverified = match raw.sources.unverified.as_str() {
+            "refuse" => UnverifiedPolicy::Refuse,
+            "admit" => UnverifiedPolicy::Admit,
+            other => {
+                p.push(Problem::new(
+                    "sources.unverified",
+                    format!("must be \"refuse\" or \"admit\", not {other:?}"),
+                ));
+                UnverifiedPolicy::Refuse
+            }
+        };
         let sources = SourcesSection {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
+            unverified,
         };
 
         let mut groups = Vec::new();

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use crate::admission::Grounds;
 use crate::sources::Via;
 
 /// True for a character that must not reach a log line, the audit log, a
@@ -103,6 +104,9 @@ pub enum Event {
         group: String,
         name: String,
         via: Via,
+        /// Why the evidence sufficed; anything but verified is named in
+        /// the audit line.
+        grounds: Grounds,
         dry_run: bool,
     },
     /// A sighting was refused.
@@ -224,10 +228,16 @@ impl Event {
                 neighbor,
                 group,
                 via,
+                grounds,
                 dry_run,
                 ..
             } => format!(
-                "adding neighbor {neighbor} to group {group} (via {via}){}",
+                "adding neighbor {neighbor} to group {group} (via {via}{}){}",
+                match grounds {
+                    Grounds::Verified => "",
+                    Grounds::KeyedGroup => ", unverified, group's MD5 key checked by the kernel",
+                    Grounds::UnverifiedAdmitted => ", unverified",
+                },
                 if *dry_run {
                     " [dry run: nothing changed]"
                 } else {
@@ -302,9 +312,11 @@ impl Event {
                 group,
                 name,
                 via,
+                grounds,
                 dry_run,
             } => {
-                tracing::info!(peer = %e(&neighbor.to_string()), group = ?e(group), name = ?e(name), %via, dry_run, "admitted")
+                let trust = grounds.as_str();
+                tracing::info!(peer = %e(&neighbor.to_string()), group = ?e(group), name = ?e(name), %via, trust, dry_run, "admitted")
             }
             Event::Refusing {
                 neighbor,
@@ -442,9 +454,10 @@ impl Event {
                 group,
                 name,
                 via,
+                grounds,
                 dry_run,
             } => json!({"neighbor": neighbor.to_string(), "group": group, "name": name,
-                        "via": via.as_str(), "dry_run": dry_run}),
+                        "via": via.as_str(), "trust": grounds.as_str(), "dry_run": dry_run}),
             Event::Refusing {
                 neighbor,
                 reason,
@@ -518,11 +531,34 @@ mod tests {
             group: "clients".into(),
             name: "clients_10_88_0_2".into(),
             via: Via::BirdLog,
+            grounds: Grounds::Verified,
             dry_run: false,
         };
         assert_eq!(
             e.audit_text().unwrap(),
             "adding neighbor 10.88.0.2 to group clients (via bird-log)"
+        );
+        // Anything but verified evidence says so where the source is named.
+        let shared = |grounds| Event::Adding {
+            neighbor: n.clone(),
+            group: "clients".into(),
+            name: "clients_10_88_0_2".into(),
+            via: Via::Syslog,
+            grounds,
+            dry_run: false,
+        };
+        assert_eq!(
+            shared(Grounds::UnverifiedAdmitted).audit_text().unwrap(),
+            "adding neighbor 10.88.0.2 to group clients (via syslog, unverified)"
+        );
+        assert_eq!(
+            shared(Grounds::KeyedGroup).audit_text().unwrap(),
+            "adding neighbor 10.88.0.2 to group clients \
+             (via syslog, unverified, group's MD5 key checked by the kernel)"
+        );
+        assert_eq!(
+            shared(Grounds::KeyedGroup).to_json()["trust"],
+            "keyed_group"
         );
         let r = Event::Refusing {
             neighbor: n,

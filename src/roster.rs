@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Limits, Refusal, RosterLookup};
+use crate::admission::{self, Evidence, Grounds, Limits, Refusal, RosterLookup};
 use crate::apply::{self, ApplyError, Target};
 use crate::audit::AuditLog;
 use crate::bird::conf::{self, BirdConf};
@@ -210,6 +210,8 @@ pub fn refusal_kind(r: &Refusal) -> &'static str {
         Refusal::Unspecified | Refusal::Loopback | Refusal::Multicast | Refusal::Broadcast => {
             "bad_address"
         }
+        Refusal::Forged { .. } => "forged",
+        Refusal::Unverified { .. } => "unverified",
         Refusal::NoGroup => "no_group",
         Refusal::LinkLocalWithoutInterface { .. } | Refusal::WrongInterface { .. } => "interface",
         Refusal::Denied { .. } => "denied",
@@ -371,6 +373,12 @@ impl RosterLookup for Roster {
             .chain(self.pending.iter())
             .filter(|p| p.group == group)
             .count()
+    }
+
+    fn keyed(&self, group: &str, addr: IpAddr) -> bool {
+        self.keyring
+            .as_ref()
+            .is_some_and(|k| admission::kernel_checks_key(k, group, addr))
     }
 }
 
@@ -806,13 +814,18 @@ impl Roster {
             &mut limits,
             s.addr,
             s.iface.as_deref(),
+            Evidence {
+                via: s.via,
+                trust: s.trust,
+                unverified: config.sources.unverified,
+            },
             now,
         );
         self.limits = limits;
-        let group_name = match decision {
-            Ok(admit) => admit.group,
+        let (group_name, grounds) = match decision {
+            Ok(admit) => (admit.group, admit.grounds),
             // An operator's explicit `add` is not held to the rate limit.
-            Err(Refusal::RateLimited { group, .. }) if operator => group,
+            Err(Refusal::RateLimited { group, .. }) if operator => (group, Grounds::Verified),
             Err(Refusal::InRoster { name }) => {
                 // A peer already in the roster knocks until BIRD has its
                 // protocol: expected, not a refusal worth a line.
@@ -895,6 +908,7 @@ impl Roster {
             group: group.name.clone(),
             name: peer.name.clone(),
             via: s.via,
+            grounds,
             dry_run: config.agent.dry_run,
         });
         if !config.agent.dry_run {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use autopeer::bird::render::NeighborAs;
-use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem};
+use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem, UnverifiedPolicy};
 
 fn fx(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -524,5 +524,21 @@ async fn check_names_a_keyword_group() {
             .iter()
             .any(|f| f.starts_with("problem: group.transit.name: \"transit\" is a BIRD keyword")),
         "{shown:#?}"
+    );
+}
+
+#[test]
+fn unverified_defaults_to_refuse_and_takes_admit() {
+    let c = Config::load(&fx("minimal.toml")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Refuse);
+    let text = format!("[sources]\nunverified = \"admit\"\n{}", group(""));
+    let c = Config::load_str(&text, &fx("")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Admit);
+    let text = format!("[sources]\nunverified = \"yes\"\n{}", group(""));
+    let got: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        got.iter()
+            .any(|p| p == "sources.unverified: must be \"refuse\" or \"admit\", not \"yes\""),
+        "{got:?}"
     );
 }
