@@ -155,6 +155,12 @@ pub struct RawSources {
     pub nhrp_socket: Option<PathBuf>,
     #[serde(default = "default_nhrp_policy")]
     pub nhrp_policy: String,
+    #[serde(default = "default_journal")]
+    pub journal: String,
+}
+
+fn default_journal() -> String {
+    "auto".into()
 }
 
 impl Default for RawSources {
@@ -163,6 +169,7 @@ impl Default for RawSources {
             logs: default_logs(),
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
+            journal: default_journal(),
         }
     }
 }
@@ -242,6 +249,15 @@ pub enum NhrpPolicy {
     Advise,
 }
 
+/// `[sources] journal`: read BIRD's lines from the systemd journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// On when bird.conf logs to syslog and a journal is present.
+    Auto,
+    On,
+    Off,
+}
+
 /// `[bird]`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdSection {
@@ -267,6 +283,7 @@ pub struct SourcesSection {
     pub logs: Vec<PathBuf>,
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
+    pub journal: JournalMode,
 }
 
 /// One validated `[[group]]`.
@@ -507,10 +524,23 @@ impl Config {
                 NhrpPolicy::Enforce
             }
         };
+        let journal = match raw.sources.journal.as_str() {
+            "auto" => JournalMode::Auto,
+            "on" => JournalMode::On,
+            "off" => JournalMode::Off,
+            other => {
+                p.push(Problem::new(
+                    "sources.journal",
+                    format!("must be \"auto\", \"on\" or \"off\", not {other:?}"),
+                ));
+                JournalMode::Auto
+            }
+        };
         let sources = SourcesSection {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
+            journal,
         };
 
         let mut groups = Vec::new();

@@ -77,6 +77,9 @@ pub struct BirdConf {
     pub owned_include_missing: bool,
     /// `log "PATH" ...;` targets.
     pub log_files: Vec<PathBuf>,
+    /// bird.conf has a `log syslog ...;` target (on systemd machines
+    /// without a syslog daemon these lines reach only the journal).
+    pub logs_to_syslog: bool,
     /// Names of all protocols outside the owned file (any protocol type).
     pub protocol_names: BTreeSet<String>,
 }
@@ -528,8 +531,10 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                 i = end;
             }
             Tok::Word(w) if w == "log" => {
-                if let Some(Tok::Str(p)) = items.get(i + 1).map(|it| &it.tok) {
-                    conf.log_files.push(PathBuf::from(p));
+                match items.get(i + 1).map(|it| &it.tok) {
+                    Some(Tok::Str(p)) => conf.log_files.push(PathBuf::from(p)),
+                    Some(Tok::Word(w)) if w == "syslog" => conf.logs_to_syslog = true,
+                    _ => {}
                 }
                 i += 1;
             }
@@ -869,6 +874,17 @@ mod tests {
     }
 
     #[test]
+    fn sees_a_syslog_log_target() {
+        // Debian's stock bird.conf, with a file target beside it.
+        let text = "log syslog all;\nlog \"/var/log/bird/bird.log\" { info, warning, error };\n";
+        let c = scan_text(text, Path::new("bird.conf")).unwrap();
+        assert!(c.logs_to_syslog);
+        assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird/bird.log")]);
+        let c = scan_text("log syslog name \"bird\" { warning };", Path::new("b")).unwrap();
+        assert!(c.logs_to_syslog && c.log_files.is_empty());
+    }
+
+    #[test]
     fn finds_templates_neighbors_and_inheritance() {
         let text = r#"
 log "/var/log/bird.log" { info, warning, error };
@@ -881,6 +897,7 @@ protocol device { }
 "#;
         let c = scan_text(text, Path::new("bird.conf")).unwrap();
         assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
+        assert!(!c.logs_to_syslog, "no `log syslog` here");
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
         assert_eq!(
