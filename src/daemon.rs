@@ -226,7 +226,7 @@ async fn start_journal(
 }
 
 /// Passes each sighting on to the roster once ([`OneSighting`]).
-async fn one_sighting(mut rx: mpsc::Receiver<Sighting>, tx: mpsc::Sender<Sighting>) {
+pub async fn one_sighting(mut rx: mpsc::Receiver<Sighting>, tx: mpsc::Sender<Sighting>) {
     let mut one = OneSighting::default();
     while let Some(s) = rx.recv().await {
         if one.admit(&s, std::time::Instant::now()) && tx.send(s).await.is_err() {
