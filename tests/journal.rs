@@ -505,6 +505,35 @@ async fn birds_journal_lines_are_verified_and_forgeries_refused() {
     let counts = src.stats.snapshot();
     assert_eq!(counts.forged, 2, "the forgery and the marker: {counts:?}");
     assert!(counts.restarts >= 1, "{counts:?}");
+
+    // A burst larger than every buffer on the way (the channel holds 64):
+    // nothing is lost, each line arrives once.
+    const BURST: usize = 2000;
+    let mut logger = ns
+        .cmd("logger")
+        .args(["-t", "bird"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = String::new();
+    for i in 0..BURST {
+        lines += &format!(
+            "BGP: Unexpected connect from unknown address 10.77.{}.{} (port {})\n",
+            i / 250,
+            i % 250 + 1,
+            i + 1
+        );
+    }
+    logger
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(logger.wait().unwrap().success());
+    let burst = until_marker(&ns, &mut src.rx, 5).await;
+    assert_eq!(burst.len(), BURST, "lines lost or added in a burst");
+    assert_once_each(&burst);
     src.stop().await;
 
     // Restart from the saved cursor: what BIRD logged while the source was

@@ -62,6 +62,9 @@ const CURSOR_EVERY: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How much of journalctl's last words is kept for the log.
+const STDERR_KEPT: usize = 2048;
+
 /// Longest cursor accepted from the cursor file (a real one is ~150 bytes).
 const MAX_CURSOR: usize = 512;
 
@@ -532,17 +535,19 @@ pub fn find_journalctl() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether this machine has a systemd journal to read: journalctl and
-/// journald's runtime directory or a journal directory.
+/// Whether this machine has a systemd journal to read: journalctl, and
+/// journald running (its socket) or journal files kept from before (a
+/// machine-id directory under /var/log/journal or /run/log/journal).
 pub fn journal_present() -> bool {
+    let has_files = |d: &str| {
+        std::fs::read_dir(d)
+            .map(|mut entries| entries.any(|e| e.is_ok_and(|e| e.path().is_dir())))
+            .unwrap_or(false)
+    };
     find_journalctl().is_some()
-        && [
-            "/run/systemd/journal",
-            "/run/log/journal",
-            "/var/log/journal",
-        ]
-        .iter()
-        .any(|d| Path::new(d).is_dir())
+        && (Path::new("/run/systemd/journal/socket").exists()
+            || has_files("/var/log/journal")
+            || has_files("/run/log/journal"))
 }
 
 /// Where the next journalctl starts.
@@ -639,12 +644,20 @@ impl Journal {
         loop {
             let started = Instant::now();
             let mut child = self.spawn()?;
+            let stderr = child.stderr.take().map(|e| tokio::spawn(last_words(e)));
             let outcome = self
                 .follow(&mut child, &tx, &stats, &shutdown, &mut locator, &mut saved)
                 .await;
             let _ = child.start_kill();
             let status = child.wait().await.ok();
-            let stderr = read_stderr(&mut child).await;
+            let stderr = match stderr {
+                Some(task) => tokio::time::timeout(Duration::from_secs(1), task)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
             self.save_cursor(&mut saved);
             let read_any = match outcome {
                 Follow::Stop => return Ok(()),
@@ -845,15 +858,22 @@ async fn end_of_journal(opts: &JournalOptions) -> Result<Position, JournalError>
     })
 }
 
-/// What journalctl said on stderr (bounded).
-async fn read_stderr(child: &mut Child) -> String {
-    let Some(err) = child.stderr.take() else {
-        return String::new();
-    };
-    let mut buf = Vec::new();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), err.take(4096).read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
+/// Reads journalctl's stderr until it closes, so that a chatty journalctl
+/// (warnings about damaged files) never blocks on a full pipe, and returns
+/// the last [`STDERR_KEPT`] bytes of it.
+async fn last_words(mut err: tokio::process::ChildStderr) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = err.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if kept.len() > STDERR_KEPT {
+            kept.drain(..kept.len() - STDERR_KEPT);
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 #[cfg(test)]
