@@ -559,6 +559,9 @@ async fn birds_journal_lines_are_verified_and_forgeries_refused() {
     );
     let got = until_marker(&ns, &mut src.rx, 3).await;
     assert!(got.is_empty(), "read from before the end: {got:?}");
+    // The bad file is replaced by a real cursor.
+    let fixed = autopeer::sources::journal::read_cursor(&dir.join("journal.cursor"));
+    assert!(matches!(fixed, Ok(Some(_))), "{fixed:?}");
     let s = knock_until_seen(&mut src.rx, "127.0.0.14", port, &mut Vec::new()).await;
     assert_eq!(s.trust, Trust::Bird);
     src.stop().await;

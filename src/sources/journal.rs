@@ -593,6 +593,8 @@ pub fn read_cursor(path: &Path) -> Result<Option<String>, String> {
 pub struct Journal {
     opts: JournalOptions,
     position: Position,
+    /// The cursor the cursor file holds now.
+    in_file: Option<String>,
 }
 
 impl Journal {
@@ -615,7 +617,13 @@ impl Journal {
         };
         let end = end_of_journal(&opts).await?;
         let position = match (saved, &end) {
-            (Some(c), Position::After(e)) if seqnum_id(&c) == seqnum_id(e) => Position::After(c),
+            (Some(c), Position::After(e)) if seqnum_id(&c) == seqnum_id(e) => {
+                return Ok(Journal {
+                    in_file: Some(c.clone()),
+                    position: Position::After(c),
+                    opts,
+                });
+            }
             (Some(c), _) => {
                 tracing::warn!(
                     cursor = %c,
@@ -626,7 +634,13 @@ impl Journal {
             }
             (None, _) => end,
         };
-        Ok(Journal { opts, position })
+        // Not in the file yet: `run` writes it at once, so that a restart
+        // resumes from here even if BIRD logs nothing before it.
+        Ok(Journal {
+            opts,
+            position,
+            in_file: None,
+        })
     }
 
     /// Follow the journal until `shutdown`, sending a sighting for every
@@ -640,10 +654,22 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let mut locator = BirdLocator::new(self.opts.bird_socket.clone());
         let mut backoff = BACKOFF_MIN;
-        let mut saved = self.saved_cursor();
+        let mut saved = self.in_file.take();
+        self.save_cursor(&mut saved);
         loop {
             let started = Instant::now();
-            let mut child = self.spawn()?;
+            let mut child = match self.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot follow the journal");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
             let stderr = child.stderr.take().map(|e| tokio::spawn(last_words(e)));
             let outcome = self
                 .follow(&mut child, &tx, &stats, &shutdown, &mut locator, &mut saved)
@@ -670,8 +696,13 @@ impl Journal {
                         error = %stderr.trim(),
                         "journalctl rejected the saved journal cursor; following the journal from its end"
                     );
-                    self.position = end_of_journal(&self.opts).await?;
-                    continue;
+                    match end_of_journal(&self.opts).await {
+                        Ok(end) => {
+                            self.position = end;
+                            continue;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot find the journal's end"),
+                    }
                 }
             }
             JournalStats::bump(&stats.restarts);
@@ -689,13 +720,6 @@ impl Journal {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-
-    fn saved_cursor(&self) -> Option<String> {
-        match &self.position {
-            Position::After(c) => Some(c.clone()),
-            Position::Start => None,
         }
     }
 
