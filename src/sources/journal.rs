@@ -336,24 +336,28 @@ pub struct BirdProcess {
 /// How far an entry that carries BIRD's identifier can be trusted, from
 /// the fields journald set (never from the sender's own fields).
 ///
-/// - BIRD's pid is known: [`Trust::Bird`] when `_PID` is that pid *and*
-///   `_EXE` is that process's executable (a recycled pid running something
-///   else does not pass); anything else is another process: [`Trust::Forged`].
-/// - BIRD's pid is unknown (BIRD down, or forked so that its control
-///   socket names an exited parent): an entry from the unit `bird.service`
-///   whose executable is named `bird`/`bird6` is BIRD's (no unprivileged
-///   process can enter a system unit's cgroup); one whose `_EXE` names
-///   another program is forged; the rest cannot be told and are
-///   [`Trust::Unverified`].
+/// - [`Trust::Bird`] when `_PID` is BIRD's pid *and* `_EXE` is that
+///   process's executable (a recycled pid running something else does not
+///   pass), or when the entry comes from the system unit `bird.service`
+///   and its executable is named `bird`/`bird6` (no unprivileged process
+///   can enter a system unit's cgroup; this also covers BIRD forked away
+///   from the pid its control socket names, and lines of a BIRD that has
+///   since restarted).
+/// - Otherwise, with BIRD's pid known, the entry is another process's:
+///   [`Trust::Forged`]. With BIRD's pid unknown (BIRD down), an entry
+///   whose `_EXE` names another program is forged, and the rest (no
+///   `_EXE`: the sender had exited) cannot be told: [`Trust::Unverified`].
 pub fn trust_of(e: &Entry, bird: Option<&BirdProcess>) -> Trust {
     let exe_named_bird = e.exe.as_deref().is_some_and(|x| {
+        let x = x.strip_suffix(b" (deleted)").unwrap_or(x);
         let name = x.rsplit(|&b| b == b'/').next().unwrap_or(x);
         name == b"bird" || name == b"bird6"
     });
+    let birds_unit = exe_named_bird && e.unit.as_deref() == Some(b"bird.service");
     match bird {
         Some(b) if e.pid == Some(b.pid) && e.exe.as_deref() == Some(&b.exe[..]) => Trust::Bird,
+        _ if birds_unit => Trust::Bird,
         Some(_) => Trust::Forged,
-        None if exe_named_bird && e.unit.as_deref() == Some(b"bird.service") => Trust::Bird,
         None if e.exe.is_some() && !exe_named_bird => Trust::Forged,
         None => Trust::Unverified,
     }
@@ -1019,6 +1023,21 @@ mod tests {
         // BIRD not found: its unit vouches; other programs are still forged.
         let unit = Some("bird.service");
         assert_eq!(t(&bird_entry(9, "/usr/sbin/bird", unit), None), Trust::Bird);
+        // BIRD's unit vouches for a BIRD that restarted (or forked) too,
+        // also after a package upgrade replaced the binary.
+        let upgraded = "/usr/sbin/bird (deleted)";
+        assert_eq!(t(&bird_entry(9, upgraded, unit), Some(&bird)), Trust::Bird);
+        assert_eq!(
+            t(&bird_entry(9, "/usr/bin/logger", unit), Some(&bird)),
+            Trust::Forged
+        );
+        // Another unit, or a user's own unit of that name (journald puts
+        // that in _SYSTEMD_USER_UNIT, not _SYSTEMD_UNIT), does not vouch.
+        let other = Some("user@1000.service");
+        assert_eq!(
+            t(&bird_entry(9, "/usr/sbin/bird", other), Some(&bird)),
+            Trust::Forged
+        );
         assert_eq!(
             t(&bird_entry(9, "/usr/sbin/bird", None), None),
             Trust::Unverified
