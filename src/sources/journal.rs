@@ -30,7 +30,6 @@
 //! What this module must not do: log entry contents (a forger writes them),
 //! or trust anything but the underscore fields journald sets.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -567,10 +566,8 @@ enum Position {
 /// but does not hold a cursor (the message says what is wrong).
 pub fn read_cursor(path: &Path) -> Result<Option<String>, String> {
     use std::io::Read;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
+    // Never through a link, never blocking on a FIFO planted there.
+    let file = crate::fsx::Dir::of(path).and_then(|(dir, name)| dir.open_read(&name));
     let mut file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -1087,6 +1084,16 @@ mod tests {
         assert!(read_cursor(&p).unwrap_err().contains("does not hold"));
         std::fs::remove_file(&p).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", &p).unwrap();
-        assert!(read_cursor(&p).unwrap_err().contains("cannot read"));
+        assert!(read_cursor(&p).unwrap_err().contains("symbolic link"));
+        std::fs::remove_file(&p).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(read_cursor(&p).unwrap_err().contains("not a regular file"));
     }
 }
