@@ -717,4 +717,39 @@ neighbor = "internal"
     daemon.stop();
     let cursor = read(&dir.join("state/journal.cursor"));
     assert!(cursor.starts_with("s="), "no cursor saved: {cursor:?}");
+
+    // autopeer killed outright: its journalctl does not live on.
+    let daemon = Daemon::start_with(&inside, &config, &daemon_log);
+    let pid = daemon.pid();
+    let mut child = None;
+    wait_for_dump("autopeer's journalctl", 15, &dump, || {
+        child = child_named(pid, "journalctl");
+        child.is_some()
+    });
+    let child = child.unwrap();
+    drop(daemon); // SIGKILL
+    wait_for_dump("the orphaned journalctl to end", 10, &dump, || {
+        // Gone, or a zombie nobody reaps (PID 1 of a container may not).
+        std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .map(|st| {
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z'))
+            })
+            .unwrap_or(true)
+    });
+}
+
+/// A child of `parent` whose command name is `comm`.
+fn child_named(parent: u32, comm: &str) -> Option<u32> {
+    let parent = parent.to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid = rest.split_whitespace().nth(1)?;
+        if name == comm && ppid == parent {
+            e.file_name().to_str()?.parse().ok()
+        } else {
+            None
+        }
+    })
 }

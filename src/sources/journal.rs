@@ -18,7 +18,10 @@
 //! format is parsed here by a pure, bounded parser ([`ExportParser`]):
 //! only the fields needed are kept, each capped at [`MAX_FIELD`] bytes.
 //! When the child exits (journald gone for long, journalctl killed) it is
-//! started again after a backoff from the last cursor seen.
+//! started again after a backoff from the last cursor seen. journald
+//! restarting does not end it (journalctl keeps following the files), and
+//! autopeer dying, even by SIGKILL, does: `journalctl --follow` ends when
+//! its stdout hangs up (checked with systemd 252; tests/journal.rs).
 //!
 //! Position: the first start follows from the current end of the journal.
 //! The cursor of the last entry read is saved (atomically, at most once a

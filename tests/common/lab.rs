@@ -300,6 +300,11 @@ impl Daemon {
         Daemon { child }
     }
 
+    /// The daemon's pid (nsenter execs it in place, so also with a prefix).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(mut self) {
         let pid = rustix::process::Pid::from_child(&self.child);
