@@ -953,6 +953,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes, split anywhere: no panic, and the same entries as
+        /// when fed at once (journalctl's pipe splits where it likes).
+        #[test]
+        fn any_split_gives_the_same_entries(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"=\n_MESSAGE_PID".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..400,
+            ),
+            split in 0usize..400,
+        ) {
+            let split = split.min(bytes.len());
+            let mut whole = ExportParser::default();
+            let mut a = Vec::new();
+            whole.feed(&bytes, &mut a);
+            let mut parts = ExportParser::default();
+            let mut b = Vec::new();
+            parts.feed(&bytes[..split], &mut b);
+            parts.feed(&bytes[split..], &mut b);
+            proptest::prop_assert_eq!(a, b);
+            proptest::prop_assert_eq!(whole.errors, parts.errors);
+        }
+    }
+
     #[test]
     fn overlong_fields_are_dropped_not_buffered() {
         let mut stream = b"MESSAGE=".to_vec();
