@@ -372,6 +372,11 @@ pub fn parse_entry(
     at: SystemTime,
     bird: impl FnOnce(Option<i32>) -> Option<BirdProcess>,
 ) -> LineOutcome {
+    // journalctl filters on these already; the same rule as for syslog
+    // files (sources::lines) holds here too.
+    if !matches!(e.identifier.as_deref(), Some(b"bird" | b"bird6")) {
+        return LineOutcome::Irrelevant;
+    }
     if e.message_too_long {
         return LineOutcome::Malformed(lines::Malformed::TooLong);
     }
@@ -995,6 +1000,7 @@ mod tests {
         assert!(p.value.capacity() <= MAX_FIELD);
         assert_eq!(p.entry.message, None);
         assert!(p.entry.message_too_long);
+        p.entry.identifier = Some(b"bird".to_vec());
         let outcome = parse_entry(&p.entry, SystemTime::now(), |_| None);
         assert_eq!(outcome, LineOutcome::Malformed(lines::Malformed::TooLong));
     }
@@ -1098,6 +1104,11 @@ mod tests {
         let mut other = e.clone();
         other.message = Some(b"Started".to_vec());
         let outcome = parse_entry(&other, SystemTime::now(), |_| panic!("looked up BIRD"));
+        assert_eq!(outcome, LineOutcome::Irrelevant);
+        // Another program's identifier is not BIRD's line at all.
+        let mut sshd = e.clone();
+        sshd.identifier = Some(b"sshd".to_vec());
+        let outcome = parse_entry(&sshd, SystemTime::now(), |_| panic!("looked up BIRD"));
         assert_eq!(outcome, LineOutcome::Irrelevant);
     }
 
