@@ -242,17 +242,24 @@ impl Source {
 /// The source's `journalctl --follow` on `ns`'s journal: a child of this
 /// test process (other tests' journalctl calls read other directories).
 fn journalctl_child(ns: &Ns) -> Option<rustix::process::Pid> {
-    let me = std::process::id().to_string();
     let dir = ns.journal_dir().into_os_string().into_string().ok()?;
+    let pid = child_where(std::process::id(), "journalctl", |args| {
+        args.contains(&&b"--follow"[..]) && args.contains(&dir.as_bytes())
+    })?;
+    rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
+/// A child of `parent` named `comm` whose arguments pass `want`.
+fn child_where(parent: u32, comm: &str, want: impl Fn(&[&[u8]]) -> bool) -> Option<u32> {
+    let parent = parent.to_string();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
         let ppid = rest.split_whitespace().nth(1)?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let ours = args.contains(&&b"--follow"[..]) && args.contains(&dir.as_bytes());
-        if comm == "journalctl" && ppid == me && ours {
-            rustix::process::Pid::from_raw(e.file_name().to_str()?.parse().ok()?)
+        if name == comm && ppid == parent && want(&args) {
+            e.file_name().to_str()?.parse().ok()
         } else {
             None
         }
@@ -723,7 +730,7 @@ neighbor = "internal"
     let pid = daemon.pid();
     let mut child = None;
     wait_for_dump("autopeer's journalctl", 15, &dump, || {
-        child = child_named(pid, "journalctl");
+        child = child_where(pid, "journalctl", |_| true);
         child.is_some()
     });
     let child = child.unwrap();
@@ -737,19 +744,4 @@ neighbor = "internal"
             })
             .unwrap_or(true)
     });
-}
-
-/// A child of `parent` whose command name is `comm`.
-fn child_named(parent: u32, comm: &str) -> Option<u32> {
-    let parent = parent.to_string();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
-        let ppid = rest.split_whitespace().nth(1)?;
-        if name == comm && ppid == parent {
-            e.file_name().to_str()?.parse().ok()
-        } else {
-            None
-        }
-    })
 }
