@@ -745,3 +745,72 @@ neighbor = "internal"
             .unwrap_or(true)
     });
 }
+
+/// BIRD started without `-f` forks: its control socket's peer credentials
+/// name the exited parent, yet its journal lines are BIRD's (the process
+/// holding the control socket, as the keyring finds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonized_birds_lines_are_verified() {
+    if !allowed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ns = Ns::new(dir, false);
+    let _journald = Journald::start(&ns, dir);
+    let port = free_port();
+    let bird_dir = dir.join("bird");
+    std::fs::create_dir_all(bird_dir.join("peers")).unwrap();
+    let conf = bird_dir.join("bird.conf");
+    std::fs::write(
+        &conf,
+        format!("log syslog all;\n{}", loopback_conf(&bird_dir, port)),
+    )
+    .unwrap();
+    let ctl = bird_dir.join("bird.ctl");
+    let pidfile = bird_dir.join("bird.pid");
+    let started = ns
+        .cmd(common::bird::BIRD)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-s")
+        .arg(&ctl)
+        .arg("-P")
+        .arg(&pidfile)
+        .status()
+        .unwrap();
+    assert!(started.success(), "bird did not daemonize");
+    // The daemon's pid, from its pid file: ended by that pid on drop.
+    struct Daemonized(i32);
+    impl Drop for Daemonized {
+        fn drop(&mut self) {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.0) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    let pid = loop {
+        if let Ok(p) = read(&pidfile).trim().parse::<i32>() {
+            if std::os::unix::net::UnixStream::connect(&ctl).is_ok() {
+                break p;
+            }
+        }
+        assert!(Instant::now() < deadline, "daemonized bird did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _bird = Daemonized(pid);
+
+    let mut src = Source::start(JournalOptions {
+        journalctl: find_journalctl().expect("journalctl"),
+        directory: Some(ns.journal_dir()),
+        cursor_file: None,
+        bird_socket: ctl.clone(),
+    })
+    .await;
+    let s = knock_until_seen(&mut src.rx, "127.0.0.9", port, &mut Vec::new()).await;
+    assert_eq!((s.via, s.trust), (Via::Journal, Trust::Bird), "{s:?}");
+    let before = until_marker(&ns, &mut src.rx, 1).await;
+    assert!(before.iter().all(|s| s.trust == Trust::Bird), "{before:?}");
+    src.stop().await;
+}

@@ -342,9 +342,8 @@ pub struct BirdProcess {
 ///   process's executable (a recycled pid running something else does not
 ///   pass), or when the entry comes from the system unit `bird.service`
 ///   and its executable is named `bird`/`bird6` (no unprivileged process
-///   can enter a system unit's cgroup; this also covers BIRD forked away
-///   from the pid its control socket names, and lines of a BIRD that has
-///   since restarted).
+///   can enter a system unit's cgroup; this also covers lines of a BIRD
+///   that has since restarted, read late).
 /// - Otherwise, with BIRD's pid known, the entry is another process's:
 ///   [`Trust::Forged`]. With BIRD's pid unknown (BIRD down), an entry
 ///   whose `_EXE` names another program is forged, and the rest (no
@@ -397,36 +396,61 @@ pub fn parse_entry(
 
 // ----- BIRD's process (I/O) -----
 
-/// Finds BIRD's process through its control socket (the keyring's
-/// [`crate::keyring::find_bird_pid`]) and keeps it while it lives; a dead
-/// or recycled pid (another start time) is resolved again.
+/// Finds BIRD's process through its control socket, as the keyring does
+/// ([`crate::keyring::Bird::find`]: the process holding the listening
+/// socket, so a daemonized BIRD is found too, pinned by a pidfd), and keeps
+/// it while [`crate::keyring::Bird::verify`] says that very process still
+/// holds the socket (a pid taken over by another process does not pass).
 #[derive(Debug)]
 pub struct BirdLocator {
     socket: PathBuf,
-    known: Option<(BirdProcess, u64)>,
+    known: Option<(crate::keyring::Bird, BirdProcess)>,
+    /// When BIRD was last looked for in vain: a flood of forged lines while
+    /// BIRD is down costs one search per [`FIND_AGAIN`], not one per line.
+    failed_at: Option<Instant>,
 }
+
+/// How long after a failed search BIRD is not looked for again.
+const FIND_AGAIN: Duration = Duration::from_secs(1);
 
 impl BirdLocator {
     pub fn new(socket: PathBuf) -> BirdLocator {
         BirdLocator {
             socket,
             known: None,
+            failed_at: None,
         }
     }
 
     /// BIRD's process now, or `None` when it cannot be found.
     pub fn current(&mut self) -> Option<BirdProcess> {
-        if let Some((p, start)) = &self.known {
-            if start_time(p.pid) == Some(*start) && exe_of(p.pid).as_ref() == Some(&p.exe) {
+        if let Some((bird, p)) = &mut self.known {
+            if bird.verify().is_ok() {
+                // The same process; its binary may have been replaced
+                // since (`/usr/sbin/bird (deleted)`).
+                if let Some(exe) = exe_of(p.pid) {
+                    p.exe = exe;
+                }
                 return Some(p.clone());
             }
             self.known = None;
         }
-        let pid = crate::keyring::find_bird_pid(None, &self.socket).ok()?;
-        let start = start_time(pid)?;
-        let exe = exe_of(pid)?;
-        let p = BirdProcess { pid, exe };
-        self.known = Some((p.clone(), start));
+        if self.failed_at.is_some_and(|t| t.elapsed() < FIND_AGAIN) {
+            return None;
+        }
+        let found = crate::keyring::Bird::find(&self.socket)
+            .ok()
+            .and_then(|bird| Some((exe_of(bird.pid())?, bird)));
+        let Some((exe, bird)) = found else {
+            self.failed_at = Some(Instant::now());
+            return None;
+        };
+        self.failed_at = None;
+        let p = BirdProcess {
+            pid: bird.pid(),
+            exe,
+        };
+        self.known = Some((bird, p.clone()));
         Some(p)
     }
 }
@@ -436,14 +460,6 @@ fn exe_of(pid: i32) -> Option<Vec<u8>> {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .map(|p| p.into_os_string().into_vec())
-}
-
-/// Field 22 of /proc/PID/stat (start time in clock ticks since boot).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses.
-    let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 // ----- the source (I/O) -----
@@ -1056,7 +1072,7 @@ mod tests {
         // BIRD not found: its unit vouches; other programs are still forged.
         let unit = Some("bird.service");
         assert_eq!(t(&bird_entry(9, "/usr/sbin/bird", unit), None), Trust::Bird);
-        // BIRD's unit vouches for a BIRD that restarted (or forked) too,
+        // BIRD's unit vouches for a BIRD that restarted too,
         // also after a package upgrade replaced the binary.
         let upgraded = "/usr/sbin/bird (deleted)";
         assert_eq!(t(&bird_entry(9, upgraded, unit), Some(&bird)), Trust::Bird);
