@@ -70,7 +70,7 @@ pub async fn run(
     let audit = match AuditLog::open(&config.agent.audit_log) {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!(path = %config.agent.audit_log.display(), error = %e, "cannot open audit log; retrying at each line");
+            tracing::error!(path = %config.agent.audit_log.display(), error = %crate::event::escape(&e.to_string()), "cannot open audit log; retrying at each line");
             AuditLog::closed(&config.agent.audit_log)
         }
     };
@@ -176,12 +176,14 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), ctl_task).await;
     if let Some(t) = journal_task {
         if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), t).await {
-            tracing::warn!(error = %e, "journal source ended with an error");
+            tracing::warn!(error = %crate::event::escape(&e.to_string()), "journal source ended with an error");
         }
     }
     merge_task.abort();
     match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %crate::event::escape(&e.to_string()), "tail ended with an error")
+        }
         Ok(_) => {}
         Err(_) => tracing::warn!("tail did not stop in time"),
     }
@@ -219,7 +221,7 @@ async fn start_journal(
         }
         Err(e) if config.sources.journal == JournalMode::On => Err(e.into()),
         Err(e) => {
-            tracing::warn!(error = %e, "not following the journal");
+            tracing::warn!(error = %crate::event::escape(&e.to_string()), "not following the journal");
             Ok(None)
         }
     }
@@ -264,7 +266,7 @@ fn watch_bird_conf(
     dirs.dedup();
     for d in &dirs {
         if let Err(e) = watcher.watch(d, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch");
+            tracing::warn!(dir = %d.display(), error = %crate::event::escape(&e.to_string()), "cannot watch");
         }
     }
     tokio::spawn(async move {
@@ -336,7 +338,9 @@ async fn reload_on_sighup(
                     return;
                 }
             }
-            Err(e) => tracing::error!(error = %e, "reload refused, the old config stays in force"),
+            Err(e) => {
+                tracing::error!(error = %crate::event::escape(&e.to_string()), "reload refused, the old config stays in force")
+            }
         }
     }
 }

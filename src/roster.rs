@@ -607,13 +607,13 @@ impl Roster {
         let text = match toml::to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(error = %e, "cannot render the state file");
+                tracing::error!(error = %crate::event::escape(&e.to_string()), "cannot render the state file");
                 return;
             }
         };
         let text = format!("# autopeer runtime facts; managed by autopeer, safe to delete\n{text}");
         if let Err(e) = apply::write_atomic(&self.config.agent.state, text.as_bytes()) {
-            tracing::warn!(error = %e, path = %self.config.agent.state.display(), "cannot write the state file");
+            tracing::warn!(error = %crate::event::escape(&e.to_string()), path = %self.config.agent.state.display(), "cannot write the state file");
         }
     }
 
@@ -1092,7 +1092,7 @@ impl Roster {
             Err(e) => {
                 // Every field was validated on the way in; this is a bug.
                 // Drop the pending peers rather than loop on them.
-                tracing::error!(error = %e, "cannot render roster, dropping pending peers");
+                tracing::error!(error = %crate::event::escape(&e.to_string()), "cannot render roster, dropping pending peers");
                 self.pending.clear();
                 self.dirty = false;
                 return;
@@ -1149,7 +1149,7 @@ impl Roster {
                 }
             }
             Err(e @ (ApplyError::Write { .. } | ApplyError::RollbackFailed { .. })) => {
-                tracing::error!(error = %e, "cannot apply roster");
+                tracing::error!(error = %crate::event::escape(&e.to_string()), "cannot apply roster");
                 if let ApplyError::RollbackFailed { .. } = e {
                     self.reread_include();
                 }
@@ -1179,7 +1179,7 @@ impl Roster {
                 self.publish_keys();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot rescan bird.conf, keeping the last scan");
+                tracing::warn!(error = %crate::event::escape(&e.to_string()), "cannot rescan bird.conf, keeping the last scan");
                 return;
             }
         }
@@ -1199,7 +1199,7 @@ impl Roster {
         let text = match crate::fsx::read_to_string(&self.target.include) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(error = %e, path = %self.target.include.display(), "cannot read own include");
+                tracing::warn!(error = %crate::event::escape(&e.to_string()), path = %self.target.include.display(), "cannot read own include");
                 return;
             }
         };
@@ -1209,7 +1209,7 @@ impl Roster {
         let parsed = match render::parse(&text) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, "own include edited into something unreadable; keeping the roster in memory");
+                tracing::error!(error = %crate::event::escape(&e.to_string()), "own include edited into something unreadable; keeping the roster in memory");
                 return;
             }
         };
@@ -1300,7 +1300,7 @@ fn load_state(path: &std::path::Path, now: SystemTime) -> (HashMap<String, Runti
         Ok(t) => t,
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(error = %e, path = %path.display(), "cannot read the state file; expiry clocks restart");
+                tracing::warn!(error = %crate::event::escape(&e.to_string()), path = %path.display(), "cannot read the state file; expiry clocks restart");
             }
             return (HashMap::new(), now);
         }
@@ -1323,7 +1323,7 @@ fn load_state(path: &std::path::Path, now: SystemTime) -> (HashMap<String, Runti
             SystemTime::UNIX_EPOCH,
         ),
         Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "state file unreadable; expiry clocks restart");
+            tracing::warn!(error = %crate::event::escape(&e.to_string()), path = %path.display(), "state file unreadable; expiry clocks restart");
             (HashMap::new(), now)
         }
     }
