@@ -1,0 +1,219 @@
+//! Opening a file for reading without being made to hang or to read
+//! something that is not a file.
+//!
+//! autopeer reads, as root, paths in directories that BIRD's account can
+//! write (`/etc/bird`, `/var/log/bird`, `/run/bird`). Whoever can write there
+//! can put a FIFO at the path (a plain `open` then blocks until a writer
+//! shows up, a `read` until it writes), a symbolic link to `/dev/zero` (an
+//! endless read) or to `/dev/watchdog` (whose mere open arms a reboot), a
+//! directory, or a sparse file of a terabyte. [`open`] is the one way in:
+//!
+//! 1. `open(path, O_PATH | O_CLOEXEC [| O_NOFOLLOW])`: resolves the path
+//!    without opening the object itself, so neither a FIFO nor a device
+//!    sees an open;
+//! 2. `fstat` on that descriptor: anything but a regular file is refused
+//!    with an error that names its type ([`Links::Refuse`] sees a symbolic
+//!    link itself and refuses it too);
+//! 3. the very inode behind that descriptor is opened for reading through
+//!    `/proc/self/fd/N` with `O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC`,
+//!    and checked to be the same inode.
+//!
+//! `O_NONBLOCK` stays set: it changes nothing for a regular file on a disk
+//! file system, and a "regular" file that would block anyway (procfs's
+//! `kmsg`) fails with `WouldBlock` instead of hanging. Without `/proc` step
+//! 3 falls back to opening the path itself with the same flags.
+//!
+//! [`read`] adds a size cap, checked before reading (from `fstat`) and
+//! while reading (a file that grows).
+//!
+//! Errors are [`io::Error`]s whose message does not repeat the path: every
+//! caller already says "cannot read PATH: ...". A missing file keeps
+//! [`io::ErrorKind::NotFound`].
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags};
+
+/// Whether a symbolic link at the path's last component is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Follow it (the target must still be a regular file). For paths an
+    /// operator names and that BIRD itself follows (bird.conf's includes).
+    Follow,
+    /// Refuse it: for files in directories another account can write, where
+    /// a link could point autopeer, as root, at a file that account cannot
+    /// read.
+    Refuse,
+}
+
+/// Largest bird.conf, included file or autopeer.toml autopeer reads.
+pub const MAX_CONFIG: u64 = 16 << 20;
+
+/// Largest file autopeer writes and reads back (its own include, the state
+/// file): 100,000 peers fit.
+pub const MAX_OWN: u64 = 64 << 20;
+
+/// Opens `path` for reading if, and only if, it is a regular file (see the
+/// module docs). The descriptor is non-blocking.
+pub fn open(path: &Path, links: Links) -> io::Result<File> {
+    let nofollow = match links {
+        Links::Follow => OFlags::empty(),
+        Links::Refuse => OFlags::NOFOLLOW,
+    };
+    let pinned = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::CLOEXEC | nofollow,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&pinned)?;
+    refuse_unless_regular(FileType::from_raw_mode(st.st_mode))?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(
+        format!("/proc/self/fd/{}", pinned.as_raw_fd()),
+        flags,
+        Mode::empty(),
+    ) {
+        Err(rustix::io::Errno::NOENT) => rustix::fs::open(path, flags | nofollow, Mode::empty())?,
+        other => other?,
+    };
+    let now = rustix::fs::fstat(&fd)?;
+    refuse_unless_regular(FileType::from_raw_mode(now.st_mode))?;
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(io::Error::other("was replaced while being opened"));
+    }
+    Ok(File::from(fd))
+}
+
+/// Reads all of the regular file at `path`, refusing one larger than `max`
+/// bytes.
+pub fn read(path: &Path, links: Links, max: u64) -> io::Result<Vec<u8>> {
+    let file = open(path, links)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(too_large(max));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(max));
+    }
+    Ok(bytes)
+}
+
+/// [`read`], as UTF-8 text.
+pub fn read_to_string(path: &Path, links: Links, max: u64) -> io::Result<String> {
+    String::from_utf8(read(path, links, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
+}
+
+/// A file autopeer writes itself and reads back (its include, the state
+/// file): a regular file, no link, at most [`MAX_OWN`] bytes of UTF-8.
+pub fn read_own(path: &Path) -> io::Result<String> {
+    read_to_string(path, Links::Refuse, MAX_OWN)
+}
+
+fn too_large(max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("is larger than {max} bytes"),
+    )
+}
+
+/// Ok for a regular file; otherwise an error naming what is there.
+fn refuse_unless_regular(kind: FileType) -> io::Result<()> {
+    let what = match kind {
+        FileType::RegularFile => return Ok(()),
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link (not followed here; name its target)",
+        FileType::Fifo => "a FIFO (named pipe)",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "of an unknown type",
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {what}, not a regular file"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn reads_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "hello\n").unwrap();
+        assert_eq!(read_to_string(&p, Links::Refuse, 100).unwrap(), "hello\n");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        mkfifo(&p);
+        for links in [Links::Follow, Links::Refuse] {
+            let e = read(&p, links, 100).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("FIFO"), "{e}");
+        }
+    }
+
+    #[test]
+    fn links_are_followed_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(read(&link, Links::Follow, 10).unwrap(), b"x");
+        let e = read(&link, Links::Refuse, 10).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_link_to_a_device_is_refused_even_when_following() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = read(&link, Links::Follow, 10).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+    }
+
+    #[test]
+    fn directories_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read(dir.path(), Links::Follow, 10).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let e = read(&dir.path().join("nope"), Links::Refuse, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn size_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::File::create(&p).unwrap().set_len(1 << 40).unwrap();
+        let e = read(&p, Links::Refuse, 4096).unwrap_err();
+        assert!(e.to_string().contains("larger than 4096 bytes"), "{e}");
+        std::fs::write(&p, [b'a'; 11]).unwrap();
+        assert!(read(&p, Links::Refuse, 10).is_err());
+        assert_eq!(read(&p, Links::Refuse, 11).unwrap().len(), 11);
+    }
+}
