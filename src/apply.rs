@@ -88,7 +88,11 @@ pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyErro
         })?;
     conn.set_timeout(target.timeout);
 
-    let old = match std::fs::read(&target.include) {
+    let old = match crate::readsafe::read(
+        &target.include,
+        crate::readsafe::Links::Refuse,
+        crate::readsafe::MAX_OWN,
+    ) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {

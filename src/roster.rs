@@ -380,7 +380,7 @@ impl Roster {
     pub fn new(config: Arc<Config>, audit: Option<AuditLog>) -> Result<Roster, StartError> {
         let config_for_watch = Arc::clone(&config);
         let include = config.bird.include.clone();
-        let text = match std::fs::read_to_string(&include) {
+        let text = match crate::readsafe::read_own(&include) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let empty = render::render(&[]).unwrap_or_default();
@@ -1077,7 +1077,7 @@ impl Roster {
     /// Picks up an operator's edit of the owned include: a deleted block is
     /// a removal.
     fn reread_include(&mut self) {
-        let text = match std::fs::read_to_string(&self.target.include) {
+        let text = match crate::readsafe::read_own(&self.target.include) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, path = %self.target.include.display(), "cannot read own include");
@@ -1177,7 +1177,7 @@ impl Roster {
 /// Reads the state file. A missing or unreadable one starts every expiry
 /// clock at `now` (the floor); a good one leaves the floor at the epoch.
 fn load_state(path: &std::path::Path, now: SystemTime) -> (HashMap<String, Runtime>, SystemTime) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::readsafe::read_own(path) {
         Ok(t) => t,
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {
