@@ -32,10 +32,12 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
+
+const S_IFMT: u32 = 0o170000;
 
 /// Whether a symbolic link at the path's last component is followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,32 +61,86 @@ pub const MAX_OWN: u64 = 64 << 20;
 /// Opens `path` for reading if, and only if, it is a regular file (see the
 /// module docs). The descriptor is non-blocking.
 pub fn open(path: &Path, links: Links) -> io::Result<File> {
-    let nofollow = match links {
-        Links::Follow => OFlags::empty(),
-        Links::Refuse => OFlags::NOFOLLOW,
-    };
-    let pinned = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::CLOEXEC | nofollow,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&pinned)?;
-    refuse_unless_regular(FileType::from_raw_mode(st.st_mode))?;
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = match rustix::fs::open(
-        format!("/proc/self/fd/{}", pinned.as_raw_fd()),
-        flags,
-        Mode::empty(),
-    ) {
-        Err(rustix::io::Errno::NOENT) => rustix::fs::open(path, flags | nofollow, Mode::empty())?,
-        other => other?,
-    };
-    let now = rustix::fs::fstat(&fd)?;
-    refuse_unless_regular(FileType::from_raw_mode(now.st_mode))?;
-    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
-        return Err(io::Error::other("was replaced while being opened"));
+    Pinned::new(path, links)?.open().map_err(|(_, e)| e)
+}
+
+/// Whatever is at a path, held by an `O_PATH` descriptor (steps 1 and 2 of
+/// the module docs) but not opened: it cannot be swapped for something
+/// else, and while it is held its inode number cannot be reused.
+#[derive(Debug)]
+pub struct Pinned {
+    fd: OwnedFd,
+    /// Device, inode and `st_mode`.
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    path: PathBuf,
+    links: Links,
+}
+
+impl Pinned {
+    /// Pins what is at `path` (with [`Links::Refuse`], a symbolic link
+    /// itself). A missing path is [`io::ErrorKind::NotFound`].
+    pub fn new(path: &Path, links: Links) -> io::Result<Pinned> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::CLOEXEC | links.nofollow(),
+            Mode::empty(),
+        )?;
+        let stat = rustix::fs::fstat(&fd)?;
+        Ok(Pinned {
+            fd,
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            mode: stat.st_mode,
+            path: path.to_path_buf(),
+            links,
+        })
     }
-    Ok(File::from(fd))
+
+    /// Device, inode and file type (`S_IFMT` bits) of what is pinned.
+    pub fn id(&self) -> (u64, u64, u32) {
+        (self.dev, self.ino, self.mode & S_IFMT)
+    }
+
+    /// Opens the pinned object for reading (step 3) if it is a regular
+    /// file; otherwise gives the pin back with the reason.
+    pub fn open(self) -> Result<File, (Pinned, io::Error)> {
+        match self.open_regular() {
+            Ok(f) => Ok(f),
+            Err(e) => Err((self, e)),
+        }
+    }
+
+    fn open_regular(&self) -> io::Result<File> {
+        refuse_unless_regular(FileType::from_raw_mode(self.mode))?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(
+            format!("/proc/self/fd/{}", self.fd.as_raw_fd()),
+            flags,
+            Mode::empty(),
+        ) {
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::open(&self.path, flags | self.links.nofollow(), Mode::empty())?
+            }
+            other => other?,
+        };
+        let now = rustix::fs::fstat(&fd)?;
+        refuse_unless_regular(FileType::from_raw_mode(now.st_mode))?;
+        if (now.st_dev, now.st_ino) != (self.dev, self.ino) {
+            return Err(io::Error::other("was replaced while being opened"));
+        }
+        Ok(File::from(fd))
+    }
+}
+
+impl Links {
+    fn nofollow(self) -> OFlags {
+        match self {
+            Links::Follow => OFlags::empty(),
+            Links::Refuse => OFlags::NOFOLLOW,
+        }
+    }
 }
 
 /// Reads all of the regular file at `path`, refusing one larger than `max`
