@@ -112,6 +112,17 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                         ),
                     ));
                 }
+                // What the tail will refuse (crate::sources::tail).
+                match crate::readsafe::open(log, crate::readsafe::Links::Refuse) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => out.push(problem(
+                        format!("sources.logs[{i}]"),
+                        format!(
+                            "{} {e}: it is not tailed until a regular file replaces it",
+                            log.display()
+                        ),
+                    )),
+                    _ => {}
+                }
                 if !log.exists() {
                     out.push(warning(
                         format!("sources.logs[{i}]"),
@@ -171,7 +182,7 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
-    let roster: Vec<(std::net::IpAddr, String)> = std::fs::read_to_string(&config.bird.include)
+    let roster: Vec<(std::net::IpAddr, String)> = crate::readsafe::read_own(&config.bird.include)
         .ok()
         .and_then(|t| render::parse(&t).ok())
         .unwrap_or_default()
