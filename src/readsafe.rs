@@ -183,7 +183,12 @@ fn refuse_unless_regular(kind: FileType) -> io::Result<()> {
     let what = match kind {
         FileType::RegularFile => return Ok(()),
         FileType::Directory => "a directory",
-        FileType::Symlink => "a symbolic link (not followed here; name its target)",
+        FileType::Symlink => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a symbolic link, which is not followed here (name its target instead)",
+            ))
+        }
         FileType::Fifo => "a FIFO (named pipe)",
         FileType::Socket => "a socket",
         FileType::CharacterDevice => "a character device",

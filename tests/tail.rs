@@ -2,6 +2,8 @@
 //! copytruncate, invalid UTF-8, partial and overlong lines, late files,
 //! shutdown. Waits are awaits on the channel with a generous timeout.
 
+mod common;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use autopeer::sources::tail::{self, TailError, TailStats, Tailer};
 use autopeer::sources::{Sighting, Trust, Via};
+use common::attacker::{as_attacker, attackers_dir, can_switch_user, unjam};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -353,63 +356,6 @@ async fn bird_format_is_trusted_only_in_birds_own_file() {
 // that account owns. Each wait is bounded; when one runs out, the FIFO is
 // opened for writing once (which releases a reader stuck in `open`), so a
 // regression fails instead of hanging the test run.
-
-const NOBODY: u32 = 65534;
-
-/// True when the attacker's uid can be used; else skip (or fail under CI).
-fn can_switch_user() -> bool {
-    let reason = if !rustix::process::geteuid().is_root() {
-        "not root (setpriv to another uid needs it)"
-    } else if !Path::new("/usr/bin/setpriv").exists() {
-        "/usr/bin/setpriv missing"
-    } else {
-        return true;
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but cannot run as another user: {reason}");
-    }
-    eprintln!("skipping: {reason}");
-    false
-}
-
-/// A directory that uid 65534 owns (it plays `/var/log/bird`).
-fn attackers_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("autopeer-tail-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
-    dir
-}
-
-/// Runs `script` with `sh -c` as uid/gid 65534 without supplementary groups.
-fn as_attacker(script: &str) {
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Releases a reader blocked in `open` of `fifo` (the bug this guards).
-fn unjam(fifo: &Path) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo);
-}
 
 /// `fut` on its own task, bounded by WAIT; on timeout, unjam and fail.
 async fn bounded<T: Send + 'static>(
