@@ -1,7 +1,8 @@
 //! The real `autopeer` binary against files that another account (BIRD's
 //! `bird`, played by uid 65534 in a directory it owns) put where autopeer
 //! reads: a FIFO as `password_file`, a FIFO matched by an include glob in
-//! bird.conf, a FIFO as the only tailed log. Opening a FIFO for reading
+//! bird.conf, a FIFO as the only tailed log, a FIFO as autopeer's own
+//! include. Opening a FIFO for reading
 //! blocks until a writer comes, so each of these used to hang `check` or
 //! the daemon. Every child runs under a deadline and is killed by its pid
 //! when it overruns, so a regression fails instead of hanging.
@@ -34,8 +35,19 @@ fn write_bird_conf(dir: &Path, extra: &str) -> PathBuf {
     conf
 }
 
-/// autopeer.toml in `dir`; `group_extra` goes into the one group.
+/// autopeer.toml in `dir`, with the owned include at DIR/autopeer.conf;
+/// `group_extra` goes into the one group.
 fn write_config(dir: &Path, bird_conf: &Path, log: &Path, group_extra: &str) -> PathBuf {
+    write_config_with(dir, bird_conf, &dir.join("autopeer.conf"), log, group_extra)
+}
+
+fn write_config_with(
+    dir: &Path,
+    bird_conf: &Path,
+    include: &Path,
+    log: &Path,
+    group_extra: &str,
+) -> PathBuf {
     let d = dir.display();
     let config = dir.join("autopeer.toml");
     std::fs::write(
@@ -44,7 +56,7 @@ fn write_config(dir: &Path, bird_conf: &Path, log: &Path, group_extra: &str) -> 
             r#"[bird]
 socket = "{d}/bird.ctl"
 config = "{conf}"
-include = "{d}/autopeer.conf"
+include = "{include}"
 keyring = "off"
 
 [agent]
@@ -63,6 +75,7 @@ neighbor = "internal"
 {group_extra}
 "#,
             conf = bird_conf.display(),
+            include = include.display(),
             log = log.display(),
         ),
     )
@@ -194,5 +207,53 @@ fn daemon_with_a_fifo_as_its_only_log_starts_and_stops_on_sigterm() {
     assert!(
         log.contains("not tailing this log") && log.contains("FIFO"),
         "{log}"
+    );
+}
+
+#[test]
+fn daemon_refuses_a_fifo_at_its_own_include_and_exits() {
+    if !can_switch_user() {
+        return;
+    }
+    let ours = tempfile::tempdir().unwrap();
+    let etc = attackers_dir();
+    let include = etc.path().join("autopeer.conf");
+    as_attacker(&format!("mkfifo {}", include.display()));
+    let bird_conf = write_bird_conf(
+        ours.path(),
+        &format!("include \"{}\";\n", include.display()),
+    );
+    let log = ours.path().join("bird.log");
+    let config = write_config_with(ours.path(), &bird_conf, &include, &log, "");
+    let daemon_log = ours.path().join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&daemon_log).unwrap())
+        .stderr(std::fs::File::create(ours.path().join("daemon.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + CHECK_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            unjam(&include);
+            panic!(
+                "autopeer run still running after {CHECK_DEADLINE:?} with a FIFO as its include"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = read(&daemon_log) + &read(&ours.path().join("daemon.err"));
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains(&include.display().to_string()) && out.contains("FIFO"),
+        "{out}"
     );
 }
