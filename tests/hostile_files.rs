@@ -2,9 +2,8 @@
 //! `bird`, played by uid 65534 in a directory it owns) put where autopeer
 //! reads: a FIFO as `password_file`, a FIFO matched by an include glob in
 //! bird.conf, a FIFO as the only tailed log, a FIFO as autopeer's own
-//! include. Opening a FIFO for reading
-//! blocks until a writer comes, so each of these used to hang `check` or
-//! the daemon. Every child runs under a deadline and is killed by its pid
+//! include. Opening a FIFO for reading blocks until a writer comes, so
+//! each of these used to hang `check` or the daemon. Every child runs under a deadline and is killed by its pid
 //! when it overruns, so a regression fails instead of hanging.
 //!
 //! Needs root (for `setpriv`); with CI=true its absence fails the test,
