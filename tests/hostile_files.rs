@@ -83,16 +83,22 @@ neighbor = "internal"
 }
 
 /// `autopeer -c CONFIG check` under [`CHECK_DEADLINE`]: exit code and
-/// output. On overrun the child is killed by its pid, `fifo` is unjammed,
-/// and the test fails.
+/// output (see [`bounded`]).
 fn check(config: &Path, fifo: &Path) -> (i32, String) {
-    let dir = config.parent().unwrap();
-    let out_path = dir.join("check.out");
+    let (status, out) = bounded(config, "check", fifo);
+    (status.code().unwrap_or(-1), out)
+}
+
+/// `autopeer -c CONFIG COMMAND` under [`CHECK_DEADLINE`]: its exit status
+/// and output. On overrun the child is killed by its pid, `fifo` is
+/// unjammed, and the test fails.
+fn bounded(config: &Path, command: &str, fifo: &Path) -> (std::process::ExitStatus, String) {
+    let out_path = config.with_file_name(format!("{command}.out"));
     let out = std::fs::File::create(&out_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
         .arg("-c")
         .arg(config)
-        .arg("check")
+        .arg(command)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -101,14 +107,14 @@ fn check(config: &Path, fifo: &Path) -> (i32, String) {
     let deadline = Instant::now() + CHECK_DEADLINE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return (status.code().unwrap_or(-1), read(&out_path));
+            return (status, read(&out_path));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             unjam(fifo);
             panic!(
-                "autopeer check still running after {CHECK_DEADLINE:?} (blocked on {}?): {}",
+                "autopeer {command} still running after {CHECK_DEADLINE:?} (blocked on {}?): {}",
                 fifo.display(),
                 read(&out_path)
             );
@@ -224,32 +230,7 @@ fn daemon_refuses_a_fifo_at_its_own_include_and_exits() {
     );
     let log = ours.path().join("bird.log");
     let config = write_config_with(ours.path(), &bird_conf, &include, &log, "");
-    let daemon_log = ours.path().join("daemon.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-c")
-        .arg(&config)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&daemon_log).unwrap())
-        .stderr(std::fs::File::create(ours.path().join("daemon.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + CHECK_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            unjam(&include);
-            panic!(
-                "autopeer run still running after {CHECK_DEADLINE:?} with a FIFO as its include"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = read(&daemon_log) + &read(&ours.path().join("daemon.err"));
+    let (status, out) = bounded(&config, "run", &include);
     assert!(!status.success(), "{out}");
     assert!(
         out.contains(&include.display().to_string()) && out.contains("FIFO"),

@@ -375,6 +375,29 @@ async fn bounded<T: Send + 'static>(
     }
 }
 
+/// The attacker's directory with the path `bird.log` in it (nothing there
+/// yet), and a log of our own, empty, that must go on being tailed.
+struct Scene {
+    _attackers: tempfile::TempDir,
+    log: PathBuf,
+    _ours: tempfile::TempDir,
+    other: PathBuf,
+}
+
+fn scene() -> Scene {
+    let attackers = attackers_dir();
+    let log = attackers.path().join("bird.log");
+    let ours = tempfile::tempdir().unwrap();
+    let other = ours.path().join("other.log");
+    append(&other, b"");
+    Scene {
+        _attackers: attackers,
+        log,
+        _ours: ours,
+        other,
+    }
+}
+
 impl Running {
     /// Like `start`, bounded (see `bounded`).
     async fn start_bounded(paths: Vec<PathBuf>, fifo: &Path) -> Running {
@@ -437,16 +460,13 @@ async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
     if !can_switch_user() {
         return;
     }
-    let dir = attackers_dir();
-    let fifo = dir.path().join("bird.log");
+    let s = scene();
+    let (fifo, other) = (&s.log, &s.other);
     as_attacker(&format!("mkfifo {}", fifo.display()));
-    let ours = tempfile::tempdir().unwrap();
-    let other = ours.path().join("other.log");
-    append(&other, b"");
-    let mut t = Running::start_bounded(vec![fifo.clone(), other.clone()], &fifo).await;
+    let mut t = Running::start_bounded(vec![fifo.clone(), other.clone()], fifo).await;
     t.wait_refused(1).await;
-    append(&other, trigger("10.88.0.20", 20).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.20", 20, &fifo).await;
+    append(other, trigger("10.88.0.20", 20).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.20", 20, fifo).await;
     // The attacker's writes to the FIFO wake nothing up and read nothing.
     as_attacker(&format!(
         "exec 3<>{0}; printf '{1}' >&3",
@@ -459,11 +479,11 @@ async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
         fifo.display(),
         trigger("10.88.0.21", 21).trim_end()
     ));
-    t.expect_addr_or_unjam("10.88.0.21", 21, &fifo).await;
-    append(&fifo, trigger("10.88.0.22", 22).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.22", 22, &fifo).await;
+    t.expect_addr_or_unjam("10.88.0.21", 21, fifo).await;
+    append(fifo, trigger("10.88.0.22", 22).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.22", 22, fifo).await;
     assert_eq!(t.stats.snapshot().files_refused, 1);
-    t.stop_or_unjam(&fifo).await;
+    t.stop_or_unjam(fifo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,20 +491,17 @@ async fn fifo_replacing_a_tailed_file_stops_neither_the_others_nor_shutdown() {
     if !can_switch_user() {
         return;
     }
-    let dir = attackers_dir();
-    let log = dir.path().join("bird.log");
+    let s = scene();
+    let (log, other) = (&s.log, &s.other);
     as_attacker(&format!(": > {}", log.display()));
-    let ours = tempfile::tempdir().unwrap();
-    let other = ours.path().join("other.log");
-    append(&other, b"");
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], &log).await;
-    append(&log, trigger("10.88.0.30", 30).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.30", 30, &log).await;
+    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
+    append(log, trigger("10.88.0.30", 30).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.30", 30, log).await;
     as_attacker(&format!("rm {0} && mkfifo {0}", log.display()));
     t.wait_refused(1).await;
-    append(&other, trigger("10.88.0.31", 31).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.31", 31, &log).await;
-    t.stop_or_unjam(&log).await;
+    append(other, trigger("10.88.0.31", 31).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.31", 31, log).await;
+    t.stop_or_unjam(log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,19 +509,16 @@ async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
     if !can_switch_user() {
         return;
     }
-    let dir = attackers_dir();
-    let log = dir.path().join("bird.log");
+    let s = scene();
+    let (log, other) = (&s.log, &s.other);
     // A root-only file with a trigger line: following a link to it would
     // turn a file the attacker cannot read into sightings.
     let secret_dir = tempfile::tempdir().unwrap();
     let secret = secret_dir.path().join("secret.log");
     append(&secret, trigger("10.88.0.99", 99).as_bytes());
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let ours = tempfile::tempdir().unwrap();
-    let other = ours.path().join("other.log");
-    append(&other, b"");
     as_attacker(&format!("ln -s /dev/zero {}", log.display()));
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], &log).await;
+    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
     t.wait_refused(1).await;
     as_attacker(&format!(
         "rm {0} && ln -s {1} {0}",
@@ -514,17 +528,17 @@ async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
     t.wait_refused(2).await;
     as_attacker(&format!("rm {0} && mkdir {0}", log.display()));
     t.wait_refused(3).await;
-    append(&other, trigger("10.88.0.40", 40).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.40", 40, &log).await;
+    append(other, trigger("10.88.0.40", 40).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.40", 40, log).await;
     as_attacker(&format!(
         "rmdir {0} && printf '{1}\\n' > {0}",
         log.display(),
         trigger("10.88.0.41", 41).trim_end()
     ));
     // The secret's line never shows up: the next sighting is the new file's.
-    t.expect_addr_or_unjam("10.88.0.41", 41, &log).await;
+    t.expect_addr_or_unjam("10.88.0.41", 41, log).await;
     assert_eq!(t.stats.snapshot().files_refused, 3);
-    t.stop_or_unjam(&log).await;
+    t.stop_or_unjam(log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,12 +546,9 @@ async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
     if !can_switch_user() {
         return;
     }
-    let dir = attackers_dir();
-    let log = dir.path().join("bird.log");
-    let ours = tempfile::tempdir().unwrap();
-    let other = ours.path().join("other.log");
-    append(&other, b"");
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], &log).await;
+    let s = scene();
+    let (log, other) = (&s.log, &s.other);
+    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
     // A line, then 1 TiB of zeros without a newline, costing the attacker
     // no disk. The line's sighting shows that the zeros are being read.
     as_attacker(&format!(
@@ -545,8 +556,8 @@ async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
         log.display(),
         trigger("10.88.0.51", 51).trim_end()
     ));
-    t.expect_addr_or_unjam("10.88.0.51", 51, &log).await;
-    append(&other, trigger("10.88.0.50", 50).as_bytes());
-    t.expect_addr_or_unjam("10.88.0.50", 50, &log).await;
-    t.stop_or_unjam(&log).await;
+    t.expect_addr_or_unjam("10.88.0.51", 51, log).await;
+    append(other, trigger("10.88.0.50", 50).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.50", 50, log).await;
+    t.stop_or_unjam(log).await;
 }
