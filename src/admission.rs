@@ -4,10 +4,18 @@
 //! a [`Refusal`] whose `Display` is the short reason the audit log prints
 //! after `refusing neighbor 10.88.0.9: `.
 //!
-//! Check order in [`decide`]: bad address, group match (longest prefix),
-//! interface, deny, static neighbor / native range in bird.conf, roster,
-//! `max_peers`, rate. A rate token is consumed only when everything else
-//! passed.
+//! Check order in [`decide`]: forged evidence, bad address, group match
+//! (longest prefix), trust, interface, deny, static neighbor / native range
+//! in bird.conf, roster, `max_peers`, rate. A rate token is consumed only
+//! when everything else passed.
+//!
+//! Trust (DESIGN.md § Trust): a [`Trust::Forged`] sighting is always
+//! refused. A [`Trust::Unverified`] one (a shared syslog file, a kernel,
+//! netfilter or JUNOS line) admits only under `[sources] unverified =
+//! "admit"`, or, for a line relayed from BIRD ([`Via::Syslog`]), when the
+//! kernel checks the group's MD5 key on BIRD's listeners
+//! ([`RosterLookup::keyed`]): BIRD logs a connect only after the handshake,
+//! which the kernel lets only key holders finish.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +26,10 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::bird::conf::BirdConf;
-use crate::config::Group;
+use crate::config::{Group, UnverifiedPolicy};
+use crate::keyring::task::KeyringStatus;
+use crate::keyring::Family;
+use crate::sources::{Trust, Via};
 
 /// The group whose prefix holds `addr` most specifically. On a tie (which
 /// config validation forbids) the first group in config order wins.
@@ -40,6 +51,56 @@ pub trait RosterLookup {
     fn find(&self, addr: IpAddr) -> Option<String>;
     /// How many peers `group` has now.
     fn group_size(&self, group: &str) -> usize;
+    /// Whether the kernel checks `group`'s MD5 prefix key now on every BIRD
+    /// listener of `addr`'s family (so only a key holder can have made
+    /// BIRD log a connect from `addr`). Default: no.
+    fn keyed(&self, _group: &str, _addr: IpAddr) -> bool {
+        false
+    }
+}
+
+/// What a sighting is, as evidence: where it came from, how far it can be
+/// trusted, and what the operator lets unverified evidence do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    pub via: Via,
+    pub trust: Trust,
+    /// `[sources] unverified`.
+    pub unverified: UnverifiedPolicy,
+}
+
+impl Evidence {
+    /// Evidence that needs no policy: an operator's `add`, BIRD's own log.
+    pub fn verified(via: Via, trust: Trust) -> Evidence {
+        Evidence {
+            via,
+            trust,
+            unverified: UnverifiedPolicy::Refuse,
+        }
+    }
+}
+
+/// Why the evidence was enough to admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounds {
+    /// Verified evidence: BIRD itself, an operator, an NHRP authorization.
+    Verified,
+    /// An unverified line from BIRD for a group whose MD5 key the kernel
+    /// checks on BIRD's listeners.
+    KeyedGroup,
+    /// Unverified evidence, admitted because `[sources] unverified = "admit"`.
+    UnverifiedAdmitted,
+}
+
+impl Grounds {
+    /// The short name used in `watch --json` (`"trust"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grounds::Verified => "verified",
+            Grounds::KeyedGroup => "keyed_group",
+            Grounds::UnverifiedAdmitted => "unverified",
+        }
+    }
 }
 
 /// Per-group token buckets: `rate` admissions per minute, burst `rate`.
@@ -116,11 +177,20 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admit {
     pub group: String,
+    pub grounds: Grounds,
 }
 
 /// Why an address was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The line claims to be BIRD's but another process wrote it.
+    Forged {
+        via: Via,
+    },
+    /// Unverified evidence under `[sources] unverified = "refuse"`.
+    Unverified {
+        via: Via,
+    },
     /// `0.0.0.0` or `::`.
     Unspecified,
     /// `127.0.0.0/8` or `::1`.
@@ -172,6 +242,13 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Refusal::Forged { .. } => {
+                f.write_str("forged line: it claims to be BIRD's but another process wrote it")
+            }
+            Refusal::Unverified { via } => write!(
+                f,
+                "unverified source {via} (set [sources] unverified = \"admit\" to accept it)"
+            ),
             Refusal::Unspecified => f.write_str("unspecified address"),
             Refusal::Loopback => f.write_str("loopback address"),
             Refusal::Multicast => f.write_str("multicast address"),
@@ -241,7 +318,62 @@ fn is_link_local(addr: IpAddr) -> bool {
     }
 }
 
-/// Decides whether `addr` (seen on `iface`, for link-local) may be admitted.
+/// BIRD's own `Unexpected connect` line, however it travelled (as opposed
+/// to a kernel, netfilter or JUNOS line about a SYN).
+fn reports_a_connect(via: Via) -> bool {
+    matches!(via, Via::BirdLog | Via::Syslog | Via::Journal)
+}
+
+/// Whether the keyring's last report says the kernel checks `group`'s MD5
+/// key for `addr` now: the keyring is on and working, keys `group`, and
+/// every BIRD listener of `addr`'s family (there is at least one) holds all
+/// the prefix keys wanted for that family, none failed. Anything less (a
+/// listener BIRD just re-created, a key the kernel refused) is "no".
+pub fn kernel_checks_key(status: &KeyringStatus, group: &str, addr: IpAddr) -> bool {
+    if status.off || status.error.is_some() || !status.keyed_groups.iter().any(|g| g == group) {
+        return false;
+    }
+    let family = Family::of(addr);
+    let wanted = match family {
+        Family::V4 => status.wanted.0,
+        Family::V6 => status.wanted.1,
+    };
+    let mut listeners = status
+        .listeners
+        .iter()
+        .filter(|l| l.family == family)
+        .peekable();
+    wanted > 0
+        && listeners.peek().is_some()
+        && listeners.all(|l| l.keys >= wanted && l.failed.is_empty())
+}
+
+/// Whether `evidence` may admit `addr` into `group`, and on what grounds.
+fn weigh(
+    evidence: Evidence,
+    roster: &dyn RosterLookup,
+    group: &str,
+    addr: IpAddr,
+) -> Result<Grounds, Refusal> {
+    let via = evidence.via;
+    match evidence.trust {
+        Trust::Forged => Err(Refusal::Forged { via }),
+        Trust::Bird | Trust::Nhrp | Trust::Operator => Ok(Grounds::Verified),
+        // Only a line that says BIRD accepted a connection proves the
+        // handshake; kernel, netfilter and JUNOS lines are printed for a
+        // bare SYN, before any key is checked.
+        Trust::Unverified if reports_a_connect(via) && roster.keyed(group, addr) => {
+            Ok(Grounds::KeyedGroup)
+        }
+        Trust::Unverified => match evidence.unverified {
+            UnverifiedPolicy::Admit => Ok(Grounds::UnverifiedAdmitted),
+            UnverifiedPolicy::Refuse => Err(Refusal::Unverified { via }),
+        },
+    }
+}
+
+/// Decides whether `addr` (seen on `iface`, for link-local) may be admitted
+/// on `evidence`.
 #[allow(clippy::too_many_arguments)]
 pub fn decide(
     groups: &[Group],
@@ -250,13 +382,18 @@ pub fn decide(
     limits: &mut Limits,
     addr: IpAddr,
     iface: Option<&str>,
+    evidence: Evidence,
     now: Instant,
 ) -> Result<Admit, Refusal> {
+    if evidence.trust == Trust::Forged {
+        return Err(Refusal::Forged { via: evidence.via });
+    }
     if let Some(r) = bad_address(addr) {
         return Err(r);
     }
     let g = match_group(groups, addr).ok_or(Refusal::NoGroup)?;
     let group = g.name.clone();
+    let grounds = weigh(evidence, roster, &g.name, addr)?;
 
     if is_link_local(addr) && iface.is_none() {
         return Err(Refusal::LinkLocalWithoutInterface { group });
@@ -306,12 +443,263 @@ pub fn decide(
             rate: g.rate.unwrap_or(0),
         });
     }
-    Ok(Admit { group })
+    Ok(Admit { group, grounds })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyring::task::ListenerStatus;
+
+    /// One group `clients` over 10.88.0.0/24, rate 2; `keyed` answers
+    /// [`RosterLookup::keyed`].
+    struct Fixture {
+        groups: Vec<Group>,
+        bird: BirdConf,
+        keyed: bool,
+    }
+
+    impl RosterLookup for Fixture {
+        fn find(&self, _: IpAddr) -> Option<String> {
+            None
+        }
+        fn group_size(&self, _: &str) -> usize {
+            0
+        }
+        fn keyed(&self, group: &str, _: IpAddr) -> bool {
+            self.keyed && group == "clients"
+        }
+    }
+
+    fn fixture(keyed: bool) -> Fixture {
+        let text = "[[group]]\nname = \"clients\"\ntemplate = \"C\"\nprefixes = [\"10.88.0.0/24\"]\nrate = 2\n";
+        Fixture {
+            groups: crate::config::Config::load_str(text, std::path::Path::new("/"))
+                .unwrap()
+                .groups,
+            bird: BirdConf::default(),
+            keyed,
+        }
+    }
+
+    fn run(
+        f: &Fixture,
+        addr: &str,
+        via: Via,
+        trust: Trust,
+        policy: UnverifiedPolicy,
+    ) -> Result<Admit, Refusal> {
+        let ev = Evidence {
+            via,
+            trust,
+            unverified: policy,
+        };
+        let mut limits = Limits::new();
+        decide(
+            &f.groups,
+            &f.bird,
+            f,
+            &mut limits,
+            addr.parse().unwrap(),
+            None,
+            ev,
+            Instant::now(),
+        )
+    }
+
+    /// An unverified sighting of 10.88.0.7 (inside `clients`).
+    fn unverified(f: &Fixture, via: Via, policy: UnverifiedPolicy) -> Result<Admit, Refusal> {
+        run(f, "10.88.0.7", via, Trust::Unverified, policy)
+    }
+
+    const UNVERIFIED: [Via; 4] = [Via::Syslog, Via::Kernel, Via::Netfilter, Via::Junos];
+    const POLICIES: [UnverifiedPolicy; 2] = [UnverifiedPolicy::Refuse, UnverifiedPolicy::Admit];
+
+    #[test]
+    fn forged_is_always_refused() {
+        for keyed in [false, true] {
+            let f = fixture(keyed);
+            for policy in POLICIES {
+                for via in [Via::Journal, Via::Syslog, Via::BirdLog] {
+                    // Even for an address that would be refused otherwise:
+                    // the forgery is the reason that matters.
+                    for addr in ["10.88.0.7", "192.0.2.1", "127.0.0.1"] {
+                        let r = run(&f, addr, via, Trust::Forged, policy);
+                        assert_eq!(
+                            r,
+                            Err(Refusal::Forged { via }),
+                            "{addr} {via} {policy:?} keyed={keyed}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            Refusal::Forged { via: Via::Journal }.to_string(),
+            "forged line: it claims to be BIRD's but another process wrote it"
+        );
+    }
+
+    #[test]
+    fn unverified_is_refused_by_default_with_its_own_reason() {
+        let f = fixture(false);
+        assert_eq!(UnverifiedPolicy::default(), UnverifiedPolicy::Refuse);
+        for via in UNVERIFIED {
+            let r = unverified(&f, via, UnverifiedPolicy::default());
+            assert_eq!(r, Err(Refusal::Unverified { via }), "{via}");
+        }
+        assert_eq!(
+            Refusal::Unverified { via: Via::Syslog }.to_string(),
+            "unverified source syslog (set [sources] unverified = \"admit\" to accept it)"
+        );
+        // Outside every group the usual reason stands.
+        let r = run(
+            &f,
+            "192.0.2.1",
+            Via::Syslog,
+            Trust::Unverified,
+            UnverifiedPolicy::Refuse,
+        );
+        assert_eq!(r, Err(Refusal::NoGroup));
+    }
+
+    #[test]
+    fn unverified_admits_only_when_the_operator_opts_in() {
+        let f = fixture(false);
+        for via in UNVERIFIED {
+            let r = unverified(&f, via, UnverifiedPolicy::Admit);
+            assert_eq!(
+                r,
+                Ok(Admit {
+                    group: "clients".into(),
+                    grounds: Grounds::UnverifiedAdmitted
+                }),
+                "{via}"
+            );
+        }
+    }
+
+    #[test]
+    fn verified_evidence_admits_under_refuse() {
+        let f = fixture(false);
+        for (via, trust) in [
+            (Via::BirdLog, Trust::Bird),
+            (Via::Journal, Trust::Bird),
+            (Via::Operator, Trust::Operator),
+            (Via::Nhrp, Trust::Nhrp),
+        ] {
+            let r = run(&f, "10.88.0.7", via, trust, UnverifiedPolicy::Refuse);
+            assert_eq!(r.map(|a| a.grounds), Ok(Grounds::Verified), "{via}");
+        }
+    }
+
+    #[test]
+    fn a_keyed_group_verifies_birds_line_but_not_a_syn_line() {
+        let f = fixture(true);
+        // BIRD's line relayed through a shared file: the kernel let only a
+        // key holder finish the handshake BIRD logged.
+        // Kernel, netfilter and JUNOS lines are printed for a bare SYN.
+        for via in [
+            Via::Syslog,
+            Via::BirdLog,
+            Via::Journal,
+            Via::Kernel,
+            Via::Netfilter,
+            Via::Junos,
+        ] {
+            let want = match via {
+                Via::Kernel | Via::Netfilter | Via::Junos => Err(Refusal::Unverified { via }),
+                _ => Ok(Grounds::KeyedGroup),
+            };
+            let r = unverified(&f, via, UnverifiedPolicy::Refuse);
+            assert_eq!(r.map(|a| a.grounds), want, "{via}");
+        }
+    }
+
+    #[test]
+    fn a_trust_refusal_spends_no_rate_token() {
+        let f = fixture(false);
+        let now = Instant::now();
+        let mut limits = Limits::new();
+        let unverified = Evidence {
+            via: Via::Netfilter,
+            trust: Trust::Unverified,
+            unverified: UnverifiedPolicy::Refuse,
+        };
+        for i in 0..10 {
+            let a: IpAddr = format!("10.88.0.{}", i + 10).parse().unwrap();
+            let r = decide(
+                &f.groups,
+                &f.bird,
+                &f,
+                &mut limits,
+                a,
+                None,
+                unverified,
+                now,
+            );
+            assert!(matches!(r, Err(Refusal::Unverified { .. })));
+        }
+        // rate = 2: both tokens are still there.
+        assert!(limits.try_take("clients", Some(2), now));
+        assert!(limits.try_take("clients", Some(2), now));
+    }
+
+    #[test]
+    fn kernel_checks_key_only_when_every_listener_has_every_key() {
+        let listener = |family, keys, failed: &[&str]| ListenerStatus {
+            family,
+            local: match family {
+                Family::V4 => "0.0.0.0:179".parse().unwrap(),
+                Family::V6 => "[::]:179".parse().unwrap(),
+            },
+            inode: 1,
+            keys,
+            failed: failed.iter().map(|s| s.to_string()).collect(),
+        };
+        let good = KeyringStatus {
+            keyed_groups: vec!["clients".into()],
+            wanted: (2, 1),
+            pid: Some(1),
+            listeners: vec![listener(Family::V4, 2, &[]), listener(Family::V6, 1, &[])],
+            ..KeyringStatus::default()
+        };
+        let v4: IpAddr = "10.88.0.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        assert!(kernel_checks_key(&good, "clients", v4));
+        assert!(kernel_checks_key(&good, "clients", v6));
+        assert!(
+            !kernel_checks_key(&good, "other", v4),
+            "group without a key"
+        );
+        let mut s = good.clone();
+        s.off = true;
+        assert!(!kernel_checks_key(&s, "clients", v4), "keyring off");
+        let mut s = good.clone();
+        s.error = Some("no privilege".into());
+        assert!(!kernel_checks_key(&s, "clients", v4), "keyring broken");
+        let mut s = good.clone();
+        s.listeners = vec![listener(Family::V4, 1, &[]), listener(Family::V6, 1, &[])];
+        assert!(!kernel_checks_key(&s, "clients", v4), "a key missing");
+        assert!(kernel_checks_key(&s, "clients", v6));
+        let mut s = good.clone();
+        s.listeners.push(listener(Family::V4, 0, &[]));
+        assert!(
+            !kernel_checks_key(&s, "clients", v4),
+            "a second listener unkeyed"
+        );
+        let mut s = good.clone();
+        s.listeners = vec![listener(
+            Family::V4,
+            2,
+            &["10.88.0.0/24 (group clients): EINVAL"],
+        )];
+        assert!(!kernel_checks_key(&s, "clients", v4), "a key refused");
+        assert!(!kernel_checks_key(&s, "clients", v6), "no v6 listener");
+        let mut s = good;
+        s.wanted = (0, 1);
+        assert!(!kernel_checks_key(&s, "clients", v4), "no v4 key wanted");
+    }
 
     #[test]
     fn bucket_refills_at_rate_per_minute() {

@@ -17,12 +17,12 @@
 //! No decisions are made here: the roster task decides what to write.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bird::client::{ClientError, Connection};
 use crate::bird::protocols::{self, ProtoState};
+use crate::fsx;
 
 /// Where to apply.
 #[derive(Debug, Clone)]
@@ -88,39 +88,42 @@ pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyErro
         })?;
     conn.set_timeout(target.timeout);
 
-    let old = match crate::readsafe::read(
-        &target.include,
-        crate::readsafe::Links::Refuse,
-        crate::readsafe::MAX_OWN,
-    ) {
+    let write_err = |source| ApplyError::Write {
+        path: target.include.clone(),
+        source,
+    };
+    // One open directory for the read, the write and a rollback; a link at
+    // the include's name is refused, not followed (module doc of `fsx`).
+    let (dir, name) = fsx::Dir::of(&target.include).map_err(write_err)?;
+    let old = match dir.read(&name) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(ApplyError::Write {
-                path: target.include.clone(),
-                source,
-            })
-        }
+        Err(source) => return Err(write_err(source)),
     };
     let changed = old.as_deref() != Some(new_text.as_bytes());
     if changed {
-        write_atomic(&target.include, new_text.as_bytes()).map_err(|source| ApplyError::Write {
-            path: target.include.clone(),
-            source,
-        })?;
+        dir.replace(&name, new_text.as_bytes(), FILE_MODE)
+            .map_err(write_err)?;
     }
+    let owned = Owned {
+        target,
+        dir: &dir,
+        name: &name,
+        old: old.as_deref(),
+        changed,
+    };
 
     let unavailable = |source| ApplyError::Unavailable {
         written: changed,
         source,
     };
     if let Err(e) = conn.configure_check().await {
-        return Err(rejected_or_elsewhere(target, old.as_deref(), changed, e));
+        return Err(owned.rejected_or_elsewhere(e));
     }
 
     let down_before = down_protocols(&mut conn).await.map_err(unavailable)?;
     if let Err(e) = conn.configure().await {
-        return Err(rejected_or_elsewhere(target, old.as_deref(), changed, e));
+        return Err(owned.rejected_or_elsewhere(e));
     }
 
     let mut applied = Applied::default();
@@ -134,38 +137,44 @@ pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyErro
     Ok(applied)
 }
 
-/// Sorts a failed `configure [check]` into rejection (restore), broken
-/// elsewhere (keep) or unavailable (retry).
-fn rejected_or_elsewhere(
-    target: &Target,
-    old: Option<&[u8]>,
+/// The include being applied: where it is and what it held before.
+struct Owned<'a> {
+    target: &'a Target,
+    dir: &'a fsx::Dir,
+    name: &'a std::ffi::OsStr,
+    old: Option<&'a [u8]>,
     changed: bool,
-    err: ClientError,
-) -> ApplyError {
-    let Some(text) = err.bird_text() else {
-        return ApplyError::Unavailable {
-            written: changed,
-            source: err,
+}
+
+impl Owned<'_> {
+    /// Sorts a failed `configure [check]` into rejection (restore), broken
+    /// elsewhere (keep) or unavailable (retry).
+    fn rejected_or_elsewhere(&self, err: ClientError) -> ApplyError {
+        let Some(text) = err.bird_text() else {
+            return ApplyError::Unavailable {
+                written: self.changed,
+                source: err,
+            };
         };
-    };
-    let in_owned = err
-        .config_file()
-        .map(|file| same_file(file, &target.include))
-        .unwrap_or(false);
-    if !in_owned {
-        return ApplyError::BrokenElsewhere { text };
-    }
-    let restored = match old {
-        Some(bytes) => write_atomic(&target.include, bytes),
-        None => std::fs::remove_file(&target.include),
-    };
-    match restored {
-        Ok(()) => ApplyError::Rejected { text },
-        Err(source) => ApplyError::RollbackFailed {
-            path: target.include.clone(),
-            text,
-            source,
-        },
+        let in_owned = err
+            .config_file()
+            .map(|file| same_file(file, &self.target.include))
+            .unwrap_or(false);
+        if !in_owned {
+            return ApplyError::BrokenElsewhere { text };
+        }
+        let restored = match self.old {
+            Some(bytes) => self.dir.replace(self.name, bytes, FILE_MODE),
+            None => self.dir.remove(self.name),
+        };
+        match restored {
+            Ok(()) => ApplyError::Rejected { text },
+            Err(source) => ApplyError::RollbackFailed {
+                path: self.target.include.clone(),
+                text,
+                source,
+            },
+        }
     }
 }
 
@@ -189,79 +198,20 @@ async fn down_protocols(conn: &mut Connection) -> Result<BTreeSet<String>, Clien
         .collect())
 }
 
+/// The mode of every file autopeer writes (the include holds MD5 keys).
+pub const FILE_MODE: u32 = 0o640;
+
 /// Replaces `path` with `bytes` so that a reader (BIRD) or a crash sees
-/// either the old or the new content, never a mix: write a temp file in the
-/// same directory, fsync it, rename it over, fsync the directory.
+/// either the old or the new content, never a mix (see
+/// [`fsx::Dir::replace`]): a fresh temp file nobody else can have planted,
+/// fsync, rename, fsync of the directory; mode 0640, the old file's owner
+/// and group (a first write: the directory's group, as BSD-style
+/// directories would; BIRD runs as `bird` and must still read it). A
+/// symbolic link at `path` is refused, never written through: an operator
+/// who wants the file elsewhere names that place in the config.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.autopeer-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        keep_owner(&f, path, dir)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    } else {
-        remove_dead_temps(dir, &name);
-    }
-    result
-}
-
-/// Removes `.NAME.autopeer-PID.tmp` files of writers that died between
-/// creating and renaming them (SIGKILL, power loss), so that crashes do not
-/// pile them up beside the include. A live writer's file is left alone.
-fn remove_dead_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.autopeer-");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let pid = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// The new file gets the old file's owner and group (BIRD runs as user
-/// `bird` and must still read it); a first write takes the directory's
-/// group, as BSD-style directories would.
-fn keep_owner(f: &std::fs::File, path: &Path, dir: &Path) -> std::io::Result<()> {
-    use rustix::fs::{fchown, Gid, Uid};
-    use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = match std::fs::metadata(path) {
-        Ok(m) => (Some(m.uid()), m.gid()),
-        Err(_) => (None, std::fs::metadata(dir)?.gid()),
-    };
-    let me = f.metadata()?;
-    if uid.map_or(true, |u| u == me.uid()) && gid == me.gid() {
-        return Ok(());
-    }
-    fchown(f, uid.map(Uid::from_raw), Some(Gid::from_raw(gid))).map_err(std::io::Error::from)
+    let (dir, name) = fsx::Dir::of(path)?;
+    dir.replace(&name, bytes, FILE_MODE)
 }
 
 #[cfg(test)]
@@ -308,23 +258,6 @@ mod tests {
         let q = dir.path().join("new.conf");
         write_atomic(&q, b"x").unwrap();
         assert_eq!(std::fs::metadata(&q).unwrap().gid(), gid);
-    }
-
-    #[test]
-    fn atomic_write_removes_temp_files_of_dead_writers() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("autopeer.conf");
-        // pid_max is at most 2^22: this pid cannot be running.
-        let dead = dir.path().join(".autopeer.conf.autopeer-99999999.tmp");
-        let alive = dir.path().join(".autopeer.conf.autopeer-1.tmp");
-        let other = dir.path().join(".other.conf.autopeer-99999999.tmp");
-        for f in [&dead, &alive, &other] {
-            std::fs::write(f, b"half").unwrap();
-        }
-        write_atomic(&p, b"new\n").unwrap();
-        assert!(!dead.exists());
-        assert!(alive.exists(), "pid 1 is alive: its file stays");
-        assert!(other.exists(), "another file's temp stays");
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::bird::client::Connection;
+use crate::bird::client::{BirdVersion, Connection};
 use crate::bird::conf::{self, BirdConf};
-use crate::bird::render;
+use crate::bird::render::{self, NeighborAs};
 use crate::config::Config;
 use crate::keyring::{self, Family};
 
@@ -72,9 +72,69 @@ pub async fn check(path: &Path) -> Vec<Finding> {
     check_config(&config).await
 }
 
+/// What the running BIRD's version cannot do with this config, each in
+/// one sentence; and a warning for a version autopeer was not checked with.
+pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if v.product == "BIRD" && !v.is_known() {
+        out.push(warning(
+            "bird.socket",
+            format!(
+                "BIRD {} is a version autopeer was not checked with (1.6, 2.0-2.17, 3.0-3.1); it is driven in the {} config language",
+                v.text,
+                if v.major == 1 { "1.6" } else { "2.x" }
+            ),
+        ));
+    }
+    if v.major != 1 {
+        return out;
+    }
+    for g in &config.groups {
+        let key = format!("group.{}.neighbor", g.name);
+        let template = bc.and_then(|bc| bc.templates.get(&g.template));
+        let local_as = template.and_then(|t| t.local_as);
+        match g.neighbor {
+            Some(NeighborAs::External) => out.push(problem(
+                key,
+                "BIRD 1.6 has no `neighbor ADDR external;`: set neighbor to the peers' AS number",
+            )),
+            Some(NeighborAs::Internal) if bc.is_some() && local_as.is_none() => out.push(problem(
+                key,
+                format!(
+                    "BIRD 1.6 has no `neighbor ADDR internal;`, so autopeer writes `as N` with N from template {}'s `local as N;`, which it lacks",
+                    g.template
+                ),
+            )),
+            _ => {}
+        }
+        let v4 = g.prefixes.iter().any(|p| p.addr().is_ipv4());
+        let v6 = g.prefixes.iter().any(|p| p.addr().is_ipv6());
+        if v4 && v6 {
+            out.push(problem(
+                format!("group.{}.prefixes", g.name),
+                "BIRD 1.6 runs IPv4 (bird) and IPv6 (bird6) as two daemons with two sockets: split this group by family and run one autopeer per daemon (autopeer@.service)",
+            ));
+        }
+        let link_local = g.prefixes.iter().any(|p| match p.addr() {
+            std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            std::net::IpAddr::V4(_) => false,
+        });
+        if link_local && !template.is_some_and(|t| t.direct) {
+            out.push(warning(
+                format!("group.{}.prefixes", g.name),
+                format!(
+                    "BIRD 1.6 runs iBGP multihop unless template {} says `direct;`, and multihop cannot reach a link-local neighbor",
+                    g.template
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Checks a loaded config against bird.conf and the running BIRD.
 pub async fn check_config(config: &Config) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = check_files(config);
     match conf::scan(&config.bird.config, &config.bird.include) {
         Err(e) => out.push(problem("bird.config", e.to_string())),
         Ok(bc) => {
@@ -100,14 +160,14 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                 }
             }
             out.extend(check_keyring(config, &bc));
+            out.extend(check_trust(config, &bc));
             for (i, log) in config.sources.logs.iter().enumerate() {
-                let written_by_bird = bc.log_files.iter().any(|f| same_file(f, log));
-                if !written_by_bird {
-                    out.push(warning(
+                // Whether BIRD writes the file at all is check_trust's.
+                if bc.fixed_log_files.iter().any(|f| same_file(f, log)) {
+                    out.push(problem(
                         format!("sources.logs[{i}]"),
                         format!(
-                            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf): fine for a syslog file, but lines there are unverified",
-                            log.display(),
+                            "BIRD writes {} with `log fixed` (BIRD 3), a ring buffer rewritten in place that cannot be followed; add a plain `log \"FILE\" all;` to bird.conf and list that file here",
                             log.display()
                         ),
                     ));
@@ -140,11 +200,80 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             if let Err(e) = c.show_status().await {
                 out.push(problem("bird.socket", format!("BIRD answered badly: {e}")));
             }
+            let bc = conf::scan(&config.bird.config, &config.bird.include).ok();
+            out.extend(check_version(config, bc.as_ref(), c.version()));
         }
         Err(e) => out.push(problem(
             "bird.socket",
             format!("cannot reach BIRD at {}: {e}", config.bird.socket.display()),
         )),
+    }
+    out
+}
+
+/// Which configured sources are unverified (DESIGN.md § Trust), and what
+/// `[sources] unverified` makes of them: one finding per log file BIRD
+/// does not write, and one saying what the policy means when there is any.
+pub fn check_trust(config: &Config, bc: &BirdConf) -> Vec<Finding> {
+    use crate::config::UnverifiedPolicy;
+    let mut out = Vec::new();
+    let admit = config.sources.unverified == UnverifiedPolicy::Admit;
+    let mut unverified = 0;
+    for (i, log) in config.sources.logs.iter().enumerate() {
+        if bc.log_files.iter().any(|f| same_file(f, log)) {
+            if let Some(who) = writable_by_anyone(log) {
+                out.push(warning(
+                    format!("sources.logs[{i}]"),
+                    format!(
+                        "{} is BIRD's own log file, so its lines are trusted as BIRD's, but {who}: \
+                         any local user could forge them; make it writable by BIRD alone",
+                        log.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        unverified += 1;
+        let what = format!(
+            "BIRD does not write {} (no `log \"{}\" ...;` in bird.conf), so it is an unverified source: \
+             any local user can write a BIRD line into a shared syslog file, and kernel and netfilter \
+             lines are printed for a bare, spoofable SYN",
+            log.display(),
+            log.display()
+        );
+        out.push(if admit {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!("{what}; with unverified = \"admit\" such lines add peers"),
+            )
+        } else {
+            warning(
+                format!("sources.logs[{i}]"),
+                format!(
+                    "{what}; its lines admit no one unless [sources] unverified = \"admit\" \
+                     (BIRD's own line there still admits into a group whose MD5 key the kernel checks)"
+                ),
+            )
+        });
+    }
+    if unverified > 0 {
+        out.push(if admit {
+            warning(
+                "sources.unverified",
+                format!(
+                    "\"admit\": {unverified} unverified source(s) add peers like BIRD's own log; \
+                     a forged line fills max_peers for good where expire = \"never\""
+                ),
+            )
+        } else {
+            info(
+                "sources.unverified",
+                format!(
+                    "\"refuse\": {unverified} unverified source(s) are refused (\"unverified source\" in the audit log); \
+                     BIRD's own log file, the journal, MD5-keyed groups, `autopeer add` and NHRP still admit"
+                ),
+            )
+        });
     }
     out
 }
@@ -182,7 +311,7 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
-    let roster: Vec<(std::net::IpAddr, String)> = crate::readsafe::read_own(&config.bird.include)
+    let roster: Vec<(std::net::IpAddr, String)> = crate::fsx::read_to_string(&config.bird.include)
         .ok()
         .and_then(|t| render::parse(&t).ok())
         .unwrap_or_default()
@@ -228,8 +357,8 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         out.push(problem("bird.keyring", m));
         return out;
     }
-    let pid = match keyring::find_bird_pid(None, &config.bird.socket) {
-        Ok(p) => p,
+    let bird = match keyring::Bird::find(&config.bird.socket) {
+        Ok(b) => b,
         Err(e) => {
             out.push(problem(
                 "bird.keyring",
@@ -238,7 +367,8 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
             return out;
         }
     };
-    let listeners = match keyring::probe(pid) {
+    let pid = bird.pid();
+    let listeners = match keyring::probe(&bird) {
         Ok(l) => l,
         Err(e) => {
             out.push(problem("bird.keyring", e.to_string()));
@@ -273,9 +403,168 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     out
 }
 
+/// Says how, when any local user can write `path` (mode o+w) or replace it
+/// (its directory is o+w without the sticky bit).
+fn writable_by_anyone(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+    if let Some(m) = mode(path).filter(|m| m & 0o002 != 0) {
+        return Some(format!("its mode {:04o} lets anyone write it", m & 0o7777));
+    }
+    let dir = path.parent()?;
+    let m = mode(dir).filter(|m| m & 0o002 != 0 && m & 0o1000 == 0)?;
+    Some(format!(
+        "its directory {} (mode {:04o}) lets anyone replace it",
+        dir.display(),
+        m & 0o7777
+    ))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
+    }
+}
+
+/// The files autopeer writes. A symbolic link or anything but a regular
+/// file at the include, the state file or the audit log is refused by the
+/// daemon (problem: it never reads or writes through a link, since whoever
+/// can write the directory could point it anywhere). An include directory
+/// that accounts other than root and BIRD's (the owner and group of
+/// bird.conf) can write lets them plant names beside the include (warning:
+/// autopeer never follows or reuses them, but they should not be there).
+pub fn check_files(config: &Config) -> Vec<Finding> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for (key, path) in [
+        ("bird.include", &config.bird.include),
+        ("agent.state", &config.agent.state),
+        ("agent.audit_log", &config.agent.audit_log),
+    ] {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            let to = std::fs::read_link(path).unwrap_or_default();
+            out.push(problem(
+                key,
+                format!(
+                    "{} is a symbolic link (to {}); autopeer never reads or writes through one, since whoever can write its directory could point it anywhere: set {key} to the file itself",
+                    path.display(),
+                    to.display()
+                ),
+            ));
+        } else if !ft.is_file() {
+            let kind = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_dir() {
+                "directory"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device"
+            };
+            out.push(problem(
+                key,
+                format!(
+                    "{} is a {kind}, not a regular file; autopeer refuses to open it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let dir = match config.bird.include.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(d) = std::fs::metadata(dir) else {
+        return out;
+    };
+    let bird = std::fs::metadata(&config.bird.config).ok();
+    let uids = [Some(0), bird.as_ref().map(|m| m.uid())];
+    let gids = [Some(0), bird.as_ref().map(|m| m.gid())];
+    let mut who = Vec::new();
+    if !uids.contains(&Some(d.uid())) {
+        who.push(format!("its owner (uid {})", d.uid()));
+    }
+    if d.mode() & 0o020 != 0 && !gids.contains(&Some(d.gid())) {
+        who.push(format!("group gid {}", d.gid()));
+    }
+    if d.mode() & 0o002 != 0 {
+        who.push("every user".to_string());
+    }
+    if !who.is_empty() {
+        out.push(warning(
+            "bird.include",
+            format!(
+                "{} can be written by {}, not only by root and BIRD's account (the owner and group of {}): they can plant files beside the include; autopeer never follows or reuses them, but make the directory writable only by root and BIRD",
+                dir.display(),
+                who.join(" and "),
+                config.bird.config.display()
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn setup(unverified: &str) -> (tempfile::TempDir, Config, BirdConf) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("bird.log"), "").unwrap();
+        std::fs::set_permissions(d.join("bird.log"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::fs::write(d.join("syslog"), "").unwrap();
+        let text = format!(
+            "[sources]\nlogs = [\"{d}/bird.log\", \"{d}/syslog\"]\n{unverified}\n\
+             [[group]]\nname = \"clients\"\ntemplate = \"C\"\nprefixes = [\"10.88.0.0/24\"]\n",
+            d = d.display()
+        );
+        let config = Config::load_str(&text, d).unwrap();
+        let bc = conf::scan_text(
+            &format!("log \"{}/bird.log\" all;\n", d.display()),
+            &d.join("bird.conf"),
+        )
+        .unwrap();
+        (dir, config, bc)
+    }
+
+    #[test]
+    fn unverified_sources_are_named_with_what_the_policy_does() {
+        let (_dir, config, bc) = setup("");
+        let f = check_trust(&config, &bc);
+        let keys: Vec<&str> = f.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["sources.logs[1]", "sources.unverified"], "{f:?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(f[0].message.contains("unverified source"), "{}", f[0]);
+        assert!(f[0].message.contains("admit no one"), "{}", f[0]);
+        assert_eq!(f[1].severity, Severity::Info);
+        assert!(f[1].message.starts_with("\"refuse\""), "{}", f[1]);
+
+        let (_dir, config, bc) = setup("unverified = \"admit\"");
+        let f = check_trust(&config, &bc);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].message.contains("such lines add peers"), "{}", f[0]);
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(f[1].message.starts_with("\"admit\""), "{}", f[1]);
+    }
+
+    #[test]
+    fn birds_own_file_writable_by_anyone_is_a_warning() {
+        let (dir, config, bc) = setup("");
+        let own = dir.path().join("bird.log");
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let f = check_trust(&config, &bc);
+        assert!(
+            f.iter().any(|f| f.key == "sources.logs[0]"
+                && f.message.contains("mode 0666 lets anyone write it")),
+            "{f:?}"
+        );
     }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
+use crate::bird::lang;
 use crate::bird::render::NeighborAs;
 use crate::secret::Secret;
 
@@ -35,7 +36,7 @@ pub const DEFAULT_MAX_PEERS: usize = 1000;
 /// Default `[[group]] rate`, admissions per minute.
 pub const DEFAULT_RATE: u32 = 60;
 /// Longest accepted MD5 key (DESIGN fact 11: longer ones fail at run time).
-pub const MAX_PASSWORD_LEN: usize = 80;
+pub use crate::bird::lang::MAX_PASSWORD_LEN;
 /// Longest group name; names become BIRD symbol prefixes (`clients_10_0_0_1`).
 pub const MAX_GROUP_NAME_LEN: usize = 32;
 /// Longest `batch`.
@@ -72,6 +73,9 @@ fn default_logs() -> Vec<PathBuf> {
 }
 fn default_nhrp_policy() -> String {
     "enforce".into()
+}
+fn default_unverified() -> String {
+    "refuse".into()
 }
 fn default_expire() -> String {
     "never".into()
@@ -154,6 +158,8 @@ pub struct RawSources {
     pub nhrp_socket: Option<PathBuf>,
     #[serde(default = "default_nhrp_policy")]
     pub nhrp_policy: String,
+    #[serde(default = "default_unverified")]
+    pub unverified: String,
 }
 
 impl Default for RawSources {
@@ -162,6 +168,7 @@ impl Default for RawSources {
             logs: default_logs(),
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
+            unverified: default_unverified(),
         }
     }
 }
@@ -241,6 +248,18 @@ pub enum NhrpPolicy {
     Advise,
 }
 
+/// `[sources] unverified`: what a sighting nobody vouches for may do
+/// (DESIGN.md § Trust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnverifiedPolicy {
+    /// Unverified lines (shared syslog files, kernel, netfilter, JUNOS)
+    /// admit no one, except into a group whose MD5 key the kernel checks.
+    #[default]
+    Refuse,
+    /// They admit like BIRD's own lines (the operator accepts the risk).
+    Admit,
+}
+
 /// `[bird]`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdSection {
@@ -266,6 +285,7 @@ pub struct SourcesSection {
     pub logs: Vec<PathBuf>,
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
+    pub unverified: UnverifiedPolicy,
 }
 
 /// One validated `[[group]]`.
@@ -511,10 +531,22 @@ impl Config {
                 NhrpPolicy::Enforce
             }
         };
+        let unverified = match raw.sources.unverified.as_str() {
+            "refuse" => UnverifiedPolicy::Refuse,
+            "admit" => UnverifiedPolicy::Admit,
+            other => {
+                p.push(Problem::new(
+                    "sources.unverified",
+                    format!("must be \"refuse\" or \"admit\", not {other:?}"),
+                ));
+                UnverifiedPolicy::Refuse
+            }
+        };
         let sources = SourcesSection {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
+            unverified,
         };
 
         let mut groups = Vec::new();
@@ -534,6 +566,11 @@ impl Config {
                         "{:?} is not a valid group name: use [a-z][a-z0-9_]*, at most {MAX_GROUP_NAME_LEN} characters",
                         rg.name
                     ),
+                ));
+            } else if let Some(why) = lang::symbol_problem(&rg.name) {
+                p.push(Problem::new(
+                    format!("{key}.name"),
+                    format!("{:?} {why}: choose another group name", rg.name),
                 ));
             } else if let Some(first) = names.get(&rg.name) {
                 p.push(Problem::new(
@@ -624,13 +661,11 @@ pub fn is_group_name(s: &str) -> bool {
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
 }
 
-/// A plain BIRD symbol: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters.
-pub fn is_bird_symbol(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
-        && s.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+/// A BIRD symbol autopeer can write: see [`lang::is_symbol`].
+pub use crate::bird::lang::is_symbol as is_bird_symbol;
+
+/// A Linux interface name as BIRD accepts it: see [`lang::is_iface`].
+pub use crate::bird::lang::is_iface as is_interface_name;
 
 /// Reads a key file: a regular file of at most 4 KiB, opened without
 /// following a symbolic link (key files often live in /etc/bird, which
@@ -640,32 +675,15 @@ fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
     crate::readsafe::read(path, crate::readsafe::Links::Refuse, 4096)
 }
 
-/// A Linux interface name as BIRD accepts it: `[A-Za-z0-9_.:-]{1,15}`.
-pub fn is_interface_name(s: &str) -> bool {
-    s != "."
-        && s != ".."
-        && (1..=15).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
-}
-
-/// What is wrong with an MD5 key, without quoting it.
+/// What is wrong with an MD5 key, without quoting it: the rule of
+/// [`lang::key_problem`], which rendering and the keyring apply too.
 pub fn password_problem(pw: &str) -> Option<String> {
-    if pw.is_empty() {
-        Some("is empty".into())
-    } else if pw.contains('"') {
-        Some("contains a double quote, which a BIRD string cannot hold".into())
-    } else if pw.contains('\n') || pw.contains('\r') {
-        Some("contains a line break, which a BIRD string cannot hold".into())
-    } else if pw.contains('\0') {
-        Some("contains a NUL byte".into())
-    } else if pw.len() > MAX_PASSWORD_LEN {
-        Some(format!(
+    match lang::key_problem(pw)? {
+        lang::KeyProblem::TooLong => Some(format!(
             "is {} bytes long; the kernel takes at most {MAX_PASSWORD_LEN} (BIRD only fails when the session starts)",
             pw.len()
-        ))
-    } else {
-        None
+        )),
+        other => Some(other.describe().to_string()),
     }
 }
 
@@ -729,13 +747,10 @@ fn convert_group(
     base_dir: &Path,
     p: &mut Vec<Problem>,
 ) -> (Group, Vec<usize>) {
-    if !is_bird_symbol(&rg.template) {
+    if let Some(why) = lang::symbol_problem(&rg.template) {
         p.push(Problem::new(
             format!("{key}.template"),
-            format!(
-                "{:?} is not a BIRD symbol ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)",
-                rg.template
-            ),
+            format!("{:?} {why}", rg.template),
         ));
     }
 

@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,13 +64,14 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let audit = match AuditLog::open(&config.agent.audit_log) {
-        Ok(a) => Some(a),
+        Ok(a) => a,
         Err(e) => {
-            tracing::error!(path = %config.agent.audit_log.display(), error = %e, "cannot open audit log");
-            None
+            tracing::error!(path = %config.agent.audit_log.display(), error = %e, "cannot open audit log; retrying at each line");
+            AuditLog::closed(&config.agent.audit_log)
         }
     };
-    let roster = Roster::new(Arc::clone(&config), audit)?;
+    let audit_reopen = audit.reopen_handle();
+    let roster = Roster::new(Arc::clone(&config), Some(audit))?;
     let token = CancellationToken::new();
     let (sighting_tx, sighting_rx) = mpsc::channel(4096);
     let (msg_tx, msg_rx) = mpsc::channel(64);
@@ -132,7 +134,12 @@ pub async fn run(
         msg_tx.clone(),
         token.clone(),
     ));
-    let hup = tokio::spawn(reload_on_sighup(config_path, msg_tx.clone(), token.clone()));
+    let hup = tokio::spawn(reload_on_sighup(
+        config_path,
+        audit_reopen,
+        msg_tx.clone(),
+        token.clone(),
+    ));
     drop(msg_tx);
 
     let roster_task = tokio::spawn(roster.run(sighting_rx, msg_rx, token.clone()));
@@ -243,7 +250,13 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: CancellationToken) {
+/// SIGHUP: reopen the audit log (at its next line) and re-read the config.
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    audit_reopen: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+    token: CancellationToken,
+) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
@@ -252,6 +265,7 @@ async fn reload_on_sighup(path: Option<PathBuf>, tx: mpsc::Sender<Msg>, token: C
             _ = token.cancelled() => return,
             r = hup.recv() => if r.is_none() { return },
         }
+        audit_reopen.store(true, Ordering::Relaxed);
         let Some(path) = path.as_ref() else { continue };
         match Config::load(path) {
             Ok(c) => {

@@ -5,11 +5,80 @@
 //! all from here, so the three never disagree. No secret ever enters an
 //! event: events carry addresses, names and BIRD's own error text only.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use crate::admission::Grounds;
 use crate::sources::Via;
+
+/// True for a character that must not reach a log line, the audit log, a
+/// terminal or the control socket raw: every control character (C0 with
+/// tab and newline, DEL, C1), the Unicode line and paragraph separators,
+/// and the bidirectional formatting marks that reorder what a reader sees.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Text from outside (a log line, nhrpd, a control-socket command, BIRD's
+/// own error text) made safe for one line of output: each character
+/// [`needs_escape`] names is written as `\n`, `\r`, `\t`, `\xHH` (up
+/// to U+00FF) or `\u{HHHH}`, so a sender can neither start a forged line
+/// nor send a terminal escape. Other text, a backslash included, is kept
+/// as is (so JSON, already escaped, passes through unchanged).
+/// This is the one escaping function: the audit log, the daemon log, the
+/// control socket's replies (`show`, `watch`) all use it.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    escape_as(s, |c, out| {
+        use fmt::Write;
+        let n = u32::from(c);
+        let _ = if c == '\n' {
+            out.write_str("\\n")
+        } else if c == '\r' {
+            out.write_str("\\r")
+        } else if c == '\t' {
+            out.write_str("\\t")
+        } else if n <= 0xff {
+            write!(out, "\\x{n:02x}")
+        } else {
+            write!(out, "\\u{{{n:04x}}}")
+        };
+    })
+}
+
+/// [`escape`] for serialized JSON (`watch --json`): the same characters
+/// become JSON's own `\uHHHH` escapes, so the value a JSON reader gets is
+/// unchanged and the line stays valid JSON. (A JSON serializer escapes C0
+/// itself; DEL, C1 and the rest it writes raw.)
+pub fn escape_json(s: &str) -> Cow<'_, str> {
+    escape_as(s, |c, out| {
+        use fmt::Write;
+        let mut units = [0u16; 2];
+        for u in c.encode_utf16(&mut units) {
+            let _ = write!(out, "\\u{u:04x}");
+        }
+    })
+}
+
+fn escape_as(s: &str, write: impl Fn(char, &mut String)) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            write(c, &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// An address as the operator writes it: `10.0.0.1`, `fe80::1%vti3`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +104,9 @@ pub enum Event {
         group: String,
         name: String,
         via: Via,
+        /// Why the evidence sufficed; anything but verified is named in
+        /// the audit line.
+        grounds: Grounds,
         dry_run: bool,
     },
     /// A sighting was refused.
@@ -78,6 +150,9 @@ pub enum Event {
         interface: String,
         /// What nhrpd was told.
         accepted: bool,
+        /// The spoke is (already) a BGP peer. A registration that is not
+        /// is a refusal, audited within the roster's refusal budget.
+        admitted: bool,
         outcome: String,
     },
     /// A peer's BGP session went up (to `Established`) or down, as seen by
@@ -153,10 +228,16 @@ impl Event {
                 neighbor,
                 group,
                 via,
+                grounds,
                 dry_run,
                 ..
             } => format!(
-                "adding neighbor {neighbor} to group {group} (via {via}){}",
+                "adding neighbor {neighbor} to group {group} (via {via}{}){}",
+                match grounds {
+                    Grounds::Verified => "",
+                    Grounds::KeyedGroup => ", unverified, group's MD5 key checked by the kernel",
+                    Grounds::UnverifiedAdmitted => ", unverified",
+                },
                 if *dry_run {
                     " [dry run: nothing changed]"
                 } else {
@@ -192,6 +273,7 @@ impl Event {
                 interface,
                 accepted,
                 outcome,
+                ..
             } => format!(
                 "nhrp: {} registration of {addr} (nbma {}) on {interface}: {outcome}",
                 if *accepted { "accepted" } else { "rejected" },
@@ -219,24 +301,29 @@ impl Event {
         })
     }
 
-    /// Logs the event with tracing, with fields.
+    /// Logs the event with tracing, with fields. Every text field goes
+    /// through [`escape`]: a string field alone would be quoted, but a
+    /// displayed one (`%`) would keep a newline and start a forged line.
     pub fn log(&self) {
+        let e = |s: &str| escape(s).into_owned();
         match self {
             Event::Adding {
                 neighbor,
                 group,
                 name,
                 via,
+                grounds,
                 dry_run,
             } => {
-                tracing::info!(peer = %neighbor, group, name, %via, dry_run, "admitted")
+                let trust = grounds.as_str();
+                tracing::info!(peer = %e(&neighbor.to_string()), group = ?e(group), name = ?e(name), %via, trust, dry_run, "admitted")
             }
             Event::Refusing {
                 neighbor,
                 reason,
                 via,
             } => {
-                tracing::info!(peer = %neighbor, reason, %via, "refused")
+                tracing::info!(peer = %e(&neighbor.to_string()), reason = ?e(reason), %via, "refused")
             }
             Event::Removing {
                 neighbor,
@@ -244,13 +331,13 @@ impl Event {
                 name,
                 reason,
             } => {
-                tracing::info!(peer = %neighbor, group, name, reason, "removed")
+                tracing::info!(peer = %e(&neighbor.to_string()), group = ?e(group), name = ?e(name), reason = ?e(reason), "removed")
             }
             Event::RejectedByBird { names, text } => {
-                tracing::error!(peers = names.len(), bird = %text, "configure rejected, include restored")
+                tracing::error!(peers = names.len(), bird = ?e(text), "configure rejected, include restored")
             }
             Event::BrokenElsewhere { text } => {
-                tracing::error!(bird = %text, "bird config broken outside the owned include")
+                tracing::error!(bird = ?e(text), "bird config broken outside the owned include")
             }
             Event::Applied {
                 added,
@@ -260,9 +347,9 @@ impl Event {
                 tracing::info!(added, removed, millis, "applied")
             }
             Event::BirdUnavailable { error, retry_secs } => {
-                tracing::warn!(%error, retry_secs, "bird unavailable, will retry")
+                tracing::warn!(error = ?e(error), retry_secs, "bird unavailable, will retry")
             }
-            Event::KeptDisabled { name } => tracing::info!(name, "kept disabled"),
+            Event::KeptDisabled { name } => tracing::info!(name = ?e(name), "kept disabled"),
             Event::RefusalsNotAudited { count, seconds } => {
                 tracing::warn!(count, seconds, "refusals over the audit budget")
             }
@@ -272,12 +359,13 @@ impl Event {
                 interface,
                 accepted,
                 outcome,
+                ..
             } => {
                 let nbma = nbma.map(|n| n.to_string()).unwrap_or_default();
-                tracing::info!(peer = %addr, nbma, interface, accepted, outcome, "nhrp registration")
+                tracing::info!(peer = %addr, nbma, interface = ?e(interface), accepted, outcome = ?e(outcome), "nhrp registration")
             }
             Event::StateChanged { name, from, to } => {
-                tracing::info!(name, from, to, "session state changed")
+                tracing::info!(name = ?e(name), from = ?e(from), to = ?e(to), "session state changed")
             }
             Event::Keyring {
                 change,
@@ -286,15 +374,16 @@ impl Event {
                 keys,
                 detail,
             } => {
-                let listener = listener.as_deref().unwrap_or("");
+                let listener = e(listener.as_deref().unwrap_or(""));
+                let detail = e(detail);
                 match change {
                     KeyringChange::Keyed | KeyringChange::Removed => {
                         tracing::info!(
                             change = change.as_str(),
                             ?pid,
-                            listener,
+                            ?listener,
                             keys,
-                            detail,
+                            ?detail,
                             "keyring"
                         )
                     }
@@ -304,9 +393,9 @@ impl Event {
                         tracing::warn!(
                             change = change.as_str(),
                             ?pid,
-                            listener,
+                            ?listener,
                             keys,
-                            detail,
+                            ?detail,
                             "keyring"
                         )
                     }
@@ -365,9 +454,10 @@ impl Event {
                 group,
                 name,
                 via,
+                grounds,
                 dry_run,
             } => json!({"neighbor": neighbor.to_string(), "group": group, "name": name,
-                        "via": via.as_str(), "dry_run": dry_run}),
+                        "via": via.as_str(), "trust": grounds.as_str(), "dry_run": dry_run}),
             Event::Refusing {
                 neighbor,
                 reason,
@@ -400,9 +490,11 @@ impl Event {
                 nbma,
                 interface,
                 accepted,
+                admitted,
                 outcome,
             } => json!({"neighbor": addr.to_string(), "nbma": nbma.map(|n| n.to_string()),
-                        "interface": interface, "accepted": accepted, "outcome": outcome}),
+                        "interface": interface, "accepted": accepted, "admitted": admitted,
+                        "outcome": outcome}),
             Event::Keyring {
                 change,
                 pid,
@@ -439,11 +531,34 @@ mod tests {
             group: "clients".into(),
             name: "clients_10_88_0_2".into(),
             via: Via::BirdLog,
+            grounds: Grounds::Verified,
             dry_run: false,
         };
         assert_eq!(
             e.audit_text().unwrap(),
             "adding neighbor 10.88.0.2 to group clients (via bird-log)"
+        );
+        // Anything but verified evidence says so where the source is named.
+        let shared = |grounds| Event::Adding {
+            neighbor: n.clone(),
+            group: "clients".into(),
+            name: "clients_10_88_0_2".into(),
+            via: Via::Syslog,
+            grounds,
+            dry_run: false,
+        };
+        assert_eq!(
+            shared(Grounds::UnverifiedAdmitted).audit_text().unwrap(),
+            "adding neighbor 10.88.0.2 to group clients (via syslog, unverified)"
+        );
+        assert_eq!(
+            shared(Grounds::KeyedGroup).audit_text().unwrap(),
+            "adding neighbor 10.88.0.2 to group clients \
+             (via syslog, unverified, group's MD5 key checked by the kernel)"
+        );
+        assert_eq!(
+            shared(Grounds::KeyedGroup).to_json()["trust"],
+            "keyed_group"
         );
         let r = Event::Refusing {
             neighbor: n,
@@ -465,6 +580,7 @@ mod tests {
             nbma: Some("203.0.113.5".parse().unwrap()),
             interface: "gre1".into(),
             accepted: true,
+            admitted: true,
             outcome: "admitted to group spokes as spokes_10_0_0_5".into(),
         };
         assert_eq!(
@@ -500,5 +616,72 @@ mod tests {
             removed.watch_text(),
             "keyring: keyring turned off: 7 prefix key(s) removed"
         );
+    }
+
+    #[test]
+    fn escape_leaves_no_control_character_and_keeps_json_values() {
+        let hostile = "gre1\x1b[2J\r\nFORGED \u{9b}31m\x7f\u{202e}\\x1b ok";
+        let e = escape(hostile);
+        assert_eq!(e, "gre1\\x1b[2J\\r\\nFORGED \\x9b31m\\x7f\\u{202e}\\x1b ok");
+        assert!(!e.chars().any(needs_escape));
+        // Plain text is not copied.
+        assert!(matches!(escape("no group matches"), Cow::Borrowed(_)));
+        let json = serde_json::json!({ "interface": hostile }).to_string();
+        let safe = escape_json(&json);
+        assert!(!safe.chars().any(needs_escape), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["interface"], hostile);
+    }
+
+    /// The daemon log (tracing's text format) gets one line per event,
+    /// whatever the event's text holds.
+    #[test]
+    fn log_lines_cannot_be_forged() {
+        use std::io;
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let forged = "x\n2026-11-23T06:55:02Z  INFO autopeer: admitted peer=10.0.0.66\x1b[8m";
+        let events = [
+            Event::RejectedByBird {
+                names: vec!["a".into()],
+                text: forged.into(),
+            },
+            Event::BirdUnavailable {
+                error: forged.into(),
+                retry_secs: 1,
+            },
+            Event::Nhrp {
+                addr: "10.0.0.5".parse().unwrap(),
+                nbma: None,
+                interface: forged.into(),
+                accepted: false,
+                admitted: false,
+                outcome: forged.into(),
+            },
+        ];
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || events.iter().for_each(Event::log));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), events.len(), "{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && needs_escape(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("\\x1b[8m"), "{text}");
     }
 }

@@ -24,6 +24,7 @@
 //! - [`bird::client`]: the only code that talks to BIRD's socket.
 //! - [`sources::tail`]: tails log files into sightings.
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
+//! - [`fsx`]: files in directories other accounts may write (never followed, never reused).
 //! - [`roster`]: the one task that owns the roster; everything else sends it messages.
 //! - [`daemon`]: wires the tasks together; [`lifecycle`]: systemd notify.
 //! - [`observer`]: polls BIRD's `show protocols` at an adaptive interval.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod event;
+pub mod fsx;
 pub mod keyring;
 pub mod lifecycle;
 pub mod observer;

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Limits, Refusal, RosterLookup};
+use crate::admission::{self, Evidence, Grounds, Limits, Refusal, RosterLookup};
 use crate::apply::{self, ApplyError, Target};
 use crate::audit::AuditLog;
 use crate::bird::conf::{self, BirdConf};
@@ -210,6 +210,8 @@ pub fn refusal_kind(r: &Refusal) -> &'static str {
         Refusal::Unspecified | Refusal::Loopback | Refusal::Multicast | Refusal::Broadcast => {
             "bad_address"
         }
+        Refusal::Forged { .. } => "forged",
+        Refusal::Unverified { .. } => "unverified",
         Refusal::NoGroup => "no_group",
         Refusal::LinkLocalWithoutInterface { .. } | Refusal::WrongInterface { .. } => "interface",
         Refusal::Denied { .. } => "denied",
@@ -372,6 +374,12 @@ impl RosterLookup for Roster {
             .filter(|p| p.group == group)
             .count()
     }
+
+    fn keyed(&self, group: &str, addr: IpAddr) -> bool {
+        self.keyring
+            .as_ref()
+            .is_some_and(|k| admission::kernel_checks_key(k, group, addr))
+    }
 }
 
 impl Roster {
@@ -380,7 +388,8 @@ impl Roster {
     pub fn new(config: Arc<Config>, audit: Option<AuditLog>) -> Result<Roster, StartError> {
         let config_for_watch = Arc::clone(&config);
         let include = config.bird.include.clone();
-        let text = match crate::readsafe::read_own(&include) {
+        // A link at the include's name is refused, not followed (`fsx`).
+        let text = match crate::fsx::read_to_string(&include) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let empty = render::render(&[]).unwrap_or_default();
@@ -497,7 +506,7 @@ impl Roster {
                     }
                     Some(Msg::States(rows)) => self.on_states(rows),
                     Some(Msg::StatesFailed(error)) => self.bird_error = Some(error),
-                    Some(Msg::Emit(event)) => self.emit(event),
+                    Some(Msg::Emit(event)) => self.on_emit(event),
                     Some(Msg::KeyringState(k)) => self.keyring = Some(k),
                     None => msgs_open = false,
                 },
@@ -805,13 +814,18 @@ impl Roster {
             &mut limits,
             s.addr,
             s.iface.as_deref(),
+            Evidence {
+                via: s.via,
+                trust: s.trust,
+                unverified: config.sources.unverified,
+            },
             now,
         );
         self.limits = limits;
-        let group_name = match decision {
-            Ok(admit) => admit.group,
+        let (group_name, grounds) = match decision {
+            Ok(admit) => (admit.group, admit.grounds),
             // An operator's explicit `add` is not held to the rate limit.
-            Err(Refusal::RateLimited { group, .. }) if operator => group,
+            Err(Refusal::RateLimited { group, .. }) if operator => (group, Grounds::Verified),
             Err(Refusal::InRoster { name }) => {
                 // A peer already in the roster knocks until BIRD has its
                 // protocol: expected, not a refusal worth a line.
@@ -859,6 +873,31 @@ impl Roster {
             self.refuse_because(neighbor, reason.clone(), s.via, now);
             return Err(reason);
         }
+        // One name, one neighbor: a second would silently replace the first.
+        if let Some(other) = self
+            .peers
+            .get(&peer.name)
+            .or_else(|| self.pending.iter().find(|p| p.name == peer.name))
+            .filter(|o| (o.addr, &o.iface) != (peer.addr, &peer.iface))
+        {
+            let reason = format!(
+                "protocol name {} is already taken by neighbor {}",
+                peer.name,
+                Neighbor {
+                    addr: other.addr,
+                    iface: other.iface.clone()
+                }
+            );
+            self.refuse_because(neighbor, reason.clone(), s.via, now);
+            return Err(reason);
+        }
+        // A peer the include cannot hold is refused here, alone, not
+        // dropped later with the rest of its batch.
+        if let Err(e) = render::check_peer(&peer, group.password.as_ref()) {
+            let reason = format!("cannot be written into BIRD's config: {e}");
+            self.refuse_because(neighbor, reason.clone(), s.via, now);
+            return Err(reason);
+        }
         let admitted = Admitted {
             name: peer.name.clone(),
             group: group.name.clone(),
@@ -869,6 +908,7 @@ impl Roster {
             group: group.name.clone(),
             name: peer.name.clone(),
             via: s.via,
+            grounds,
             dry_run: config.agent.dry_run,
         });
         if !config.agent.dry_run {
@@ -908,11 +948,46 @@ impl Roster {
     }
 
     fn refuse_because(&mut self, neighbor: Neighbor, reason: String, via: Via, now: Instant) {
-        let key = (neighbor.addr, reason.clone());
+        if !self.within_refusal_budget(neighbor.addr, reason.clone(), now) {
+            return;
+        }
+        self.emit(Event::Refusing {
+            neighbor,
+            reason,
+            via,
+        });
+    }
+
+    /// An event another task made. An NHRP registration that did not make
+    /// the spoke a peer is a refusal: a spoke that registers again and
+    /// again, or many forged spokes, must not grow the audit log faster
+    /// than any other refused sender, so it takes the same quiet period and
+    /// budget (its own key, so the roster's own `refusing` line for the
+    /// same address does not silence it).
+    fn on_emit(&mut self, event: Event) {
+        if let Event::Nhrp {
+            addr,
+            admitted: false,
+            outcome,
+            ..
+        } = &event
+        {
+            if !self.within_refusal_budget(*addr, format!("nhrp: {outcome}"), Instant::now()) {
+                return;
+            }
+        }
+        self.emit(event);
+    }
+
+    /// True when a refusal of `addr` for `reason` gets its own audit line:
+    /// not the same refusal within [`REFUSAL_QUIET`], and within
+    /// [`REFUSAL_BUDGET`] (else it is counted for the window's summary).
+    fn within_refusal_budget(&mut self, addr: IpAddr, reason: String, now: Instant) -> bool {
+        let key = (addr, reason);
         if let Some(t) = self.refusals.get(&key) {
             if now.duration_since(*t) < REFUSAL_QUIET {
-                tracing::debug!(peer = %neighbor, %reason, "refused again");
-                return;
+                tracing::debug!(peer = %addr, reason = ?crate::event::escape(&key.1), "refused again");
+                return false;
             }
         }
         if self.refusals.len() >= REFUSAL_MEMORY {
@@ -922,19 +997,16 @@ impl Roster {
                 self.refusals.clear();
             }
         }
+        let reason = crate::event::escape(&key.1).into_owned();
         self.refusals.insert(key, now);
         self.close_refusal_window(now);
         if self.refusal_window.1 >= REFUSAL_BUDGET {
             self.refusal_window.2 += 1;
-            tracing::debug!(peer = %neighbor, %reason, "refused (over the audit budget)");
-            return;
+            tracing::debug!(peer = %addr, ?reason, "refused (over the audit budget)");
+            return false;
         }
         self.refusal_window.1 += 1;
-        self.emit(Event::Refusing {
-            neighbor,
-            reason,
-            via,
-        });
+        true
     }
 
     /// Ends the refusal audit window once it has run its time, with one
@@ -953,17 +1025,40 @@ impl Roster {
         }
     }
 
+    /// The language of the BIRD behind the socket, from its greeting (the
+    /// version can change under us: an upgrade, bird vs bird6). When BIRD
+    /// cannot be reached, the 2.x language: apply then fails before writing
+    /// anything and retries.
+    async fn dialect(&self) -> render::Dialect {
+        let version = match crate::bird::client::Connection::connect(
+            &self.target.socket,
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(c) => c.version().clone(),
+            Err(_) => return render::Dialect::Bird2,
+        };
+        crate::bird::client::warn_unknown_version(&version);
+        if version.major != 1 {
+            return render::Dialect::Bird2;
+        }
+        render::Dialect::Bird1 {
+            local_as: self
+                .birdconf
+                .templates
+                .values()
+                .filter_map(|t| t.local_as.map(|n| (t.name.clone(), n)))
+                .collect(),
+        }
+    }
+
     /// Renders peers + pending and makes BIRD load it.
     async fn apply(&mut self) {
         if !self.dirty {
             return;
         }
         let started = Instant::now();
-        let mut next = self.peers.clone();
-        for p in &self.pending {
-            next.insert(p.name.clone(), p.clone());
-        }
-        let list: Vec<Peer> = next.values().cloned().collect();
         // A group's own key goes into its peers' blocks, so BIRD's sessions
         // use the key the keyed listener admitted them with.
         let passwords: BTreeMap<String, crate::secret::Secret<String>> = self
@@ -972,7 +1067,30 @@ impl Roster {
             .iter()
             .filter_map(|g| g.password.clone().map(|k| (g.name.clone(), k)))
             .collect();
-        let text = match render::render_with_passwords(&list, &passwords) {
+        // A bad peer never sinks a batch: set it aside, alone. What this
+        // BIRD's language cannot say (1.6) counts as bad too.
+        let dialect = self.dialect().await;
+        let now = Instant::now();
+        for p in std::mem::take(&mut self.pending) {
+            let Err(e) = render::check_peer_in(&p, passwords.get(&p.group), &dialect) else {
+                self.pending.push(p);
+                continue;
+            };
+            self.quiet.insert(p.addr, now);
+            let neighbor = Neighbor {
+                addr: p.addr,
+                iface: p.iface.clone(),
+            };
+            let reason = format!("cannot be written into BIRD's config: {e}");
+            let via = Via::from_name(&p.via).unwrap_or(Via::Operator);
+            self.refuse_because(neighbor, reason, via, now);
+        }
+        let mut next = self.peers.clone();
+        for p in &self.pending {
+            next.insert(p.name.clone(), p.clone());
+        }
+        let list: Vec<Peer> = next.values().cloned().collect();
+        let text = match render::render_for(&list, &passwords, &dialect) {
             Ok(t) => t,
             Err(e) => {
                 // Every field was validated on the way in; this is a bug.
@@ -1077,7 +1195,7 @@ impl Roster {
     /// Picks up an operator's edit of the owned include: a deleted block is
     /// a removal.
     fn reread_include(&mut self) {
-        let text = match crate::readsafe::read_own(&self.target.include) {
+        let text = match crate::fsx::read_to_string(&self.target.include) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, path = %self.target.include.display(), "cannot read own include");
@@ -1177,7 +1295,7 @@ impl Roster {
 /// Reads the state file. A missing or unreadable one starts every expiry
 /// clock at `now` (the floor); a good one leaves the floor at the epoch.
 fn load_state(path: &std::path::Path, now: SystemTime) -> (HashMap<String, Runtime>, SystemTime) {
-    let text = match crate::readsafe::read_own(path) {
+    let text = match crate::fsx::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use autopeer::admission::{decide, match_group, Admit, Limits, Refusal, RosterLookup};
+use autopeer::admission::{decide, match_group, Admit, Evidence, Limits, Refusal, RosterLookup};
 use autopeer::bird::conf::{scan_text, BirdConf};
 use autopeer::config::{Config, Group};
+use autopeer::sources::{Trust, Via};
 
 const CONFIG: &str = r#"
 [[group]]
@@ -62,6 +63,11 @@ fn setup() -> (Vec<Group>, BirdConf, Roster) {
         ("clients_10_88_0_2".into(), "clients".into()),
     );
     (c.groups, b, r)
+}
+
+/// BIRD's own log file: verified evidence.
+fn ev() -> Evidence {
+    Evidence::verified(Via::BirdLog, Trust::Bird)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -130,9 +136,18 @@ fn every_refusal_and_its_reason() {
     for (addr, iface, want) in cases {
         // Fresh limits each time: only the table's refusal is under test.
         let mut limits = Limits::new();
-        let got = decide(&groups, &bird, &roster, &mut limits, ip(addr), *iface, now);
+        let got = decide(
+            &groups,
+            &bird,
+            &roster,
+            &mut limits,
+            ip(addr),
+            *iface,
+            ev(),
+            now,
+        );
         match (want, &got) {
-            (Ok(g), Ok(Admit { group })) => assert_eq!(group, g, "{addr}"),
+            (Ok(g), Ok(Admit { group, .. })) => assert_eq!(group, g, "{addr}"),
             (Err(reason), Err(r)) => assert_eq!(r.to_string(), *reason, "{addr}"),
             _ => panic!("{addr}: want {want:?}, got {got:?}"),
         }
@@ -153,13 +168,14 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
             &mut limits,
             ip("10.88.0.66"),
             None,
+            ev(),
             t0,
         );
         assert!(matches!(r, Err(Refusal::Denied { .. })));
     }
     // rate = 2: a burst of two, then refused.
     for a in ["10.88.0.20", "10.88.0.21"] {
-        assert!(decide(&groups, &bird, &roster, &mut limits, ip(a), None, t0).is_ok());
+        assert!(decide(&groups, &bird, &roster, &mut limits, ip(a), None, ev(), t0).is_ok());
     }
     let r = decide(
         &groups,
@@ -168,6 +184,7 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
         &mut limits,
         ip("10.88.0.22"),
         None,
+        ev(),
         t0,
     );
     assert_eq!(
@@ -190,7 +207,8 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
         &mut limits,
         ip("10.88.0.22"),
         None,
-        t1
+        ev(),
+        t1,
     )
     .is_ok());
 
@@ -209,6 +227,7 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
         &mut limits,
         ip("10.88.0.23"),
         None,
+        ev(),
         t2,
     );
     assert_eq!(
@@ -230,7 +249,7 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
     // Other groups are unaffected; vip is unlimited.
     for i in 0..100 {
         let a = ip(&format!("10.88.1.{}", i + 1));
-        assert!(decide(&groups, &bird, &roster, &mut limits, a, None, t2).is_ok());
+        assert!(decide(&groups, &bird, &roster, &mut limits, a, None, ev(), t2).is_ok());
     }
 }
 

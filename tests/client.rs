@@ -553,6 +553,10 @@ fn greeting_forms() {
     let (r, _) = parse_all(b"0001 BIRD 2.16 ready.\n").unwrap();
     let v = parse_greeting(&r[0]).unwrap();
     assert_eq!((v.major, v.minor, v.patch), (2, 16, 0));
+    // A version word autopeer cannot read is kept, with 0.0.0: a warning
+    // later, never a refusal to talk to BIRD.
     let (r, _) = parse_all(b"0001 BIRD x.y ready.\n").unwrap();
-    assert!(parse_greeting(&r[0]).is_err());
+    let v = parse_greeting(&r[0]).unwrap();
+    assert_eq!((v.major, v.minor, v.text.as_str()), (0, 0, "x.y"));
+    assert!(!v.is_known());
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use autopeer::bird::render::NeighborAs;
-use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem};
+use autopeer::config::{Config, ConfigError, Keyring, NhrpPolicy, Problem, UnverifiedPolicy};
 
 fn fx(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,7 +87,7 @@ fn check_bird_reports_missing_template_and_include() {
     let text = format!(
         "[bird]\nconfig = \"nested/bird.conf\"\ninclude = \"nested/autopeer.conf\"\n{}{}",
         group(""),
-        "[[group]]\nname = \"other\"\ntemplate = \"T\"\nprefixes = [\"10.1.0.0/16\"]\n"
+        "[[group]]\nname = \"others\"\ntemplate = \"T\"\nprefixes = [\"10.1.0.0/16\"]\n"
     );
     let c = Config::load_str(&text, &fx("")).unwrap();
     let bird = autopeer::bird::conf::scan(&c.bird.config, &c.bird.include).unwrap();
@@ -96,7 +96,7 @@ fn check_bird_reports_missing_template_and_include() {
         .into_iter()
         .map(|p| p.key_path)
         .collect();
-    // `other` uses T, which has `neighbor as 65001`: no problem there.
+    // `others` uses T, which has `neighbor as 65001`: no problem there.
     // (A log file BIRD does not write is a warning of `autopeer check`,
     // not a config problem: a syslog file is a legal source.)
     assert_eq!(keys, ["group.clients.template", "bird.include"]);
@@ -292,7 +292,7 @@ fn group_rules() {
     let name = |n: &str| {
         format!("[[group]]\nname = \"{n}\"\ntemplate = \"T\"\nprefixes = [\"10.0.0.0/8\"]\n")
     };
-    assert!(Config::load_str(&name(&"a".repeat(32)), &fx("")).is_ok());
+    assert!(Config::load_str(&name(&"g".repeat(32)), &fx("")).is_ok());
     assert_eq!(
         problems(&name(&"a".repeat(33)))[0].key_path,
         "group[0].name"
@@ -381,4 +381,164 @@ fn r7_key_file_must_be_a_small_regular_file_and_dots_are_no_interface() {
         assert!(!autopeer::bird::render::is_iface(bad));
     }
     assert!(autopeer::config::is_interface_name("vti3"));
+}
+
+// ----- one rule for config validation and rendering (issue 10, finding 5)
+
+/// A peer of `group` (template `template`) as the daemon would admit it.
+fn peer_of(group: &str, template: &str) -> autopeer::bird::render::Peer {
+    let addr = "10.88.0.2".parse().unwrap();
+    autopeer::bird::render::Peer {
+        name: autopeer::bird::render::peer_name(group, addr, None),
+        group: group.to_string(),
+        template: template.to_string(),
+        addr,
+        iface: None,
+        neighbor: Some(NeighborAs::Internal),
+        admitted: "2026-11-23T06:55:02Z".to_string(),
+        via: "bird-log".to_string(),
+    }
+}
+
+fn named(name: &str, template: &str) -> String {
+    format!(
+        "[[group]]\nname = \"{name}\"\ntemplate = \"{template}\"\nprefixes = [\"10.88.0.0/24\"]\n"
+    )
+}
+
+// See: issue 10, finding 5: a group named after a BIRD keyword passed
+// `check`; the daemon then failed to render and dropped whole batches.
+#[test]
+fn names_bird_cannot_take_are_problems() {
+    let hex = "a".repeat(32);
+    for (name, why) in [
+        ("peer", "keyword"),
+        ("rr", "keyword"),
+        ("transit", "keyword"),
+        ("down", "keyword"),
+        ("bgp", "keyword"),
+        (hex.as_str(), "byte string"),
+    ] {
+        let p = problems(&named(name, "CLIENTS"));
+        assert_eq!(p.len(), 1, "{name}: {p:?}");
+        assert!(p[0].key_path.ends_with(".name"), "{}", p[0]);
+        assert!(p[0].message.contains(name), "{}", p[0]);
+        assert!(p[0].message.contains(why), "{}", p[0]);
+    }
+    let p = problems(&named("clients", "peer"));
+    assert_eq!(p[0].key_path, "group.clients.template");
+    assert!(p[0].message.contains("keyword"), "{}", p[0]);
+    // BIRD compares keywords case-sensitively: a template IBGP is fine.
+    assert!(Config::load_str(&named("clients", "IBGP"), &fx("")).is_ok());
+}
+
+mod one_rule {
+    use super::*;
+    use autopeer::bird::render::{render, render_with_passwords};
+    use autopeer::secret::Secret;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn config_takes_group(name: &str, template: &str) -> bool {
+        Config::load_str(&named(name, template), &fx("")).is_ok()
+    }
+
+    fn render_takes_group(name: &str, template: &str) -> bool {
+        render(&[peer_of(name, template)]).is_ok()
+    }
+
+    #[test]
+    fn every_keyword_is_refused_by_both() {
+        // Words of every kind BIRD reserves, from grammar and lexer.
+        for w in [
+            "peer",
+            "rr",
+            "transit",
+            "neighbor",
+            "ipv4",
+            "state",
+            "krt_metric",
+        ] {
+            assert!(!config_takes_group(w, "CLIENTS"), "{w}");
+            assert!(!render_takes_group(w, "CLIENTS"), "{w}");
+            assert!(!config_takes_group("clients", w), "{w}");
+            assert!(!render_takes_group("clients", w), "{w}");
+        }
+    }
+
+    proptest! {
+        /// `check` passes a group name or template exactly when the
+        /// daemon can render its peers.
+        #[test]
+        fn names(name in "[a-z][a-z0-9_]{0,33}|[a-z]{2,8}|[a-f0-9]{30,34}",
+                 template in "[A-Za-z_][A-Za-z0-9_]{0,8}|[a-z]{2,8}") {
+            let config = config_takes_group(&name, &template);
+            let rendered = render_takes_group(&name, &template);
+            // The config may be stricter (lowercase, 32 characters), never
+            // laxer; within its shape the two agree.
+            prop_assert!(rendered || !config, "{} / {}", name, template);
+            if autopeer::config::is_group_name(&name) {
+                prop_assert_eq!(config, rendered, "{} / {}", name, template);
+            }
+        }
+
+        /// `check`, render and the keyring agree on every key.
+        #[test]
+        fn keys(key in "\\PC{0,6}|[\\x00-\\x7f]{0,90}|.{0,4}") {
+            let config = autopeer::config::password_problem(&key).is_none();
+            let keyring = autopeer::keyring::bird_can_express(&key).is_none();
+            let keys = BTreeMap::from([("clients".to_string(), Secret::new(key.clone()))]);
+            let rendered = render_with_passwords(&[peer_of("clients", "CLIENTS")], &keys).is_ok();
+            prop_assert_eq!(config, rendered, "{:?}", key);
+            prop_assert_eq!(config, keyring, "{:?}", key);
+        }
+    }
+
+    // See: issue 10, finding 5: a key with a TAB passed `check`; render
+    // refused it and dropped the batch. BIRD takes it (tests/render.rs).
+    #[test]
+    fn a_key_with_a_tab_is_fine_everywhere() {
+        let p = problems(&format!(
+            "{}\n[[group]]\nname = \"x\"\ntemplate = \"X\"\nprefixes = [\"10.7.0.0/24\"]\npassword = \"\"\n",
+            group("password = \"tab\\there\"")
+        ));
+        // Only the empty key of the second group is a problem.
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key_path, "group.x.password");
+        let keys = BTreeMap::from([("clients".to_string(), Secret::new("tab\there".to_string()))]);
+        assert!(render_with_passwords(&[peer_of("clients", "CLIENTS")], &keys).is_ok());
+    }
+}
+
+// See: issue 10, finding 5: `autopeer check` printed ok for a group named
+// like a BIRD keyword.
+#[tokio::test]
+async fn check_names_a_keyword_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("autopeer.toml");
+    std::fs::write(&path, named("transit", "CLIENTS")).unwrap();
+    let findings = autopeer::check::check(&path).await;
+    let shown: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|f| f.starts_with("problem: group.transit.name: \"transit\" is a BIRD keyword")),
+        "{shown:#?}"
+    );
+}
+
+#[test]
+fn unverified_defaults_to_refuse_and_takes_admit() {
+    let c = Config::load(&fx("minimal.toml")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Refuse);
+    let text = format!("[sources]\nunverified = \"admit\"\n{}", group(""));
+    let c = Config::load_str(&text, &fx("")).unwrap();
+    assert_eq!(c.sources.unverified, UnverifiedPolicy::Admit);
+    let text = format!("[sources]\nunverified = \"yes\"\n{}", group(""));
+    let got: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        got.iter()
+            .any(|p| p == "sources.unverified: must be \"refuse\" or \"admit\", not \"yes\""),
+        "{got:?}"
+    );
 }

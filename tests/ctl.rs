@@ -163,6 +163,16 @@ impl Drop for Running {
     }
 }
 
+/// What the server needs, with a roster stand-in and no BIRD.
+fn context(roster: mpsc::Sender<Msg>, dir: &Path) -> Context {
+    Context {
+        roster,
+        stats: Arc::new(TailStats::default()),
+        config_path: None,
+        bird_socket: dir.join("no-bird.ctl"),
+    }
+}
+
 async fn start_server(snap: Snapshot, max_clients: Option<usize>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("autopeer.ctl");
@@ -172,15 +182,7 @@ async fn start_server(snap: Snapshot, max_clients: Option<usize>) -> Running {
         server = server.with_max_clients(n);
     }
     let token = CancellationToken::new();
-    tokio::spawn(server.run(
-        Context {
-            roster,
-            stats: Arc::new(TailStats::default()),
-            config_path: None,
-            bird_socket: dir.path().join("no-bird.ctl"),
-        },
-        token.clone(),
-    ));
+    tokio::spawn(server.run(context(roster, dir.path()), token.clone()));
     Running {
         dir,
         sock,
@@ -230,17 +232,13 @@ impl Client {
     }
 }
 
-/// The binary against a fake daemon that writes canned framed replies.
-#[test]
-fn status_prints_rows_without_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("fake.ctl");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let canned: Vec<&'static str> = vec![
-        "2002-Name               Group    Neighbor   State  Info\n1002-clients_10_88_0_2  clients  10.88.0.2  up     Established\n clients_10_88_0_3  clients  10.88.0.3  start  Active\n0000 \n",
-        "8007 Access denied\n",
-    ];
-    let server = std::thread::spawn(move || {
+/// A fake daemon: greets each client, reads its command and writes the
+/// next canned reply; returns the commands seen.
+fn fake_daemon(
+    listener: std::os::unix::net::UnixListener,
+    canned: Vec<&'static str>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
         let mut seen = Vec::new();
         for reply in canned {
             let (mut s, _) = listener.accept().unwrap();
@@ -253,12 +251,31 @@ fn status_prints_rows_without_codes() {
             s.write_all(reply.as_bytes()).unwrap();
         }
         seen
-    });
-    let bin = env!("CARGO_BIN_EXE_autopeer");
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "status"])
+    })
+}
+
+/// `autopeer -s SOCK ARGS...`, as root.
+fn cli(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-s", sock.to_str().unwrap()])
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The binary against a fake daemon that writes canned framed replies.
+#[test]
+fn status_prints_rows_without_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let canned: Vec<&'static str> = vec![
+        "2002-Name               Group    Neighbor   State  Info\n1002-clients_10_88_0_2  clients  10.88.0.2  up     Established\n clients_10_88_0_3  clients  10.88.0.3  start  Active\n0000 \n",
+        "8007 Access denied\n",
+    ];
+    let server = fake_daemon(listener, canned);
+    let bin = env!("CARGO_BIN_EXE_autopeer");
+    let out = cli(&sock, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -266,10 +283,7 @@ fn status_prints_rows_without_codes() {
          clients_10_88_0_2  clients  10.88.0.2  up     Established\n\
          clients_10_88_0_3  clients  10.88.0.3  start  Active\n"
     );
-    let out = Command::new(bin)
-        .args(["-s", sock.to_str().unwrap(), "add", "10.88.0.9"])
-        .output()
-        .unwrap();
+    let out = cli(&sock, &["add", "10.88.0.9"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Access denied"));
     let seen = server.join().unwrap();
@@ -983,4 +997,288 @@ async fn the_socket_is_created_carefully() {
     token.cancel();
     task.await.unwrap();
     assert!(!sock.exists());
+}
+
+/// `watch` clients cannot lock out commands: past [`MAX_WATCHERS`] a
+/// watcher is told `8012` and closed, and a watcher gives back its command
+/// slot, so with 100 watch requests `status` and `add` still get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_cannot_take_the_slots_commands_need() {
+    use autopeer::ctl::server::MAX_WATCHERS;
+    let r = start_server(snapshot(1), None).await;
+    let sock = r.sock.clone();
+    let bin = env!("CARGO_BIN_EXE_autopeer");
+    let (watching, refused, held, status, cli) = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        let (mut watching, mut refused) = (0, 0);
+        for _ in 0..100 {
+            let (mut c, greeting) = Client::connect(&sock);
+            if !greeting.starts_with("0001 ") {
+                // Old behaviour: watchers hold every slot.
+                held.push(c);
+                continue;
+            }
+            c.w.write_all(b"watch\n").unwrap();
+            let mut first = String::new();
+            c.r.read_line(&mut first).unwrap();
+            if first.starts_with("2030-") {
+                watching += 1;
+            } else if first.starts_with("8012 Too many watchers") {
+                refused += 1;
+                // ... and closed.
+                let mut rest = String::new();
+                assert_eq!(c.r.read_line(&mut rest).unwrap(), 0, "{rest:?}");
+            } else {
+                panic!("unexpected answer to watch: {first:?}");
+            }
+            held.push(c);
+        }
+        let (mut c, greeting) = Client::connect(&sock);
+        let status = if greeting.starts_with("0001 ") {
+            c.ask("show status")
+        } else {
+            greeting
+        };
+        let cli = Command::new(bin)
+            .args(["-s", sock.to_str().unwrap(), "status"])
+            .output()
+            .unwrap();
+        (watching, refused, held.len(), status, cli)
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, 100);
+    assert_eq!(watching, MAX_WATCHERS, "watchers served at once");
+    assert_eq!(refused, 100 - MAX_WATCHERS, "the rest told 8012");
+    assert!(
+        status.starts_with("1000-") && status.ends_with("0000 \n"),
+        "show status answered beside {watching} watchers: {status:?}"
+    );
+    assert_eq!(cli.status.code(), Some(0), "autopeer status: {cli:?}");
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("clients_10_88_0_2"));
+}
+
+/// Text a spoke (or any other sender) chose reaches `watch` escaped: no
+/// raw control character on the wire, `\x1b` where ESC was; and in JSON
+/// the value arrives exactly as sent, as JSON escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_hostile_text_escaped() {
+    let hostile = "gre1\x1b[2J\r\u{9b}31mFORGED\x7f";
+    let r = start_server(snapshot(0), None).await;
+    let events = r.events.clone();
+    let mut readers = Vec::new();
+    for json in [false, true] {
+        let sock = r.sock.clone();
+        readers.push(tokio::task::spawn_blocking(move || {
+            let s = StdStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            w.write_all(if json { b"watch json\n" } else { b"watch\n" })
+                .unwrap();
+            let mut bytes = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                r.read_until(b'\n', &mut l).unwrap();
+                assert!(!l.is_empty(), "closed early: {bytes:?}");
+                let done = l.starts_with(b"1031-");
+                bytes.extend_from_slice(&l);
+                if done {
+                    return (bytes, l);
+                }
+            }
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.receiver_count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = events.send(Event::Nhrp {
+        addr: "10.200.0.5".parse().unwrap(),
+        nbma: None,
+        interface: hostile.into(),
+        accepted: false,
+        admitted: false,
+        outcome: "no group matches".into(),
+    });
+    let json_reader = readers.pop().unwrap();
+    let (text_bytes, text_line) = readers.pop().unwrap().await.unwrap();
+    let (json_bytes, json_line) = json_reader.await.unwrap();
+    for bytes in [&text_bytes, &json_bytes] {
+        let s = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            !s.chars().any(|c| c != '\n' && c.is_control()),
+            "raw control character on the wire: {s:?}"
+        );
+    }
+    let text_line = String::from_utf8(text_line).unwrap();
+    assert!(
+        text_line.contains(r"on gre1\x1b[2J\r\x9b31mFORGED\x7f: no group matches"),
+        "{text_line:?}"
+    );
+    let json_line = String::from_utf8(json_line).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(json_line.trim_start_matches("1031-").trim_end()).unwrap();
+    assert_eq!(v["interface"], hostile, "{json_line:?}");
+    assert_eq!(v["admitted"], false);
+}
+
+/// Membership in the socket's group is what the kernel recorded when the
+/// client connected (SO_PEERGROUPS), not what `/proc/PID/status` says
+/// later. Attack, with real privileges: `nobody` without the group
+/// connects, hands the connection to a child and exits; a process of
+/// `nobody` *with* the group is then started under the freed pid
+/// (ns_last_pid). Reading `/proc/PID/status` would let the first client
+/// `add`; SO_PEERGROUPS refuses it. A real member (`setpriv --groups=`,
+/// with 41 groups) may `add`, and one without the group may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_is_the_kernels_record_not_proc() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require("root (to run clients as nobody)", is_root())
+        || !require("/usr/bin/python3", Path::new("/usr/bin/python3").exists())
+        || !require("/usr/bin/setpriv", Path::new("/usr/bin/setpriv").exists())
+    {
+        return;
+    }
+    // A group id nobody has: the socket's group for this test.
+    const GROUP: u32 = 47_113;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), None, Some(GROUP)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("autopeer.ctl");
+    let server = Server::bind(&sock).unwrap();
+    // Let nobody reach the socket; the access rule, not the mode, is tested.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let bin = dir.path().join("autopeer");
+    std::fs::copy(env!("CARGO_BIN_EXE_autopeer"), &bin).unwrap();
+    let nobody = |groups: &str| {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", groups]);
+        c
+    };
+
+    // The client connects while the server does not accept yet (the
+    // connection waits in the backlog), then its connecting process exits.
+    const CLIENT: &str = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.connect(sys.argv[1])\n\
+        if os.fork():\n    os._exit(0)\n\
+        f = s.makefile('rb')\n\
+        f.readline()\n\
+        s.sendall(b'add 10.88.0.9\\n')\n\
+        sys.stdout.write(f.readline().decode())\n";
+    let mut client = nobody("--clear-groups")
+        .args(["/usr/bin/python3", "-c", CLIENT, sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = client.id();
+    let answer = client.stdout.take().unwrap();
+    assert!(client.wait().unwrap().success());
+
+    // A member of the group takes over the connecting process's pid.
+    let mut impostor = None;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut c = nobody(&format!("--groups={GROUP}"))
+            .args(["sleep", "60"])
+            .spawn()
+            .unwrap();
+        if c.id() == pid {
+            impostor = Some(c);
+            break;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let Some(mut impostor) = impostor else {
+        panic!("could not start a process under the freed pid {pid}");
+    };
+    // Once setpriv has set its groups and run `sleep`, it looks like a member.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        if status
+            .lines()
+            .any(|l| l.starts_with("Groups:") && l.contains(&GROUP.to_string()))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the impostor never looked like a member: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let token = CancellationToken::new();
+    let (roster, _events) = fake_roster(snapshot(1));
+    tokio::spawn(server.run(context(roster, dir.path()), token.clone()));
+    let sock2 = sock.clone();
+    let (forged, member, outsider) = tokio::task::spawn_blocking(move || {
+        let mut forged = String::new();
+        BufReader::new(answer).read_to_string(&mut forged).unwrap();
+        let run = |groups: &str| {
+            nobody(groups)
+                .arg(&bin)
+                .args(["-s", sock2.to_str().unwrap(), "add", "10.88.0.9"])
+                .output()
+                .unwrap()
+        };
+        (
+            forged,
+            // 40 other groups first: more than the first buffer holds.
+            run(&format!(
+                "--groups={},{GROUP}",
+                (50_000..50_040)
+                    .map(|g: u32| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            run("--clear-groups"),
+        )
+    })
+    .await
+    .unwrap();
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    token.cancel();
+    assert!(
+        forged.starts_with("8007 Access denied"),
+        "a client without the group was let in by a later process's /proc: {forged:?}"
+    );
+    assert_eq!(member.status.code(), Some(0), "{member:?}");
+    assert!(String::from_utf8_lossy(&member.stdout).contains("Adding clients_10_88_0_9"));
+    assert_eq!(outsider.status.code(), Some(1), "{outsider:?}");
+    assert!(String::from_utf8_lossy(&outsider.stderr).contains("Access denied"));
+}
+
+/// The client binary does not pass a control character to the terminal
+/// either, even from a socket that is not autopeer's own.
+#[test]
+fn the_client_prints_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = fake_daemon(
+        listener,
+        vec![
+            "1000-peer \x1b]0;owned\x07 \u{9b}2J\x7f\r\n0000 \n",
+            "8010 Refused: \x1b[31mred\n",
+        ],
+    );
+    let out = cli(&sock, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "peer \\x1b]0;owned\\x07 \\x9b2J\\x7f\\r\n"
+    );
+    let out = cli(&sock, &["add", "10.88.0.9"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "autopeer: Refused: \\x1b[31mred\n"
+    );
+    server.join().unwrap();
 }

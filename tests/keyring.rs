@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use autopeer::config::Group;
 use autopeer::keyring::{
-    self, connect_signed, desired_keys, find_bird_pid, listening_sockets, DesiredKey, Family,
-    KeyPlan, Keyring, KeyringError,
+    self, connect_signed, desired_keys, listening_sockets, Bird, DesiredKey, Family, KeyPlan,
+    Keyring, KeyringError,
 };
 use autopeer::secret::Secret;
 use common::bird::{free_port, loopback_conf, require_bird, RealBird};
@@ -81,6 +81,22 @@ fn own_pid() -> i32 {
     std::process::id() as i32
 }
 
+/// This test process as the keyring's "BIRD": it holds a listening control
+/// socket of its own, so [`Bird::find`] finds it and it may be keyed.
+fn me() -> &'static Bird {
+    static ME: std::sync::OnceLock<(tempfile::TempDir, std::os::unix::net::UnixListener, Bird)> =
+        std::sync::OnceLock::new();
+    &ME.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = dir.path().join("me.ctl");
+        let l = std::os::unix::net::UnixListener::bind(&ctl).unwrap();
+        let bird = Bird::find(&ctl).expect("find this process by its control socket");
+        assert_eq!(bird.pid(), own_pid());
+        (dir, l, bird)
+    })
+    .2
+}
+
 /// `ss -tlnie` `md5keys:` field of the listener on `port`, e.g.
 /// `127.0.0.0/8,...`, or None when it shows none.
 fn ss_md5keys(port: u16) -> Option<String> {
@@ -123,7 +139,7 @@ fn prefix_key_admits_only_signers_in_prefix() {
             .collect(),
         ..KeyPlan::default()
     };
-    let report = ring.sync(own_pid(), &p).unwrap();
+    let report = ring.sync(me(), &p).unwrap();
     let mine = report
         .listeners
         .iter()
@@ -167,7 +183,7 @@ fn prefix_key_admits_only_signers_in_prefix() {
     );
 
     // A second sync changes nothing and re-applies every key.
-    let again = ring.sync(own_pid(), &p).unwrap();
+    let again = ring.sync(me(), &p).unwrap();
     let mine = again
         .listeners
         .iter()
@@ -177,9 +193,7 @@ fn prefix_key_admits_only_signers_in_prefix() {
     assert_eq!((mine.keys, mine.removed), (24, 0));
 
     // Shrinking the plan deletes the stale keys.
-    let report = ring
-        .sync(own_pid(), &plan(&[("127.0.0.0/30", KEY)]))
-        .unwrap();
+    let report = ring.sync(me(), &plan(&[("127.0.0.0/30", KEY)])).unwrap();
     let mine = report
         .listeners
         .iter()
@@ -215,7 +229,7 @@ fn new_listener_inode_is_rekeyed_and_families_are_kept_apart() {
     let to6 = v6.local_addr().unwrap();
     let p = plan(&[("127.0.0.0/24", KEY), ("::/64", KEY)]);
     let mut ring = Keyring::new();
-    let first = ring.sync(own_pid(), &p).unwrap();
+    let first = ring.sync(me(), &p).unwrap();
     let old = first
         .listeners
         .iter()
@@ -245,7 +259,7 @@ fn new_listener_inode_is_rekeyed_and_families_are_kept_apart() {
         knocks("127.0.0.2", to, None),
         "the new socket has no key yet"
     );
-    let second = ring.sync(own_pid(), &p).unwrap();
+    let second = ring.sync(me(), &p).unwrap();
     let new = second
         .listeners
         .iter()
@@ -259,7 +273,7 @@ fn new_listener_inode_is_rekeyed_and_families_are_kept_apart() {
 
     // No IPv6 listener at all: the report says what to add.
     drop(v6);
-    let third = ring.sync(own_pid(), &p).unwrap();
+    let third = ring.sync(me(), &p).unwrap();
     let has_v6 = third
         .listeners
         .iter()
@@ -357,7 +371,129 @@ fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) 
     }
 }
 
-fn wait_for_log(bird: &RealBird, needle: &str, within: Duration) -> bool {
+/// A bird2 started without `-f`, as sysvinit/OpenRC scripts and BIRD 1.6
+/// init scripts start it: the process we spawn forks the daemon and exits,
+/// so `SO_PEERCRED` on the control socket names that exited parent. The
+/// daemon's pid comes from the pid file (`-P`); it is killed by that pid on
+/// drop, after checking that /proc/PID/cmdline names our config.
+struct DaemonBird {
+    dir: std::path::PathBuf,
+    ctl: std::path::PathBuf,
+    conf: std::path::PathBuf,
+    pid: i32,
+    /// The parent that created the control socket and exited.
+    creator: i32,
+}
+
+impl DaemonBird {
+    fn start(dir: &std::path::Path, conf_text: &str) -> DaemonBird {
+        std::fs::create_dir_all(dir.join("peers")).unwrap();
+        let conf = dir.join("bird.conf");
+        let ctl = dir.join("bird.ctl");
+        let pidfile = dir.join("bird.pid");
+        std::fs::write(&conf, conf_text).unwrap();
+        let out = Command::new(common::bird::BIRD)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(&ctl)
+            .arg("-P")
+            .arg(&pidfile)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn bird");
+        let creator = out.id() as i32;
+        let status = { out }.wait().expect("wait for bird's parent");
+        assert!(status.success(), "bird (daemonizing) exited with {status}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            let p = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if let Some(p) = p {
+                if std::os::unix::net::UnixStream::connect(&ctl).is_ok() {
+                    break p;
+                }
+            }
+            assert!(Instant::now() < deadline, "daemonized bird did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_ne!(pid, creator, "bird did not fork");
+        DaemonBird {
+            dir: dir.to_owned(),
+            ctl,
+            conf,
+            pid,
+            creator,
+        }
+    }
+}
+
+impl Drop for DaemonBird {
+    fn drop(&mut self) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&cmdline).contains(&*self.conf.to_string_lossy());
+        if ours {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// How a test starts its BIRD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `bird -f`: the control socket's creator is BIRD itself.
+    Foreground,
+    /// `bird` without `-f`: the creator is a parent that exited.
+    Daemonized,
+}
+
+/// A real BIRD started either way, ended by pid on drop.
+struct Started {
+    bird: DaemonBird,
+    /// The foreground BIRD, our child (killed by its own drop).
+    _child: Option<RealBird>,
+}
+
+impl std::ops::Deref for Started {
+    type Target = DaemonBird;
+    fn deref(&self) -> &DaemonBird {
+        &self.bird
+    }
+}
+
+impl DaemonBird {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default()
+    }
+}
+
+fn start_bird(mode: Mode, dir: &std::path::Path, conf: &str) -> Started {
+    match mode {
+        Mode::Foreground => {
+            let child = RealBird::start(dir, conf);
+            let pid = child.pid() as i32;
+            Started {
+                bird: DaemonBird {
+                    dir: child.dir.clone(),
+                    ctl: child.ctl.clone(),
+                    conf: child.conf.clone(),
+                    pid,
+                    creator: pid,
+                },
+                _child: Some(child),
+            }
+        }
+        Mode::Daemonized => Started {
+            bird: DaemonBird::start(dir, conf),
+            _child: None,
+        },
+    }
+}
+
+fn wait_for_log(bird: &DaemonBird, needle: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if bird.log().contains(needle) {
@@ -370,7 +506,7 @@ fn wait_for_log(bird: &RealBird, needle: &str, within: Duration) -> bool {
     }
 }
 
-fn birdc(bird: &RealBird, cmd: &str) -> String {
+fn birdc(bird: &DaemonBird, cmd: &str) -> String {
     let out = Command::new("/usr/sbin/birdc")
         .arg("-s")
         .arg(&bird.ctl)
@@ -382,22 +518,40 @@ fn birdc(bird: &RealBird, cmd: &str) -> String {
 
 #[test]
 fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
+    signed_knock_and_restart(Mode::Foreground);
+}
+
+/// Issue 10 finding 3: a daemonized BIRD (started without `-f`) is found
+/// through its control socket, not through the exited parent that
+/// SO_PEERCRED names, and its listener is keyed like a foreground one's.
+#[test]
+fn daemonized_real_bird_is_found_and_keyed() {
+    signed_knock_and_restart(Mode::Daemonized);
+}
+
+fn signed_knock_and_restart(mode: Mode) {
     if !require_bird() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let bird = RealBird::start(tmp.path(), &loopback_conf(tmp.path(), port));
-    let pid = bird.pid() as i32;
-
-    assert_eq!(find_bird_pid(None, &bird.ctl).unwrap(), pid);
-    let pidfile = tmp.path().join("bird.pid");
-    assert_eq!(find_bird_pid(Some(&pidfile), &bird.ctl).unwrap(), pid);
-    let notbird = tmp.path().join("not-bird.pid");
-    std::fs::write(&notbird, format!("{}\n", std::process::id())).unwrap();
-    match find_bird_pid(Some(&notbird), &bird.ctl) {
-        Err(KeyringError::NotBird { pid: p, .. }) => assert_eq!(p, own_pid()),
-        other => panic!("expected NotBird, got {other:?}"),
+    let bird = start_bird(mode, tmp.path(), &loopback_conf(tmp.path(), port));
+    let bird: &DaemonBird = &bird;
+    let pid = bird.pid;
+    let found = Bird::find(&bird.ctl).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+    assert_eq!(found.pid(), pid, "{mode:?}");
+    found.verify().unwrap();
+    let creator = rustix::net::sockopt::socket_peercred(
+        std::os::unix::net::UnixStream::connect(&bird.ctl).unwrap(),
+    )
+    .unwrap()
+    .pid
+    .as_raw_nonzero()
+    .get();
+    assert_eq!(creator, bird.creator, "{mode:?}");
+    if mode == Mode::Daemonized {
+        assert_ne!(creator, pid, "SO_PEERCRED names the exited parent");
+        assert!(!std::path::Path::new(&format!("/proc/{creator}")).exists());
     }
 
     // The control socket comes up before the BGP protocols open the listener.
@@ -412,7 +566,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(listeners.len(), 1, "{listeners:?}");
     assert_eq!(listeners[0].local, to);
-    assert_eq!(keyring::probe(pid).unwrap(), listeners);
+    assert_eq!(keyring::probe(&found).unwrap(), listeners);
 
     // Group 127.0.0.0/24; peer_a (127.0.0.2) and peer_b (127.0.0.3) are
     // static neighbors without a password, so they are exempted.
@@ -425,7 +579,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
     assert!(!covered("127.0.0.70"), "deny is exempted");
 
     let mut ring = Keyring::new();
-    let report = ring.sync(pid, &plan).unwrap();
+    let report = ring.sync(&found, &plan).unwrap();
     assert!(report.complete(), "{report}");
     assert_eq!(report.listeners.len(), 1);
     assert_eq!(report.listeners[0].keys, plan.keys.len());
@@ -439,7 +593,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
     assert!(knocks("127.0.0.50", to, Some(KEY)));
     assert!(
         wait_for_log(
-            &bird,
+            bird,
             "Unexpected connect from unknown address 127.0.0.50",
             Duration::from_secs(3)
         ),
@@ -452,7 +606,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
 
     // restart all: every protocol goes down at once, BIRD re-creates its
     // listener (fact 8) with no keys on it.
-    let out = birdc(&bird, "restart all");
+    let out = birdc(bird, "restart all");
     assert!(out.contains("restarted"), "birdc: {out}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let new = loop {
@@ -469,7 +623,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let report = ring.sync(pid, &plan).unwrap();
+    let report = ring.sync(&found, &plan).unwrap();
     assert_eq!(report.listeners.len(), 1);
     assert_eq!(report.listeners[0].listener.inode, new.inode);
     assert!(report.listeners[0].new_socket, "{report}");
@@ -477,7 +631,7 @@ fn real_bird_signed_knock_is_seen_and_restart_is_rekeyed() {
     assert!(!knocks("127.0.0.52", to, None));
     assert!(knocks("127.0.0.53", to, Some(KEY)));
     assert!(wait_for_log(
-        &bird,
+        bird,
         "Unexpected connect from unknown address 127.0.0.53",
         Duration::from_secs(3)
     ));
@@ -552,9 +706,7 @@ fn dual_stack_listener_gets_ipv4_keys_mapped() {
     let port = dual.local_addr().unwrap().port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut ring = Keyring::new();
-    let report = ring
-        .sync(own_pid(), &plan(&[("127.0.0.0/24", KEY)]))
-        .unwrap();
+    let report = ring.sync(me(), &plan(&[("127.0.0.0/24", KEY)])).unwrap();
     let mine = report
         .listeners
         .iter()
@@ -624,7 +776,7 @@ fn real_bird_exact_keys_are_left_alone() {
         .any(|k| k.prefix.contains(&ip("127.0.0.3"))));
 
     let mut ring = Keyring::new();
-    let report = ring.sync(pid, &plan).unwrap();
+    let report = ring.sync(&Bird::find(&bird.ctl).unwrap(), &plan).unwrap();
     assert!(report.complete(), "{report}");
     let keys = keyring::read_back(&listener).unwrap().unwrap();
     assert!(keys.contains(&bird_key));
@@ -639,4 +791,255 @@ fn real_bird_exact_keys_are_left_alone() {
     ring.remove_all().unwrap();
     let keys = keyring::read_back(&listener).unwrap().unwrap();
     assert_eq!(keys, vec![bird_key]);
+}
+
+/// bird2 on loopback with BIRD's own keys on its listener: an exact key
+/// for the static neighbor 127.0.0.3 and a range key for the native
+/// dynamic range 127.0.7.0/24 (both with a password).
+fn conf_with_birds_own_keys(dir: &std::path::Path, port: u16) -> String {
+    let text = loopback_conf(dir, port).replace(
+        &format!("neighbor 127.0.0.3 port {port} as 65003;"),
+        &format!("neighbor 127.0.0.3 port {port} as 65003; password \"bird-own\";"),
+    );
+    assert!(text.contains("bird-own"));
+    text + &format!(
+        "protocol bgp dyn from peers {{\n  neighbor range 127.0.7.0/24 port {port} as 65007;\n  dynamic name \"dyn\";\n  password \"range-key\";\n}}\n"
+    )
+}
+
+/// The listener of `pid` once BIRD has put `want` keys on it.
+fn listener_with(bird: &DaemonBird, want: &[IpNet]) -> keyring::Listener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(l) = listening_sockets(bird.pid).unwrap().into_iter().next() {
+            let keys = keyring::read_back(&l).unwrap().unwrap_or_default();
+            if want.iter().all(|k| keys.contains(k)) {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BIRD never installed {want:?}: {}",
+            bird.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn keys_on(l: &keyring::Listener) -> Vec<IpNet> {
+    keyring::read_back(l).unwrap().unwrap()
+}
+
+/// Issue 10 finding 4: prefix keys left by a keyring that never cleaned
+/// up (autopeer killed with SIGKILL: its keys stay on BIRD's socket and no
+/// process remembers them; `mem::forget` leaves the kernel in exactly that
+/// state) are removed at the next run's first sync, and by the sweep that
+/// `keyring = "off"` runs; BIRD's own exact key and its range key for a
+/// native `neighbor range` stay. Also: once BIRD is gone, the pinned handle
+/// refuses to touch anything.
+#[test]
+fn stale_prefix_keys_of_a_killed_keyring_are_removed() {
+    if !require_bird() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bird = DaemonBird::start(tmp.path(), &conf_with_birds_own_keys(tmp.path(), port));
+    let birds_own = [net("127.0.0.3/32"), net("127.0.7.0/24")];
+    let listener = listener_with(&bird, &birds_own);
+    assert_eq!(keys_on(&listener), birds_own.to_vec());
+    let found = Bird::find(&bird.ctl).unwrap();
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
+    assert_eq!(keyring::bird_ranges(&conf), [net("127.0.7.0/24")].into());
+
+    // The killed run keyed 127.0.0.0/24 (minus the static neighbors).
+    let old = desired_keys(
+        &[group("clients", "peers", &["127.0.0.0/24"], Some(KEY))],
+        &conf,
+    )
+    .unwrap();
+    let mut killed = Keyring::new();
+    assert!(killed.sync(&found, &old).unwrap().complete());
+    std::mem::forget(killed);
+    let planted = keys_on(&listener);
+    assert!(planted.contains(&net("127.0.0.128/25")), "{planted:?}");
+
+    // The next run wants only 127.0.0.128/26: its first sync removes the
+    // rest, though it never installed them.
+    let new = desired_keys(
+        &[group("clients", "peers", &["127.0.0.128/26"], Some(KEY))],
+        &conf,
+    )
+    .unwrap();
+    let mut ring = Keyring::new();
+    let report = ring.sync(&found, &new).unwrap();
+    assert!(report.complete(), "{report}");
+    let mut want: Vec<IpNet> = birds_own.to_vec();
+    want.push(net("127.0.0.128/26"));
+    want.sort();
+    assert_eq!(keys_on(&listener), want);
+    assert_eq!(
+        report.listeners[0].removed,
+        planted.len() - birds_own.len(),
+        "{report}"
+    );
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        knocks("127.0.0.9", to, None),
+        "no stale key left at 127.0.0.9"
+    );
+    std::mem::forget(ring);
+
+    // keyring = "off" after a kill: the sweep leaves only BIRD's keys.
+    let mut off = Keyring::new();
+    let report = off.sweep(&found, &keyring::bird_ranges(&conf)).unwrap();
+    assert_eq!(report.listeners[0].removed, 1, "{report}");
+    assert_eq!(keys_on(&listener), birds_own.to_vec());
+    assert!(off.keyed_inodes().is_empty());
+    assert!(knocks("127.0.0.130", to, None));
+
+    // BIRD gone: the handle no longer verifies, nothing is duplicated.
+    drop(bird);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while found.verify().is_ok() {
+        assert!(Instant::now() < deadline, "BIRD did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match Keyring::new().sync(&found, &new) {
+        Err(KeyringError::Gone { pid }) => assert_eq!(pid, found.pid()),
+        other => panic!("expected Gone, got {other:?}"),
+    }
+}
+
+/// The system's python3 (the decoy runs it as uid 65534, so not a
+/// per-user install).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// python3 runs the decoy; with CI=true its absence is a failure.
+fn require_python() -> bool {
+    if Command::new(PYTHON)
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but python3 (for the decoy process) is missing");
+    }
+    eprintln!("skipping decoy test: python3 missing");
+    false
+}
+
+/// An unprivileged process (uid 65534) that calls itself `bird`, listens
+/// on TCP like BIRD, and binds a listening UNIX socket to a path with a
+/// newline in it, so that /proc/net/unix shows a forged row naming BIRD's
+/// control socket path with the decoy's own socket inode. Started before
+/// BIRD, so a scan meets it first. Never keyed: Bird::find checks what the
+/// kernel says about the socket, not what /proc/net/unix prints.
+#[test]
+fn a_decoy_named_bird_is_never_used() {
+    if !require_bird() || !require_python() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let decoy_port = free_port();
+    let ctl = tmp.path().join("bird.ctl");
+    let spot = tempfile::Builder::new()
+        .prefix("d")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        spot.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+import os, socket, sys, time
+open("/proc/self/comm", "w").write("bird")
+t = socket.socket(); t.bind(("127.0.0.1", {decoy_port})); t.listen(8)
+u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+ino = os.fstat(u.fileno()).st_ino
+path = "{spot}/x\n0000000000000000: 00000002 00000000 00010000 0001 01 %d {ctl}" % ino
+os.makedirs(os.path.dirname(path))
+u.bind(path)
+u.listen(8)
+print("ready", flush=True)
+time.sleep(60)
+"#,
+        spot = spot.path().display(),
+        ctl = ctl.display(),
+    );
+    let mut decoy = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            PYTHON,
+            "-c",
+            &script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the decoy");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(decoy.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let decoy = Kill(decoy);
+    assert_eq!(line.trim(), "ready");
+    let decoy_pid = decoy.0.id() as i32;
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{decoy_pid}/comm"))
+            .unwrap()
+            .trim(),
+        "bird"
+    );
+
+    let bird = DaemonBird::start(tmp.path(), &loopback_conf(tmp.path(), port));
+    assert!(decoy_pid < bird.pid, "the decoy comes first in a scan");
+    let candidates =
+        keyring::holder::find_holders(std::path::Path::new("/proc"), &ctl, Some(bird.creator));
+    assert!(
+        candidates.iter().any(|h| h.pid == decoy_pid),
+        "the forged row did not make the decoy a candidate: {candidates:?}"
+    );
+    let found = Bird::find(&ctl).unwrap();
+    assert_eq!(found.pid(), bird.pid);
+
+    let conf = autopeer::bird::conf::scan(&bird.conf, &tmp.path().join("autopeer.conf")).unwrap();
+    let plan = desired_keys(
+        &[group("clients", "peers", &["127.0.0.0/24"], Some(KEY))],
+        &conf,
+    )
+    .unwrap();
+    let _ = listener_with(&bird, &[]);
+    let report = Keyring::new().sync(&found, &plan).unwrap();
+    assert!(report.complete(), "{report}");
+    assert!(
+        report
+            .listeners
+            .iter()
+            .all(|l| l.listener.local.port() == port),
+        "{report}"
+    );
+    let theirs = listening_sockets(decoy_pid).unwrap();
+    let theirs = theirs
+        .iter()
+        .find(|l| l.local.port() == decoy_port)
+        .expect("the decoy's TCP listener");
+    assert_eq!(keyring::read_back(theirs).unwrap(), Some(Vec::new()));
+    drop(decoy);
 }

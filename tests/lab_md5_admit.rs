@@ -27,6 +27,18 @@ fn allowed() -> bool {
     lab_allowed(MD5_LAB_TOOLS, "namespace lab MD5 admission test")
 }
 
+/// `autopeer -c CONFIG check`: whether it succeeded, and its stdout.
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", config.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() {
     if !allowed() {
@@ -76,15 +88,8 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     assert!(lab.established(lab.get("STATIC_PROTO6"), 20), "{}", dump());
 
     // `check` sees both listeners and can key them.
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let check_out = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(
-        check.status.success(),
-        "autopeer check failed:\n{check_out}"
-    );
+    let (ok, check_out) = check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
     assert!(
         check_out.contains("info: bird.keyring: IPv4 listener 0.0.0.0:179"),
         "{check_out}"
@@ -257,16 +262,6 @@ fn the_groups_own_password_file_keys_the_listener() {
         format!("{v4_only}password_file = \"{}\"\n", key_file.display()),
     )
     .unwrap();
-    let check = |path: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-c", path.to_str().unwrap(), "check"])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
     let (ok, text) = check(&config);
     assert!(ok, "{text}");
     assert!(!text.contains("group.clients.password"), "{text}");
@@ -304,4 +299,124 @@ fn the_groups_own_password_file_keys_the_listener() {
     assert!(lab.established(lab.get("STATIC_PROTO"), 5), "{}", dump());
     daemon.stop();
     assert!(!read(&daemon_log).contains(PASSWORD));
+}
+
+/// Issue 10, findings 3 and 4, end to end with the rr's BIRD daemonized
+/// (`bird/lab up --daemonize`: started without `-f`, so SO_PEERCRED on its
+/// control socket names the parent that exited): the daemon keys its
+/// listener and a signing client is admitted. Then autopeer is killed with
+/// SIGKILL, leaving its prefix keys behind; a static neighbor is added
+/// inside the keyed prefix; the next run removes the stale key that would
+/// lock it out. Killed again, a run with `keyring = "off"` removes every
+/// prefix key left, keeping BIRD's exact key for the admitted peer.
+/// A lighter scenario than the full test above (one client, IPv4); also
+/// run with BIRD in the foreground.
+#[test]
+fn daemonized_bird_is_keyed_and_stale_keys_of_a_killed_run_are_removed() {
+    keyed_and_stale_keys_removed(true);
+}
+
+/// The same with BIRD in the foreground (`bird -f`).
+#[test]
+fn foreground_bird_stale_keys_of_a_killed_run_are_removed() {
+    keyed_and_stale_keys_removed(false);
+}
+
+fn keyed_and_stale_keys_removed(daemonize: bool) {
+    if !allowed() {
+        return;
+    }
+    let mut args = vec!["--clients", "1", "--wrong-key", "--password", PASSWORD];
+    if daemonize {
+        args.push("--daemonize");
+    }
+    let lab = Lab::up(&args);
+    assert_eq!(
+        lab.get("RR_DAEMONIZED"),
+        if daemonize { "yes" } else { "no" }
+    );
+    // Daemonized, BIRD is not the process that created the control socket.
+    let pid: i32 = read(&lab.path("RR_PIDFILE")).trim().parse().unwrap();
+    let creator = rustix::net::sockopt::socket_peercred(
+        std::os::unix::net::UnixStream::connect(lab.get("RR_CTL")).unwrap(),
+    )
+    .unwrap()
+    .pid
+    .as_raw_nonzero()
+    .get();
+    assert_eq!(creator != pid, daemonize, "creator {creator}, BIRD {pid}");
+
+    let config = write_config(&lab, "auto", false);
+    let d = lab.dir.path().to_path_buf();
+    let audit = d.join("audit.log");
+    let daemon_log = d.join("autopeer.out");
+    let dump = || lab.dump(&[("audit", &audit), ("daemon", &daemon_log)]);
+    assert!(lab.established(lab.get("STATIC_PROTO"), 20), "{}", dump());
+
+    let (ok, check_out) = check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
+    assert!(
+        check_out.contains(&format!(
+            "info: bird.keyring: IPv4 listener 0.0.0.0:179 (BIRD pid {pid},"
+        )),
+        "{check_out}"
+    );
+
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    wait_for_dump("prefix keys on the listener", 10, &dump, || {
+        lab.listener_keys().join(" ").contains("10.88.0.0/30")
+    });
+    assert!(lab.established("clients_10_88_0_2", 30), "{}", dump());
+    assert!(!read(&lab.path("RR_INCLUDE")).contains("10.88.0.127"));
+
+    // SIGKILL: no chance to take the keys back.
+    drop(daemon);
+    assert!(lab.listener_keys().join(" ").contains("10.88.0.0/30"));
+    // A static neighbor inside the keyed prefix, without a password.
+    std::fs::write(
+        lab.path("RR_EXTRA"),
+        "protocol bgp static_c3 {\n  local 10.88.0.1 as 65000;\n  neighbor 10.88.0.3 as 65000;\n  ipv4 { import all; export all; };\n}\n",
+    )
+    .unwrap();
+    assert!(lab.birdc(&["configure"]).contains("Reconfigured"));
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    // The new plan cuts 10.88.0.3 out: 10.88.0.0/31 and 10.88.0.2/32 instead
+    // of the killed run's 10.88.0.0/30, which must go.
+    wait_for_dump("the stale 10.88.0.0/30 to be removed", 10, &dump, || {
+        let keys = lab.listener_keys().join(" ");
+        keys.contains("10.88.0.0/31") && !keys.contains("10.88.0.0/30")
+    });
+    assert!(
+        read(&daemon_log).contains("1 prefix key(s) that no group wants removed"),
+        "{}",
+        dump()
+    );
+    assert!(lab.established("clients_10_88_0_2", 20), "{}", dump());
+
+    // Killed again; then a run with keyring = "off" sweeps the rest.
+    drop(daemon);
+    assert!(lab.listener_keys().join(" ").contains("10.88.0.64/26"));
+    std::fs::write(
+        &config,
+        read(&config).replace("keyring = \"auto\"", "keyring = \"off\""),
+    )
+    .unwrap();
+    let daemon = Daemon::start_quiet(&config, &daemon_log);
+    wait_for_dump("no prefix key left with keyring = off", 10, &dump, || {
+        let keys = lab.listener_keys().join(",");
+        // BIRD's own exact key for the admitted peer stays.
+        keys.split(',')
+            .filter(|k| !k.is_empty())
+            .all(|k| k.contains("/32"))
+            && keys.contains("10.88.0.2/32")
+    });
+    // Logged (not audited: removals never are).
+    assert!(
+        read(&daemon_log).contains("stale prefix key(s) removed"),
+        "{}",
+        dump()
+    );
+    daemon.stop();
+    assert!(!read(&daemon_log).contains(PASSWORD));
+    assert!(!read(&audit).contains(PASSWORD));
 }

@@ -115,6 +115,35 @@ fn bird_2_0_file() {
     );
 }
 
+/// Captured from the real BIRD 3.1.8 (Debian 13's bird3): every line
+/// carries the thread id, `TIME [tid] <CLASS> msg`. The second knock,
+/// 127.0.0.9, is the address of a configured but disabled protocol: 3.x
+/// logs it as unknown, where 2.x closes such a connection silently.
+#[test]
+fn bird_3_1_file() {
+    check(
+        "bird-3.1.log",
+        &[
+            Irr,
+            Irr,
+            bird("127.0.0.7", 53569),
+            bird("127.0.0.9", 39679),
+            bird("::1", 60303),
+        ],
+    );
+}
+
+/// Captured from the real BIRD 2.17.6 (Debian 13's bird2), same set-up as
+/// bird-3.1.log: no thread id, and no line for the disabled protocol's
+/// address 127.0.0.9.
+#[test]
+fn bird_2_17_file() {
+    check(
+        "bird-2.17.log",
+        &[Irr, Irr, bird("::1", 55581), bird("127.0.0.7", 56111)],
+    );
+}
+
 #[test]
 fn bird_1_6_file() {
     check(

@@ -618,6 +618,137 @@ include "{d}/peers/*.conf";
     let _ = roster_task.await;
 }
 
+/// NHRP registrations that make no BGP peer go through the roster's
+/// refusal budget like any other refusal (60 distinct addresses a minute
+/// audited, a repeat of the same refusal not at all), and what a spoke
+/// chose (`interface=`) cannot start a line of its own or put a terminal
+/// escape into the audit log. The real Roster writing the real audit log,
+/// fed as the daemon feeds it; no BIRD is needed for refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nhrp_refusals_take_the_refusal_budget_and_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("peers")).unwrap();
+    std::fs::write(
+        dir.path().join("bird.conf"),
+        "router id 10.0.0.1;\ntemplate bgp spokes { local as 65001; }\n",
+    )
+    .unwrap();
+    let cfg = config(dir.path(), "enforce", "100ms");
+    let audit_path = cfg.agent.audit_log.clone();
+    let audit = autopeer::audit::AuditLog::open(&audit_path).unwrap();
+    let roster = autopeer::roster::Roster::new(Arc::new(cfg.clone()), Some(audit)).unwrap();
+    let (msg_tx, msg_rx) = mpsc::channel(4096);
+    let (_sight_tx, sight_rx) = mpsc::channel(1);
+    let token = CancellationToken::new();
+    let roster_task = tokio::spawn(roster.run(sight_rx, msg_rx, token.clone()));
+
+    // The server as the daemon wires it: events go to the roster.
+    let path = cfg.sources.nhrp_socket.clone().unwrap();
+    let (_cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
+    let emit = msg_tx.clone();
+    let ctx = nhrp::NhrpContext {
+        config: cfg_rx,
+        roster: msg_tx.clone(),
+        events: Arc::new(move |e| {
+            emit.try_send(Msg::Emit(e)).expect("roster keeps up");
+        }),
+        stats: Arc::new(NhrpStats::default()),
+    };
+    let listener = nhrp::bind(&path).unwrap();
+    let server = tokio::spawn(nhrp::serve(listener, path.clone(), ctx, token.clone()));
+    let s = UnixStream::connect(&path).await.unwrap();
+    let (rd, mut wr) = s.into_split();
+    let mut rd = BufReader::new(rd);
+
+    // 1. A hostile interface name, NBMA outside nbma_prefixes: rejected.
+    let hostile = "gre1\x1b[2J\r2026-11-23T06:55:02Z adding neighbor 10.200.9.9 \u{9b}31m\x7f";
+    let first = request(1, "10.200.0.5", "198.51.100.5")
+        .replace("interface=gre1", &format!("interface={hostile}"));
+    wr.write_all(first.as_bytes()).await.unwrap();
+    assert_eq!(
+        replies(&mut rd, 1).await.get(&1).map(String::as_str),
+        Some("reject")
+    );
+
+    // 2. 200 distinct spokes, each registering twice, all rejected.
+    let mut burst = String::new();
+    for round in 0..2u32 {
+        for i in 0..200u32 {
+            burst += &request(
+                10 + round * 1000 + i,
+                &format!("10.200.{}.{}", 1 + i / 250, i % 250 + 1),
+                "198.51.100.5",
+            );
+        }
+    }
+    wr.write_all(burst.as_bytes()).await.unwrap();
+    let got = replies(&mut rd, 400).await;
+    assert!(got.values().all(|r| r == "reject"));
+
+    // 3. An admitted spoke, audited after all of the above (FIFO).
+    wr.write_all(request(5000, "10.200.0.7", "192.0.2.7").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        replies(&mut rd, 1).await.get(&5000).map(String::as_str),
+        Some("accept")
+    );
+    let sentinel = "nhrp: accepted registration of 10.200.0.7";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        if text.contains(sentinel) {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sentinel line: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    token.cancel();
+    let _ = server.await;
+    let _ = roster_task.await;
+
+    // No raw control character; one line per decision, each with a time.
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "raw control character in the audit log: {text:?}"
+    );
+    for line in text.lines() {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(10) == Some(&b'T'),
+            "{line:?}"
+        );
+    }
+    assert!(
+        text.contains(r"on gre1\x1b[2J\r2026-11-23T06:55:02Z adding neighbor 10.200.9.9 \x9b31m\x7f: nbma 198.51.100.5 outside"),
+        "{text}"
+    );
+    assert!(!text
+        .lines()
+        .any(|l| l.contains(" adding neighbor 10.200.9.9") && !l.contains("nhrp:")));
+    // The budget: 60 NHRP refusals audited in the window (the hostile one
+    // and 59 of the burst); repeats of the same refusal not at all.
+    let rejected: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("nhrp: rejected registration of "))
+        .collect();
+    assert_eq!(rejected.len(), 60, "{text}");
+    let mut addrs: Vec<&str> = rejected
+        .iter()
+        .filter_map(|l| l.split("registration of ").nth(1)?.split(' ').next())
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(
+        addrs.len(),
+        60,
+        "one line per spoke, not per registration: {text}"
+    );
+    assert_eq!(text.matches(sentinel).count(), 1, "{text}");
+}
+
 #[test]
 fn example_hub_config_loads() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("bird/nhrp-hub/autopeer.toml");

@@ -555,3 +555,51 @@ proptest::proptest! {
         let _ = parse_protocols(&r);
     }
 }
+
+/// Captured from the real BIRD 3.1.8 (Debian 13's bird3) and 2.17.6
+/// (Debian 13's bird2): one Established eBGP session, one disabled, one
+/// IPv6 Active with a socket error, plus Device and Static. 3.x widened the
+/// detail labels (`Description:`/`Created:` at two spaces, BGP details at
+/// four) and added `Created:`, `Import state:` and `Send hold timer:`; the
+/// parser must find each value by its label, whatever the column.
+fn real_recent(all: &str, plain: &str) {
+    let ps = parse(plain);
+    let names: Vec<&str> = ps.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["device1", "s1", "peer_a", "peer_dis", "peer_v6"]);
+    assert_eq!(find(&ps, "s1").table.as_deref(), Some("master4"));
+    assert_eq!(find(&ps, "peer_a").info, "Established");
+    assert_eq!(find(&ps, "peer_dis").state, ProtoState::Down);
+    assert_eq!(
+        find(&ps, "peer_v6").info_message(),
+        Some("Socket: Connection refused")
+    );
+
+    let ps = parse(all);
+    assert_eq!(ps.len(), 5);
+    assert_eq!(find(&ps, "s1").bgp, None, "Static gets no BGP details");
+    let a = find(&ps, "peer_a").bgp.as_ref().unwrap();
+    assert_eq!(a.state, BgpState::Established);
+    assert_eq!(a.neighbor_addr, Some("127.0.0.10".parse().unwrap()));
+    assert_eq!(a.neighbor_as, Some(65001));
+    assert_eq!(a.local_as, Some(65000));
+    assert_eq!(a.neighbor_id, Some(Ipv4Addr::new(10, 0, 0, 10)));
+    assert_eq!(a.description.as_deref(), Some("peer a"));
+    assert_eq!(a.last_error, None);
+    let d = find(&ps, "peer_dis").bgp.as_ref().unwrap();
+    assert_eq!(d.state, BgpState::Down);
+    assert_eq!(d.neighbor_addr, Some("127.0.0.9".parse().unwrap()));
+    let v6 = find(&ps, "peer_v6").bgp.as_ref().unwrap();
+    assert_eq!(v6.state, BgpState::Active);
+    assert_eq!(v6.neighbor_addr, Some("::2".parse().unwrap()));
+    assert_eq!(v6.last_error.as_deref(), Some("Socket: Connection refused"));
+}
+
+#[test]
+fn bird_3_1_8_captured() {
+    real_recent("v318-2-all.txt", "v318-1-plain.txt");
+}
+
+#[test]
+fn bird_2_17_6_captured() {
+    real_recent("v2176-2-all.txt", "v2176-1-plain.txt");
+}

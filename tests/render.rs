@@ -43,10 +43,75 @@ fn names_follow_design() {
         peer_name("clients", ip("fe80::1"), Some("vti3")),
         "clients_fe80__1_vti3"
     );
+    // An interface that could be read as part of the address, or that
+    // holds `_ . : -`, is marked and escaped (see `link_local_names_are_injective`).
     assert_eq!(
         peer_name("clients", ip("fe80::1"), Some("eth-0.5")),
-        "clients_fe80__1_eth_0_5"
+        "clients_fe80__1_if_eth_h0_d5"
     );
+    assert_eq!(
+        peer_name("clients", ip("fe80::1"), Some("eth0")),
+        "clients_fe80__1_if_eth0"
+    );
+}
+
+// See: issue 10, finding 7: `fe80::1%2_x3` and `fe80::1:2%x3` got one name,
+// and the second peer silently replaced the first.
+#[test]
+fn link_local_names_are_injective() {
+    assert_ne!(
+        peer_name("g", ip("fe80::1"), Some("2_x3")),
+        peer_name("g", ip("fe80::1:2"), Some("x3"))
+    );
+    // `::ffff:1.2.3.4` once read like `::ffff:1:2:3:4`.
+    assert_ne!(
+        peer_name("g", ip("::ffff:1.2.3.4"), None),
+        peer_name("g", ip("::ffff:1:2:3:4"), None)
+    );
+    // Every pair of a small universe built to collide: addresses whose
+    // text ends in hex digits and `_`, interfaces over hex digits, `_`,
+    // punctuation and a non-hex letter.
+    let addrs = [
+        "fe80::",
+        "fe80::1",
+        "fe80::1:2",
+        "fe80::1:e",
+        "fe80::e",
+        "fe80::2",
+        "fe80::1:0",
+        "fe80::1:2:e",
+        "::ffff:1.2.3.4",
+        "::ffff:1:2:3:4",
+        "1.2.3.4",
+        "1:2:3:4::",
+    ];
+    let alphabet = ['e', '1', '2', '_', '.', '-', ':', 'x'];
+    let mut ifaces: Vec<Option<String>> = vec![None];
+    let mut frontier = vec![String::new()];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for s in &frontier {
+            for c in alphabet {
+                let t = format!("{s}{c}");
+                if is_iface(&t) {
+                    ifaces.push(Some(t.clone()));
+                }
+                next.push(t);
+            }
+        }
+        frontier = next;
+    }
+    let mut seen = std::collections::HashMap::new();
+    for a in addrs {
+        for i in &ifaces {
+            let name = peer_name("g", ip(a), i.as_deref());
+            assert!(is_symbol(&name), "{name}");
+            if let Some(prev) = seen.insert(name.clone(), (a, i.clone())) {
+                panic!("{name}: {prev:?} and {:?}", (a, i));
+            }
+        }
+    }
+    assert!(seen.len() > 5000, "{}", seen.len());
 }
 
 #[test]
@@ -363,6 +428,21 @@ proptest! {
         let name = peer_name(&group, addr, iface.as_deref());
         prop_assert!(name.len() <= 64, "{}", name);
         prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{}", name);
+        // Never a keyword, never a byte string: BIRD takes it as a name.
+        prop_assert!(is_symbol(&name), "{}", name);
+    }
+
+    /// For one group, distinct neighbors get distinct names.
+    #[test]
+    fn peer_names_are_injective(a in arb_addr(), b in arb_addr(),
+                                ia in proptest::option::of("[0-9a-fx_.:-]{1,6}"),
+                                ib in proptest::option::of("[0-9a-fx_.:-]{1,6}")) {
+        prop_assume!((a, &ia) != (b, &ib));
+        prop_assume!(ia.as_deref().map_or(true, is_iface) && ib.as_deref().map_or(true, is_iface));
+        prop_assert_ne!(
+            peer_name("g", a, ia.as_deref()),
+            peer_name("g", b, ib.as_deref())
+        );
     }
 
     #[test]
@@ -399,27 +479,7 @@ include "autopeer.conf";
 "#;
 
 fn bird_accepts(peers: &[Peer]) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let conf = dir.path().join("bird.conf");
-    std::fs::write(&conf, BIRD_CONF).map_err(|e| e.to_string())?;
-    let text = render(peers).map_err(|e| e.to_string())?;
-    std::fs::write(dir.path().join("autopeer.conf"), &text).map_err(|e| e.to_string())?;
-    // `bird -p` parses and exits; it starts no daemon, so nothing to reap.
-    let out = Command::new(BIRD)
-        .arg("-p")
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "bird -p exit {:?}\nstderr: {}\nfile:\n{text}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    bird_parses("", &render(peers).map_err(|e| e.to_string())?)
 }
 
 fn with_template(mut p: Peer, t: &str) -> Peer {
@@ -638,4 +698,202 @@ fn a_groups_own_key_is_rendered_parsed_back_and_accepted_by_bird() {
         "{}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `bird -p` on bird.conf (with `BIRD_CONF`'s templates and `extra`)
+/// including `text` as autopeer.conf.
+fn bird_parses(extra: &str, text: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let conf = dir.path().join("bird.conf");
+    std::fs::write(&conf, format!("{extra}\n{BIRD_CONF}")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("autopeer.conf"), text).map_err(|e| e.to_string())?;
+    // `bird -p` parses and exits; it starts no daemon, so nothing to reap.
+    let out = Command::new(BIRD)
+        .arg("-p")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "bird -p exit {:?}\nstderr: {}\nfile:\n{text}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+// See: issue 10, finding 5: a link-local peer of an iBGP group whose
+// template lacks `direct` was rendered without it, and BIRD refused every
+// admission ("Multihop BGP cannot be used with link-local addresses").
+#[test]
+fn link_local_ibgp_peer_without_direct_in_template_is_accepted_by_bird() {
+    if !have_bird() {
+        return;
+    }
+    let templates = "\
+template bgp IBGP6 { local as 65000; neighbor internal; ipv6 { import all; export none; }; }
+template bgp IBGP6_HOPS { local as 65000; multihop 2; ipv6 { import all; export none; }; }";
+    let peers = vec![
+        with_template(peer("ll", "fe80::1", Some("vti3"), None), "IBGP6"),
+        with_template(
+            peer("ll", "fe80::2", Some("eth-0"), Some(NeighborAs::Internal)),
+            "IBGP6",
+        ),
+        with_template(
+            peer("ll", "fe80::3", Some("ipv4"), Some(NeighborAs::Internal)),
+            "IBGP6_HOPS",
+        ),
+        // Not link-local: no `direct`, the template's multihop stays.
+        with_template(
+            peer("ll", "2001:db8::4", None, Some(NeighborAs::Internal)),
+            "IBGP6_HOPS",
+        ),
+    ];
+    let text = render(&peers).unwrap();
+    assert_eq!(text.matches("  direct;\n").count(), 3, "{text}");
+    bird_parses(templates, &text).unwrap();
+    let mut sorted = peers.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(parse(&text).unwrap(), sorted);
+    // Without the line BIRD refuses it: the check above is not vacuous.
+    let e = bird_parses(templates, &text.replace("  direct;\n", "")).unwrap_err();
+    assert!(
+        e.contains("Multihop BGP cannot be used with link-local"),
+        "{e}"
+    );
+    // A hand-added `direct;` for a neighbor that is not link-local is an
+    // edit render would not make.
+    let v6 = render(&peers[3..]).unwrap();
+    let edited = v6.replace("internal;\n", "internal;\n  direct;\n");
+    assert!(parse(&edited).is_err(), "{edited}");
+    // Files written before the line existed still read back.
+    assert_eq!(parse(&text.replace("  direct;\n", "")).unwrap(), sorted);
+}
+
+// See: issue 10, finding 5: a key with a TAB passed `check` but render
+// refused it and dropped the batch. BIRD takes any byte but `"`, a line
+// feed (and NUL, where its C string ends) in a string.
+#[test]
+fn keys_config_accepts_are_rendered_and_bird_takes_them() {
+    use autopeer::bird::render::render_with_passwords;
+    use autopeer::secret::Secret;
+    use std::collections::BTreeMap;
+    if !have_bird() {
+        return;
+    }
+    let peers = vec![peer(
+        "clients",
+        "10.88.0.2",
+        None,
+        Some(NeighborAs::Internal),
+    )];
+    for key in [
+        "tab\there",
+        "\u{1}\u{b}\u{c}\u{1b}[0m\u{7f}",
+        r"back\slash # /* } ;",
+        "non-ascii é ключ",
+        &"k".repeat(80),
+    ] {
+        assert_eq!(autopeer::config::password_problem(key), None, "{key:?}");
+        let keys = BTreeMap::from([("clients".to_string(), Secret::new(key.to_string()))]);
+        let text = render_with_passwords(&peers, &keys).unwrap();
+        bird_parses("", &text).unwrap();
+        assert_eq!(parse(&text).unwrap(), peers);
+    }
+}
+
+// See: issue 10, finding 5: BIRD compares keywords case-sensitively, so a
+// template `IBGP` is fine; render used to refuse it while `check` passed.
+#[test]
+fn uppercase_keyword_spellings_are_names() {
+    if !have_bird() {
+        return;
+    }
+    let p = with_template(
+        peer("clients", "10.88.0.2", None, Some(NeighborAs::Internal)),
+        "IBGP",
+    );
+    let text = render(&[p]).unwrap();
+    bird_parses(
+        "template bgp IBGP { local as 65000; ipv4 { import all; export none; }; }",
+        &text,
+    )
+    .unwrap();
+}
+
+/// Every word the installed BIRD lexes as a keyword is one of ours: no
+/// name autopeer accepts can be a keyword there. Candidates are the token
+/// names in the binary's parser tables (`RR`, `PEER`, ...), lower-cased;
+/// BIRD says `unexpected CF_SYM_UNDEFINED` for a plain name in an
+/// expression and names the token (or parses it) for a keyword.
+#[test]
+fn every_keyword_of_the_installed_bird_is_refused_as_a_name() {
+    if !have_bird() {
+        return;
+    }
+    let binary = std::fs::read(BIRD).unwrap();
+    let mut words = std::collections::BTreeSet::new();
+    for run in binary.split(|b| !(b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')) {
+        if run.len() >= 2 && run.len() <= 40 && run[0].is_ascii_uppercase() {
+            words.insert(String::from_utf8_lossy(run).to_ascii_lowercase());
+        }
+    }
+    assert!(
+        words.contains("rr") && words.contains("peer"),
+        "{}",
+        words.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bird.conf");
+    let mut keywords = Vec::new();
+    for w in &words {
+        std::fs::write(
+            &conf,
+            format!("router id 10.0.0.1;\nfunction f() {{ return {w}; }}\n"),
+        )
+        .unwrap();
+        let out = Command::new(BIRD)
+            .arg("-p")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("CF_SYM_UNDEFINED") {
+            keywords.push(w.clone());
+        }
+    }
+    assert!(keywords.len() > 300, "{keywords:?}");
+    let missed: Vec<&String> = keywords.iter().filter(|w| is_symbol(w)).collect();
+    assert!(
+        missed.is_empty(),
+        "keywords of {BIRD} accepted as names: {missed:?}"
+    );
+    // And a keyword as a protocol name really fails there.
+    let p = peer("clients", "10.88.0.2", None, Some(NeighborAs::Internal));
+    let mut text = render(&[p]).unwrap();
+    text = text.replace("clients_10_88_0_2", "rr");
+    let e = bird_parses("", &text).unwrap_err();
+    assert!(e.contains("unexpected RR"), "{e}");
+}
+
+// See: issue 10, finding 7: a hand-mangled password line was quoted in
+// the parse error, key and all.
+#[test]
+fn parse_errors_never_quote_a_password_line() {
+    let p = peer("clients", "10.88.0.2", None, Some(NeighborAs::Internal));
+    let text = render(&[p]).unwrap();
+    for line in [
+        "  password  \"s3cr3t-key\";",
+        "  PASSWORD \"s3cr3t-key\";",
+        "  password \"s3cr3t-key\" ;",
+    ] {
+        let edited = text.replace("  description", &format!("{line}\n  description"));
+        let e = parse(&edited).unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+    }
 }

@@ -48,6 +48,13 @@ template bgp CLIENTS {{
   passive on;
   ipv4 {{ import none; export none; }};
 }}
+template bgp CLIENTS6 {{
+  local ::1 port {port} as 65001;
+  strict bind yes;
+  multihop;
+  passive on;
+  ipv6 {{ import none; export none; }};
+}}
 include "{d}/autopeer.conf";
 include "{d}/peers/*.conf";
 "#
@@ -153,8 +160,15 @@ struct Running {
 
 impl Running {
     fn start(files: &Files, dry_run: bool) -> Running {
-        let config = Config::load_str(&config_text(files.dir.path(), dry_run), files.dir.path())
-            .expect("config loads");
+        Running::start_with(files, dry_run, |_| {})
+    }
+
+    /// Starts with the loaded config changed by `edit` first.
+    fn start_with(files: &Files, dry_run: bool, edit: impl FnOnce(&mut Config)) -> Running {
+        let mut config =
+            Config::load_str(&config_text(files.dir.path(), dry_run), files.dir.path())
+                .expect("config loads");
+        edit(&mut config);
         let audit = AuditLog::open(&config.agent.audit_log).expect("audit log");
         let roster = Roster::new(Arc::new(config), Some(audit)).expect("roster starts");
         let (sightings, srx) = mpsc::channel(4096);
@@ -713,5 +727,95 @@ async fn bird_dying_mid_apply_is_retried_once_bird_is_back() {
     peers.sort();
     assert_eq!(peers, ["clients_10_99_0_50", "clients_10_99_0_51"]);
     assert_eq!(files.audit().matches("adding neighbor").count(), 2);
+    roster.stop().await;
+}
+
+/// A copy of group `clients` named `name` with `prefix`, and `template`.
+fn extra_group(config: &mut Config, name: &str, template: &str, prefix: &str) {
+    let mut g = config.groups[0].clone();
+    g.name = name.to_string();
+    g.template = template.to_string();
+    g.prefixes = vec![prefix.parse().unwrap()];
+    g.deny.clear();
+    config.groups.push(g);
+}
+
+// See: issue 10, finding 5: a peer render cannot write (here a group named
+// like a BIRD keyword, which the config now refuses, put in behind its
+// back) was admitted, then render failed and the whole batch was dropped,
+// other groups' peers included, on every knock.
+#[tokio::test]
+async fn a_bad_peer_never_sinks_its_batch() {
+    if !require_bird() {
+        return;
+    }
+    let files = Files::new();
+    let bird = files.start_bird();
+    let roster = Running::start_with(&files, false, |c| {
+        extra_group(c, "peer", "CLIENTS", "10.97.0.0/24")
+    });
+    roster.knock("10.97.0.5").await;
+    roster.knock("10.99.0.10").await;
+    eventually("the innocent peer of the same batch in BIRD", || async {
+        clients(&bird_names(&bird.ctl).await) == ["clients_10_99_0_10"]
+    })
+    .await;
+    assert_eq!(files.include_peers(), ["clients_10_99_0_10"]);
+    // It knocks again: refused again (audited once), the include stays.
+    roster.knock("10.97.0.5").await;
+    roster.knock("10.99.0.11").await;
+    eventually("the next innocent peer in BIRD", || async {
+        clients(&bird_names(&bird.ctl).await) == ["clients_10_99_0_10", "clients_10_99_0_11"]
+    })
+    .await;
+    let audit = files.audit();
+    let refusals: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("refusing neighbor 10.97.0.5"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{audit}");
+    assert!(
+        refusals[0].contains(
+            "cannot be written into BIRD's config: group \"peer\" is not a usable BIRD symbol"
+        ),
+        "the reason names the group: {audit}"
+    );
+    assert!(!audit.contains("adding neighbor 10.97.0.5"), "{audit}");
+    roster.stop().await;
+}
+
+// See: issue 10, finding 7: two neighbors with one protocol name: the
+// second silently replaced the first. Within a group names are injective
+// now; across groups `a_1` + 2001:db8::1 and `a` + 1:2001:db8::1 still
+// spell one name, and the second is refused, saying which neighbor has it.
+#[tokio::test]
+async fn a_taken_protocol_name_is_refused_not_replaced() {
+    if !require_bird() {
+        return;
+    }
+    let files = Files::new();
+    let bird = files.start_bird();
+    let roster = Running::start_with(&files, false, |c| {
+        extra_group(c, "a_1", "CLIENTS6", "2001:db8::/32");
+        extra_group(c, "a", "CLIENTS6", "1::/16");
+    });
+    roster.knock("2001:db8::1").await;
+    roster.knock("1:2001:db8::1").await;
+    eventually("the first neighbor in BIRD", || async {
+        bird_names(&bird.ctl)
+            .await
+            .contains(&"a_1_2001_db8__1".to_string())
+    })
+    .await;
+    assert_eq!(files.include_peers(), ["a_1_2001_db8__1"]);
+    let text = String::from_utf8(files.include()).unwrap();
+    assert!(text.contains("neighbor 2001:db8::1 internal;"), "{text}");
+    let audit = files.audit();
+    assert!(
+        audit.contains(
+            "refusing neighbor 1:2001:db8::1: protocol name a_1_2001_db8__1 is already taken by neighbor 2001:db8::1"
+        ),
+        "{audit}"
+    );
     roster.stop().await;
 }

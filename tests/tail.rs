@@ -45,7 +45,9 @@ impl Running {
         let stats = Arc::new(TailStats::default());
         let shutdown = CancellationToken::new();
         // Watches are live once start() returns: no race with the writes below.
-        let tailer = Tailer::start(paths).await.unwrap();
+        let mut tailer = Tailer::start(paths.clone()).await.unwrap();
+        // These files stand for BIRD's own log file (bird.conf's `log`).
+        tailer.set_bird_files(&paths);
         let task = tokio::spawn(tailer.run(tx, stats.clone(), shutdown.clone()));
         Running {
             rx,
@@ -332,17 +334,26 @@ async fn bird_format_is_trusted_only_in_birds_own_file() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (s.addr, s.trust),
-        ("10.88.0.2".parse::<IpAddr>().unwrap(), Trust::Bird)
+        (s.addr, s.via, s.trust),
+        (
+            "10.88.0.2".parse::<IpAddr>().unwrap(),
+            Via::BirdLog,
+            Trust::Bird
+        )
     );
     append(&shared, trigger("10.88.0.3", 3).as_bytes());
     let s = tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap()
         .unwrap();
+    // Named as what it is (a shared file), never `bird-log`.
     assert_eq!(
-        (s.addr, s.trust),
-        ("10.88.0.3".parse::<IpAddr>().unwrap(), Trust::Unverified)
+        (s.addr, s.via, s.trust),
+        (
+            "10.88.0.3".parse::<IpAddr>().unwrap(),
+            Via::Syslog,
+            Trust::Unverified
+        )
     );
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, task).await;
@@ -560,4 +571,24 @@ async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
     append(other, trigger("10.88.0.50", 50).as_bytes());
     t.expect_addr_or_unjam("10.88.0.50", 50, log).await;
     t.stop_or_unjam(log).await;
+
+/// A tailer nobody told which file is BIRD's (bird.conf could not be read
+/// at start) trusts none: fail closed.
+#[tokio::test]
+async fn no_file_is_birds_until_bird_conf_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bird.log");
+    append(&log, b"");
+    let (tx, mut rx) = mpsc::channel(16);
+    let shutdown = CancellationToken::new();
+    let tailer = Tailer::start(vec![log.clone()]).await.unwrap();
+    let task = tokio::spawn(tailer.run(tx, Arc::new(TailStats::default()), shutdown.clone()));
+    append(&log, trigger("10.88.0.4", 4).as_bytes());
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.via, s.trust), (Via::Syslog, Trust::Unverified));
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, task).await;
 }

@@ -128,6 +128,28 @@ pub struct BirdVersion {
     pub text: String,
 }
 
+impl BirdVersion {
+    /// A BIRD release autopeer was checked against: 1.6, 2.0 to 2.17, 3.0
+    /// to 3.1. Any other still works, in the language of its major version
+    /// (2.x for all but 1), with a warning.
+    pub fn is_known(&self) -> bool {
+        self.product == "BIRD"
+            && matches!((self.major, self.minor), (1, 6) | (2, 0..=17) | (3, 0..=1))
+    }
+}
+
+/// Logs once per process that BIRD's version is not one autopeer knows.
+pub fn warn_unknown_version(v: &BirdVersion) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if v.product == "BIRD" && !v.is_known() && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            version = %v.text,
+            "BIRD version not checked with autopeer (known: 1.6, 2.0-2.17, 3.0-3.1); continuing with the 2.x config language"
+        );
+    }
+}
+
 /// `show status`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -615,9 +637,15 @@ pub fn parse_greeting(reply: &Reply) -> Result<BirdVersion, ClientError> {
     if product.is_empty() {
         return Err(bad());
     }
+    // A version word autopeer cannot read (`v3-beta`, `snapshot`) is kept
+    // as text with 0.0.0: BIRD still answers, so it is a warning
+    // ([`BirdVersion::is_known`]), never a refusal to talk.
+    if version.is_empty() || version.bytes().any(|b| b.is_ascii_control()) {
+        return Err(bad());
+    }
     let mut parts = version.split('.').map(leading_number);
-    let major = parts.next().flatten().ok_or_else(bad)?;
-    let minor = parts.next().flatten().ok_or_else(bad)?;
+    let major = parts.next().flatten().unwrap_or(0);
+    let minor = parts.next().flatten().unwrap_or(0);
     let patch = parts.next().flatten().unwrap_or(0);
     Ok(BirdVersion {
         product: product.to_owned(),

@@ -40,6 +40,13 @@ pub struct Template {
     pub line: usize,
     /// The template supplies `neighbor as N`, `internal` or `external`.
     pub has_neighbor_as: bool,
+    /// `local [ADDR] as N;` of the template or of what it inherits from:
+    /// BIRD 1.6 has no `neighbor ADDR internal;`, so an iBGP peer's line
+    /// is written there as `neighbor ADDR as N;` with this N.
+    pub local_as: Option<u32>,
+    /// `direct;` in the template or what it inherits from (BIRD 1.6 runs
+    /// iBGP multihop without it, and multihop cannot reach link-local).
+    pub direct: bool,
 }
 
 /// A `protocol bgp NAME { neighbor ADDR ...; }` outside autopeer's own file.
@@ -80,6 +87,9 @@ pub struct BirdConf {
     pub owned_include_missing: bool,
     /// `log "PATH" ...;` targets.
     pub log_files: Vec<PathBuf>,
+    /// `log fixed "PATH" SIZE ...;` targets (BIRD 3): a fixed-size ring
+    /// buffer rewritten in place, which no reader can follow.
+    pub fixed_log_files: Vec<PathBuf>,
     /// Names of all protocols outside the owned file (any protocol type).
     pub protocol_names: BTreeSet<String>,
 }
@@ -355,6 +365,8 @@ struct Block {
     addr: Option<IpAddr>,
     iface: Option<String>,
     has_as: bool,
+    local_as: Option<u32>,
+    direct: bool,
     range: Option<IpNet>,
     file: usize,
     line: usize,
@@ -427,6 +439,19 @@ fn bgp_body(items: &[Item], open: usize, end: usize, b: &mut Block) {
                 "neighbor" => {
                     i = neighbor_stmt(items, i + 1, end, b);
                     continue;
+                }
+                "direct" if punct(items, i + 1, ';') => b.direct = true,
+                "local" => {
+                    // `local [ADDR] [port N] as N;`
+                    let mut j = i + 1;
+                    while j < end && !punct(items, j, ';') && !punct(items, j, '}') {
+                        if word(items, j) == Some("as") {
+                            if let Some(n) = word(items, j + 1).and_then(|w| w.parse().ok()) {
+                                b.local_as = Some(n);
+                            }
+                        }
+                        j += 1;
+                    }
                 }
                 _ => {}
             },
@@ -531,8 +556,15 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                 i = end;
             }
             Tok::Word(w) if w == "log" => {
-                if let Some(Tok::Str(p)) = items.get(i + 1).map(|it| &it.tok) {
-                    conf.log_files.push(PathBuf::from(p));
+                match (
+                    items.get(i + 1).map(|it| &it.tok),
+                    items.get(i + 2).map(|it| &it.tok),
+                ) {
+                    (Some(Tok::Str(p)), _) => conf.log_files.push(PathBuf::from(p)),
+                    (Some(Tok::Word(f)), Some(Tok::Str(p))) if f == "fixed" => {
+                        conf.fixed_log_files.push(PathBuf::from(p))
+                    }
+                    _ => {}
                 }
                 i += 1;
             }
@@ -560,6 +592,8 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                     file,
                     line: b.line,
                     has_neighbor_as: eff.has_as,
+                    local_as: eff.local_as,
+                    direct: eff.direct,
                 },
             );
         } else if !b.owned {
@@ -616,6 +650,10 @@ fn effective(blocks: &[Block], k: usize) -> Block {
             eff.iface = parent.iface.clone();
         }
         eff.has_as |= parent.has_as;
+        if eff.local_as.is_none() {
+            eff.local_as = parent.local_as;
+        }
+        eff.direct |= parent.direct;
         from = parent.from.clone();
         upto = pi;
     }
@@ -889,8 +927,10 @@ protocol device { }
 "#;
         let c = scan_text(text, Path::new("bird.conf")).unwrap();
         assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
+        assert!(c.fixed_log_files.is_empty());
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
+        assert_eq!(p2.local_as, Some(65000), "inherited from peers");
         assert_eq!(
             p2.password.as_ref().map(|s| s.expose().as_str()),
             Some("s3cret")
@@ -922,5 +962,15 @@ protocol device { }
     fn errors_never_show_string_contents() {
         let e = scan_text("password \"hunter2\n", Path::new("x")).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    /// BIRD 3's ring-buffer log (accepted by `bird -p` on 3.1.8) is told
+    /// apart from a plain log file.
+    #[test]
+    fn fixed_log_is_not_a_plain_log_file() {
+        let text = "log fixed \"/var/log/bird.ring\" 65536 all;\nlog \"/var/log/bird.log\" all;\n";
+        let c = scan_text(text, Path::new("bird.conf")).unwrap();
+        assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
+        assert_eq!(c.fixed_log_files, vec![PathBuf::from("/var/log/bird.ring")]);
     }
 }

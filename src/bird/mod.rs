@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod conf;
+pub mod lang;
 pub mod protocols;
 pub mod render;
 pub mod reply;

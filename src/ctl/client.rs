@@ -90,7 +90,7 @@ pub async fn run(
         }
         Some((_, _, text)) => {
             // E.g. `8012 Too many clients`.
-            writeln!(err, "autopeer: {text}").ok();
+            writeln!(err, "autopeer: {}", crate::event::escape(&text)).ok();
             return Ok(Outcome::ErrorReply);
         }
         None => bail!("{}: closed before the greeting", socket.display()),
@@ -111,12 +111,15 @@ pub async fn run(
                 .await
                 .map_err(|_| anyhow::anyhow!("no reply within {REPLY_TIMEOUT:?}"))??
         };
-        let Some((code, kind, text)) = next else {
+        let Some((code, kind, raw)) = next else {
             if watching {
                 return Ok(Outcome::Ok);
             }
             bail!("the daemon closed the connection inside a reply");
         };
+        // The daemon escapes what it sends; this keeps a socket that is not
+        // autopeer's (`-s`) from writing to the terminal raw either.
+        let text = crate::event::escape(&raw);
         if kind != LineKind::Continuation {
             last_code = code;
         }

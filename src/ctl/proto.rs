@@ -356,11 +356,11 @@ pub fn greeting() -> String {
     )
 }
 
-/// Text safe for one wire line: control characters become spaces.
+/// Text safe for one wire line: control characters are escaped
+/// ([`crate::event::escape`], the one escaping function), so neither a
+/// reply's framing nor the reader's terminal can be subverted.
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::event::escape(s).into_owned()
 }
 
 /// `2026-11-23T06:55:02Z`, or `-`.
@@ -741,7 +741,7 @@ mod tests {
             .line(PEER_ROW, "a up")
             .line(PEER_ROW, "b\nstart");
         let text = w.finish(OK, "");
-        assert_eq!(text, "2002-Name State\n1002-a up\n b start\n0000 \n");
+        assert_eq!(text, "2002-Name State\n1002-a up\n b\\nstart\n0000 \n");
         let (replies, _) = crate::bird::reply::parse_all(text.as_bytes()).unwrap();
         assert_eq!(replies.len(), 1);
         assert_eq!(single(9001, "x"), "9001 x\n");

@@ -13,16 +13,21 @@
 //!   `RuntimeDirectory=` plus `Group=`; in `/run` it stays root's);
 //! - mutating commands (`add`, `remove`, `reload`) are allowed to uid 0,
 //!   the daemon's own uid, and members of the socket's group (primary gid
-//!   from SO_PEERCRED, supplementary groups from `/proc/PID/status`), else
-//!   `8007 Access denied`;
+//!   from SO_PEERCRED, supplementary groups from SO_PEERGROUPS: both as
+//!   the kernel recorded them at connect time, so a process that changes
+//!   its groups later, or exits and leaves its pid to another, changes
+//!   nothing), else `8007 Access denied`;
 //! - at most [`MAX_CLIENTS`] clients at once; one more gets `8012` and is
-//!   closed; a command line longer than [`proto::MAX_LINE`] gets `9000` and
+//!   closed; a client that starts `watch` leaves that pool for the
+//!   watchers' own, at most [`MAX_WATCHERS`] (one more gets `8012` and is
+//!   closed), so watchers never take the slots that `status` and `add`
+//!   need; a command line longer than [`proto::MAX_LINE`] gets `9000` and
 //!   the connection stays usable; a client that does not read its replies
 //!   is dropped after [`WRITE_TIMEOUT`]; an idle one after [`IDLE_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,18 +35,20 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, CtlCommand, ReplyWriter};
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{escape_json, Event};
 use crate::roster::{Msg, Snapshot};
 use crate::sources::tail::TailStats;
 use crate::sources::{Sighting, Trust, Via};
 
-/// Clients served at once.
+/// Clients served at once (not counting watchers).
 pub const MAX_CLIENTS: usize = 64;
+/// `watch` streams at once; they do not count against [`MAX_CLIENTS`].
+pub const MAX_WATCHERS: usize = 16;
 /// A reply (or a watch line) that cannot be written in this time closes
 /// the client.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +93,7 @@ pub struct Server {
     group: u32,
     own_uid: u32,
     max_clients: usize,
+    max_watchers: usize,
 }
 
 impl Server {
@@ -113,30 +121,41 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Ok(meta) = std::fs::metadata(&dir) {
-            if let Err(e) = std::os::unix::fs::chown(path, None, Some(meta.gid())) {
+        // Mode and group are set before the socket appears at `path`
+        // (`fsx::Dir::bind_unix`): nothing is changed through a path that
+        // could be swapped in between.
+        let (dir, name) = crate::fsx::Dir::of(path).map_err(io_err)?;
+        let dir_gid = dir.stat().map_err(io_err)?.st_gid;
+        let (bound, st) = match dir.bind_unix(&name, 0o660, Some(dir_gid)) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot give the control socket its directory's group");
+                dir.bind_unix(&name, 0o660, None)
             }
+            r => r,
         }
-        let group = std::fs::metadata(path).map_err(io_err)?.gid();
+        .map_err(io_err)?;
+        bound.set_nonblocking(true).map_err(io_err)?;
+        let listener = UnixListener::from_std(bound).map_err(io_err)?;
+        let group = st.st_gid;
         Ok(Server {
             listener,
             path: path.to_owned(),
             group,
             own_uid: rustix::process::geteuid().as_raw(),
             max_clients: MAX_CLIENTS,
+            max_watchers: MAX_WATCHERS,
         })
     }
 
     /// Serve at most `n` clients at once (default [`MAX_CLIENTS`]).
     pub fn with_max_clients(mut self, n: usize) -> Server {
         self.max_clients = n.max(1);
+        self
+    }
+
+    /// Serve at most `n` watchers at once (default [`MAX_WATCHERS`]).
+    pub fn with_max_watchers(mut self, n: usize) -> Server {
+        self.max_watchers = n.max(1);
         self
     }
 
@@ -148,6 +167,7 @@ impl Server {
     pub async fn run(self, ctx: Context, shutdown: CancellationToken) {
         let ctx = Arc::new(ctx);
         let slots = Arc::new(Semaphore::new(self.max_clients));
+        let watchers = Arc::new(Semaphore::new(self.max_watchers));
         let access = Arc::new(Access {
             group: self.group,
             own_uid: self.own_uid,
@@ -169,10 +189,10 @@ impl Server {
                 Ok(permit) => {
                     let ctx = Arc::clone(&ctx);
                     let access = Arc::clone(&access);
+                    let watchers = Arc::clone(&watchers);
                     let token = shutdown.clone();
                     tokio::spawn(async move {
-                        let _permit = permit;
-                        serve(stream, &ctx, &access, token).await;
+                        serve(stream, &ctx, &access, permit, &watchers, token).await;
                     });
                 }
                 Err(_) => {
@@ -207,14 +227,38 @@ impl Access {
         if cred.uid() == 0 || cred.uid() == self.own_uid || cred.gid() == self.group {
             return true;
         }
-        cred.pid()
-            .is_some_and(|pid| supplementary_groups(pid).contains(&self.group))
+        use std::os::fd::AsFd;
+        match crate::keyring::sys::peer_groups(stream.as_fd()) {
+            Ok(groups) => groups.contains(&self.group),
+            // Linux before 4.13 only.
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => cred
+                .pid()
+                .is_some_and(|pid| proc_groups(pid, cred.uid(), cred.gid()).contains(&self.group)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the control client's groups");
+                false
+            }
+        }
     }
 }
 
-/// The `Groups:` line of `/proc/PID/status`.
-fn supplementary_groups(pid: i32) -> Vec<u32> {
+/// The `Groups:` line of `/proc/PID/status`, for kernels without
+/// SO_PEERGROUPS. This is racy by nature: the client may have changed its
+/// groups since it connected, or exited and left its pid to another
+/// process (such kernels have no pidfd to pin it either). To narrow the
+/// second case, the groups count only while the process still has the
+/// connecting uid and gid.
+fn proc_groups(pid: i32, uid: u32, gid: u32) -> Vec<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let first = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_ascii_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    if first("Uid:") != Some(uid) || first("Gid:") != Some(gid) {
+        return Vec::new();
+    }
     text.lines()
         .find_map(|l| l.strip_prefix("Groups:"))
         .map(|g| {
@@ -287,7 +331,16 @@ impl LineReader {
     }
 }
 
-async fn serve(stream: UnixStream, ctx: &Context, access: &Access, token: CancellationToken) {
+/// One client. `slot` is its place among the [`MAX_CLIENTS`]; a client
+/// that turns into a watcher gives it back for one of `watchers`.
+async fn serve(
+    stream: UnixStream,
+    ctx: &Context,
+    access: &Access,
+    slot: OwnedSemaphorePermit,
+    watchers: &Arc<Semaphore>,
+    token: CancellationToken,
+) {
     let allowed = access.allows(&stream);
     let (rd, wr) = stream.into_split();
     let mut out = Out { wr };
@@ -348,6 +401,16 @@ async fn serve(stream: UnixStream, ctx: &Context, access: &Access, token: Cancel
         }
         let reply = match cmd {
             CtlCommand::Watch { json } => {
+                let Ok(_watching) = Arc::clone(watchers).try_acquire_owned() else {
+                    // Closed like a client over MAX_CLIENTS: a client that
+                    // wants to watch must not hold a command slot instead.
+                    let _ = out
+                        .send(&proto::single(proto::TOO_MANY_CLIENTS, "Too many watchers"))
+                        .await;
+                    return;
+                };
+                // A watcher holds only its watcher place from now on.
+                drop(slot);
                 watch(ctx, &mut out, &mut input, json, &token).await;
                 return;
             }
@@ -529,7 +592,11 @@ async fn reload(ctx: &Context) -> String {
     let config = match loaded {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "reload refused, the old config stays in force");
+            // The file may quote its own (any) text back: one log line still.
+            tracing::error!(
+                error = %crate::event::escape(&e.to_string()),
+                "reload refused, the old config stays in force"
+            );
             let mut w = ReplyWriter::new();
             for (key, msg) in e.problems() {
                 w.line(proto::CONFIG_ERROR, format!("{key}: {msg}"));
@@ -614,7 +681,10 @@ fn dump(snap: &Snapshot, json: bool) -> ReplyWriter {
     if json {
         let mut w = ReplyWriter::new();
         for pv in &snap.peers {
-            w.line(proto::WATCH_ROW, proto::peer_json(pv).to_string());
+            w.line(
+                proto::WATCH_ROW,
+                escape_json(&proto::peer_json(pv).to_string()),
+            );
         }
         w
     } else {
@@ -628,7 +698,7 @@ fn dump(snap: &Snapshot, json: bool) -> ReplyWriter {
 
 fn event_line(e: &Event, json: bool) -> String {
     if json {
-        e.to_json().to_string()
+        escape_json(&e.to_json().to_string()).into_owned()
     } else {
         format!(
             "{} {}",

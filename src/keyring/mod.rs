@@ -4,9 +4,11 @@
 //! with the group's key, and BIRD then logs `Unexpected connect` for them.
 //!
 //! Pure parts (unit- and property-tested): [`parse_proc_net_tcp`],
+//! [`stale_keys`],
 //! [`parse_socket_link`], [`key_prefixes`], [`desired_keys`],
 //! [`bird_can_express`], [`optmem_estimate`], and [`diag`]'s sock_diag
-//! request/reply codec. I/O parts: [`find_bird_pid`], [`listening_sockets`],
+//! request/reply codec, and [`holder`]'s `/proc` reading. I/O parts:
+//! [`Bird::find`], [`listening_sockets`],
 //! [`probe`], [`read_back`], [`Keyring::sync`], [`Keyring::remove_all`];
 //! the system calls themselves live in [`sys`], the only file with `unsafe`.
 //!
@@ -21,9 +23,13 @@
 //! would keep BIRD's port bound after BIRD closes it, and BIRD's next
 //! listener would fail with EADDRINUSE); install a key on a socket of the
 //! other family; delete a host-length key at an address where BIRD manages
-//! its own exact key; print a key anywhere (all keys are [`Secret`]s).
+//! its own exact key, or BIRD's key for a native `neighbor range`; touch a
+//! process's descriptors without first checking that it is the one holding
+//! BIRD's control socket ([`Bird`]); print a key anywhere (all keys are
+//! [`Secret`]s).
 
 pub mod diag;
+pub mod holder;
 pub mod sys;
 pub mod task;
 
@@ -34,6 +40,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -167,22 +174,19 @@ pub fn parse_socket_link(target: &str) -> Option<u64> {
 /// Why the keyring cannot find, open or key BIRD's listener.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
-    #[error("cannot read BIRD pid file {path}: {source}")]
-    PidFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("BIRD pid file {path} does not hold a pid")]
-    PidFileContent { path: PathBuf },
-    #[error("cannot ask BIRD's control socket {path} for its pid (SO_PEERCRED): {source}")]
+    #[error("cannot connect to BIRD's control socket {path}: {source}")]
     PeerCred {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("process {pid} is not BIRD (its name is {comm:?}); nothing keyed")]
-    NotBird { pid: i32, comm: String },
+    #[error(
+        "no process holds BIRD's control socket {path} (looked for its listening \
+         socket in /proc/*/fd{detail})"
+    )]
+    NoHolder { path: PathBuf, detail: String },
+    #[error("BIRD (pid {pid}) no longer holds its control socket: it exited or restarted")]
+    Gone { pid: i32 },
     #[error("cannot read {path}: {source}")]
     Proc {
         path: PathBuf,
@@ -215,57 +219,179 @@ fn steal_error(pid: i32, fd: i32, source: io::Error) -> KeyringError {
     }
 }
 
-/// BIRD's pid: from `pidfile` when given (BIRD's `-P`), else from the
-/// peer credentials of a connection to its control socket. Either way the
-/// process must be named `bird` or `bird6`.
-pub fn find_bird_pid(pidfile: Option<&Path>, ctl_socket: &Path) -> Result<i32, KeyringError> {
-    let pid = match pidfile {
-        Some(path) => {
-            let text = fs::read_to_string(path).map_err(|source| KeyringError::PidFile {
-                path: path.to_owned(),
-                source,
-            })?;
-            match text.trim().parse::<i32>() {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    return Err(KeyringError::PidFileContent {
-                        path: path.to_owned(),
-                    })
+/// The BIRD process, found as the holder of its listening control socket
+/// and pinned by a pidfd. Every duplication of one of its descriptors is
+/// preceded by [`Bird::verify`]: the pinned process must still hold that
+/// control socket, so a process that merely took over BIRD's pid number,
+/// or calls itself `bird`, is never keyed.
+#[derive(Debug, Clone)]
+pub struct Bird {
+    pid: i32,
+    pidfd: Arc<OwnedFd>,
+    /// The control socket's inode and its descriptor number in BIRD.
+    ctl_inode: u64,
+    ctl_fd: i32,
+}
+
+impl PartialEq for Bird {
+    fn eq(&self, other: &Bird) -> bool {
+        (self.pid, self.ctl_inode) == (other.pid, other.ctl_inode)
+    }
+}
+
+/// Whether `bound` (what `getsockname` says a socket is bound to) names
+/// the same file as `configured`: the same bytes, or the same file name in
+/// the same directory once symlinks (such as /var/run -> /run) are resolved.
+fn same_socket_path(bound: &[u8], configured: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bound = Path::new(std::ffi::OsStr::from_bytes(bound));
+    if bound == configured {
+        return true;
+    }
+    let dir = |p: &Path| p.parent().and_then(|d| d.canonicalize().ok());
+    bound.is_absolute()
+        && bound.file_name().is_some()
+        && bound.file_name() == configured.file_name()
+        && dir(bound).is_some()
+        && dir(bound) == dir(configured)
+}
+
+impl Bird {
+    /// Find the process that holds the listening control socket `ctl`:
+    /// connect to it (its `SO_PEERCRED` names the process that called
+    /// `listen()`, BIRD itself with `-f`, else its exited parent), look for
+    /// holders of a listening socket of that name through `/proc` (see
+    /// [`holder`]), and accept the first that, pinned by a pidfd, still
+    /// holds it and whose duplicated socket listens, is bound to `ctl`, and
+    /// carries the same credentials as the socket the connection reached.
+    pub fn find(ctl: &Path) -> Result<Bird, KeyringError> {
+        let cred = sys::peer_cred(ctl).map_err(|source| KeyringError::PeerCred {
+            path: ctl.to_owned(),
+            source,
+        })?;
+        let creator = cred.0;
+        let proc = Path::new("/proc");
+        let mut tried = BTreeSet::new();
+        // BIRD in the foreground: the creator holds it, found without a
+        // scan. Else (daemonized, or the creator's pid now belongs to
+        // another process) every process is looked at.
+        let wanted = holder::candidate_inodes(proc, creator, ctl);
+        for pass in 0..2 {
+            let holders = match pass {
+                0 => holder::holders_in(proc, creator, &wanted),
+                _ => holder::find_holders(proc, ctl, Some(creator)),
+            };
+            for h in holders {
+                if !tried.insert(h) {
+                    continue;
+                }
+                match Bird::confirm(&h, ctl, cred) {
+                    Ok(Some(b)) => return Ok(b),
+                    Ok(None) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(steal_error(h.pid, h.fd, e)),
                 }
             }
         }
-        None => sys::peer_pid(ctl_socket).map_err(|source| KeyringError::PeerCred {
-            path: ctl_socket.to_owned(),
-            source,
-        })?,
-    };
-    verify_bird(pid)?;
-    Ok(pid)
-}
-
-/// Whether a process name (`/proc/PID/comm`, or the file name of
-/// `/proc/PID/exe`) is BIRD's.
-pub fn is_bird_name(name: &str) -> bool {
-    matches!(name.trim(), "bird" | "bird6")
-}
-
-pub(crate) fn verify_bird(pid: i32) -> Result<(), KeyringError> {
-    let path = PathBuf::from(format!("/proc/{pid}/comm"));
-    let comm = fs::read_to_string(&path).map_err(|source| KeyringError::Proc { path, source })?;
-    if is_bird_name(&comm) {
-        return Ok(());
-    }
-    let exe_is_bird = fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| is_bird_name(&n.to_string_lossy())))
-        .unwrap_or(false);
-    if exe_is_bird {
-        Ok(())
-    } else {
-        Err(KeyringError::NotBird {
-            pid,
-            comm: comm.trim().chars().take(32).collect(),
+        let mut detail = match tried.len() {
+            0 => String::new(),
+            n => format!("; {n} candidate(s) rejected: not that socket"),
+        };
+        if check_privileges().is_err() {
+            detail.push_str("; reading another user's /proc/PID/fd needs root or CAP_SYS_PTRACE");
+        }
+        Err(KeyringError::NoHolder {
+            path: ctl.to_owned(),
+            detail,
         })
+    }
+
+    /// Pin `h` and check its socket. `Ok(None)`: not BIRD's control socket.
+    fn confirm(h: &holder::Holder, ctl: &Path, cred: (i32, u32, u32)) -> io::Result<Option<Bird>> {
+        let pidfd = sys::pidfd_open(h.pid)?;
+        let bird = Bird {
+            pid: h.pid,
+            pidfd: Arc::new(pidfd),
+            ctl_inode: h.inode,
+            ctl_fd: h.fd,
+        };
+        // After pinning: the process now at this pid holds the inode.
+        if !bird.holds_control_socket() {
+            return Ok(None);
+        }
+        let sock = match sys::getfd(bird.pidfd.as_fd(), h.fd) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if sys::inode_of(sock.as_fd())? != h.inode {
+            return Ok(None);
+        }
+        let Ok(facts) = sys::unix_facts(sock.as_fd()) else {
+            return Ok(None);
+        };
+        let named = facts.path.is_some_and(|p| same_socket_path(&p, ctl));
+        Ok((facts.listening && named && facts.cred == cred).then_some(bird))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The inode of BIRD's listening control socket.
+    pub fn control_inode(&self) -> u64 {
+        self.ctl_inode
+    }
+
+    /// Whether `/proc/PID/fd` holds the control socket's inode (the
+    /// descriptor it was found at, else any).
+    fn holds_control_socket(&self) -> bool {
+        let link = fs::read_link(format!("/proc/{}/fd/{}", self.pid, self.ctl_fd));
+        if link
+            .ok()
+            .and_then(|t| t.to_str().and_then(parse_socket_link))
+            == Some(self.ctl_inode)
+        {
+            return true;
+        }
+        let want = BTreeSet::from([self.ctl_inode]);
+        !holder::holders_in(Path::new("/proc"), self.pid, &want).is_empty()
+    }
+
+    /// `Ok` while the pinned process is alive and still holds the control
+    /// socket. The pidfd keeps later duplications on this very process
+    /// (ESRCH once it is gone), and this check, made after pinning, shows
+    /// that the process at the pid is the one holding BIRD's socket.
+    pub fn verify(&self) -> Result<(), KeyringError> {
+        // A dead BIRD (or a zombie) has no /proc/PID/fd entries; a process
+        // that took over the pid number does not hold BIRD's socket.
+        if self.holds_control_socket() {
+            Ok(())
+        } else {
+            Err(KeyringError::Gone { pid: self.pid })
+        }
+    }
+
+    /// A duplicate of BIRD's descriptor `fd`, after [`Bird::verify`].
+    fn steal(&self, fd: i32) -> io::Result<OwnedFd> {
+        if self.verify().is_err() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        sys::getfd(self.pidfd.as_fd(), fd)
+    }
+
+    /// The MD5 keys of every TCP listener of `family` in BIRD's network
+    /// namespace, by inode (sock_diag, from a thread that joined BIRD's
+    /// namespace when it is not ours).
+    pub fn diag_dump(&self, family: Family) -> io::Result<BTreeMap<u64, Vec<IpNet>>> {
+        let ours = fs::read_link("/proc/self/ns/net")?;
+        let theirs = fs::read_link(format!("/proc/{}/ns/net", self.pid))?;
+        if ours == theirs {
+            return sys::sock_diag_dump(family);
+        }
+        self.verify()
+            .map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        sys::in_net_namespace_of(self.pidfd.as_fd(), || sys::sock_diag_dump(family))
     }
 }
 
@@ -275,26 +401,13 @@ pub(crate) fn verify_bird(pid: i32) -> Result<(), KeyringError> {
 /// listener besides BGP, so each one is a BGP listener.
 pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let entries = fs::read_dir(&fd_dir).map_err(|source| KeyringError::Proc {
+    let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
         path: fd_dir.clone(),
         source,
     })?;
     let mut by_inode: BTreeMap<u64, i32> = BTreeMap::new();
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // A descriptor closed meanwhile is simply not there.
-        let Ok(target) = fs::read_link(entry.path()) else {
-            continue;
-        };
-        if let Some(inode) = target.to_str().and_then(parse_socket_link) {
-            by_inode.entry(inode).or_insert(fd);
-        }
+    for (fd, inode) in fds {
+        by_inode.entry(inode).or_insert(fd);
     }
     let mut out = Vec::new();
     for (file, family) in [("tcp", Family::V4), ("tcp6", Family::V6)] {
@@ -323,37 +436,47 @@ pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
     Ok(out)
 }
 
-/// A duplicate of `l` from process `pid`, checked to still be the same
-/// socket (the descriptor may have been closed and reused meanwhile).
-/// `Ok(None)`: the listener is gone or changed.
-fn steal_listener(pid: i32, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
-    match sys::steal_fd(pid, l.fd) {
+/// A duplicate of `l` from BIRD, checked to still be the same socket (the
+/// descriptor may have been closed and reused meanwhile). `Ok(None)`: the
+/// listener is gone or changed.
+fn steal_listener(bird: &Bird, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
+    match bird.steal(l.fd) {
         Ok(fd) => match sys::inode_of(fd.as_fd()) {
             Ok(ino) if ino == l.inode => Ok(Some(fd)),
             _ => Ok(None),
         },
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
-        Err(e) => Err(steal_error(pid, l.fd, e)),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            Err(KeyringError::Gone { pid: bird.pid })
+        }
+        Err(e) => Err(steal_error(bird.pid, l.fd, e)),
     }
 }
 
 /// The MD5 keys (address/prefix length, never the key) the kernel holds on
 /// `listener`, read back through sock_diag as `ss -tlnie` shows them: ours
 /// and BIRD's alike. `Ok(None)`: the socket is not visible from here (BIRD
-/// runs in another network namespace, or the socket is gone).
+/// runs in another network namespace, or the socket is gone); see
+/// [`read_back_in`].
 pub fn read_back(listener: &Listener) -> io::Result<Option<Vec<IpNet>>> {
     let mut all = sys::sock_diag_dump(listener.family)?;
     // inet_diag_msg carries the inode as 32 bits.
     Ok(all.remove(&(listener.inode & u64::from(u32::MAX))))
 }
 
+/// [`read_back`] in BIRD's network namespace, wherever autopeer runs.
+pub fn read_back_in(bird: &Bird, listener: &Listener) -> io::Result<Option<Vec<IpNet>>> {
+    let mut all = bird.diag_dump(listener.family)?;
+    Ok(all.remove(&(listener.inode & u64::from(u32::MAX))))
+}
+
 /// Duplicate every BIRD listener once and close it again: proves that
 /// `sync` will be allowed to key them. Returns the listeners.
-pub fn probe(pid: i32) -> Result<Vec<Listener>, KeyringError> {
-    verify_bird(pid)?;
-    let listeners = listening_sockets(pid)?;
+pub fn probe(bird: &Bird) -> Result<Vec<Listener>, KeyringError> {
+    bird.verify()?;
+    let listeners = listening_sockets(bird.pid)?;
     for l in &listeners {
-        drop(steal_listener(pid, l)?);
+        drop(steal_listener(bird, l)?);
     }
     Ok(listeners)
 }
@@ -466,20 +589,10 @@ fn subtract(net: IpNet, exempt: &[IpNet], out: &mut Vec<IpNet>) {
 
 /// Why BIRD's config language cannot carry `password` (a `"`, CR, LF or
 /// NUL, or more than 80 bytes), or `None` when it can. Never echoes it.
+/// The rule is [`crate::bird::lang::key_problem`], shared with the config
+/// and rendering.
 pub fn bird_can_express(password: &str) -> Option<&'static str> {
-    if password.is_empty() {
-        Some("the password is empty")
-    } else if password.len() > sys::MAX_KEY_LEN {
-        Some("the password is longer than 80 bytes (the kernel's TCP-MD5 limit)")
-    } else if password.contains('"') {
-        Some("the password contains '\"', which BIRD strings cannot hold")
-    } else if password.contains(['\r', '\n']) {
-        Some("the password contains a line break, which BIRD strings cannot hold")
-    } else if password.contains('\0') {
-        Some("the password contains a NUL byte")
-    } else {
-        None
-    }
+    crate::bird::lang::key_problem(password).map(crate::bird::lang::KeyProblem::describe)
 }
 
 /// One prefix key to keep on the listener of its family.
@@ -498,6 +611,10 @@ pub struct KeyPlan {
     /// with a password). A host-length key of ours at such an address is
     /// the same kernel entry as BIRD's, so it is never deleted by us.
     pub bird_exact: BTreeSet<IpAddr>,
+    /// bird.conf's native `neighbor range`s: BIRD keys each range with a
+    /// password itself (one prefix key of exactly that range), so a
+    /// prefix key found there is BIRD's and never removed by us.
+    pub bird_ranges: BTreeSet<IpNet>,
     /// Groups with no password (their own or their template's): not keyed.
     pub unkeyed: Vec<String>,
 }
@@ -508,6 +625,11 @@ impl KeyPlan {
             .iter()
             .filter(move |k| Family::of_net(&k.prefix) == family)
     }
+}
+
+/// bird.conf's native `neighbor range`s (see [`KeyPlan::bird_ranges`]).
+pub fn bird_ranges(conf: &BirdConf) -> BTreeSet<IpNet> {
+    conf.ranges.iter().map(|r| r.range.trunc()).collect()
 }
 
 /// Why a group cannot be keyed; `check` prints these.
@@ -555,6 +677,7 @@ pub fn desired_keys(groups: &[Group], conf: &BirdConf) -> Result<KeyPlan, Vec<Ke
             plan.bird_exact.insert(n.addr);
         }
     }
+    plan.bird_ranges = bird_ranges(conf);
     for g in groups {
         let Some((key, source_name)) = key_of(g) else {
             plan.unkeyed.push(g.name.clone());
@@ -741,13 +864,30 @@ fn set_key(
 /// The keys autopeer has placed on BIRD's listeners, by listener inode.
 /// One owner (the daemon's keyring task) calls [`Keyring::sync`] at start,
 /// after every bird.conf or group change, after every BIRD `configure` or
-/// restart, and every few seconds (cheap: one /proc read and one
-/// setsockopt per key), and [`Keyring::remove_all`] at shutdown.
+/// restart, and every few seconds (cheap: one /proc read, one sock_diag
+/// dump and one setsockopt per key), and [`Keyring::remove_all`] at
+/// shutdown.
 #[derive(Debug, Default)]
 pub struct Keyring {
-    pid: Option<i32>,
+    bird: Option<Bird>,
     tracked: BTreeMap<u64, Tracked>,
     bird_exact: BTreeSet<IpAddr>,
+}
+
+/// Prefix keys on a listener that nobody wants: not host-length (BIRD's
+/// exact keys, and a host-length key of ours is the same entry), not in
+/// `wanted`, and not one of BIRD's own range keys. These are what a killed
+/// autopeer left behind, or what a changed plan no longer covers.
+pub fn stale_keys(
+    present: &[IpNet],
+    wanted: &BTreeSet<IpNet>,
+    bird_ranges: &BTreeSet<IpNet>,
+) -> Vec<IpNet> {
+    present
+        .iter()
+        .filter(|p| !is_host(p) && !wanted.contains(p) && !bird_ranges.contains(p))
+        .copied()
+        .collect()
 }
 
 impl Keyring {
@@ -763,23 +903,31 @@ impl Keyring {
     /// Make BIRD's listeners hold exactly `plan`'s keys (of their family)
     /// plus whatever BIRD installs itself. Every desired key is re-applied
     /// on every call (an update in place), so a key BIRD deleted by
-    /// (address, prefix length) comes back at the next sync. A new pid or a
-    /// new listener inode (BIRD restart, fact 8) is keyed from scratch.
-    /// Errors: BIRD's /proc entries unreadable, or no right to duplicate.
-    pub fn sync(&mut self, pid: i32, plan: &KeyPlan) -> Result<KeyringReport, KeyringError> {
-        if self.pid != Some(pid) {
+    /// (address, prefix length) comes back at the next sync. A new BIRD
+    /// or a new listener inode (BIRD restart, fact 8) is keyed from
+    /// scratch. Then the keys the kernel really holds are read back
+    /// (sock_diag, in BIRD's network namespace) and every prefix key that
+    /// is neither wanted nor BIRD's ([`stale_keys`]) is deleted: keys left
+    /// by an autopeer that was killed, whatever this process remembers.
+    /// Errors: BIRD's /proc entries unreadable, no right to duplicate, or
+    /// BIRD gone.
+    pub fn sync(&mut self, bird: &Bird, plan: &KeyPlan) -> Result<KeyringReport, KeyringError> {
+        if self.bird.as_ref() != Some(bird) {
             self.tracked.clear();
-            self.pid = Some(pid);
+            self.bird = Some(bird.clone());
         }
         self.bird_exact = plan.bird_exact.clone();
+        let pid = bird.pid;
+        bird.verify()?;
         let listeners = listening_sockets(pid)?;
         let mut report = KeyringReport {
             pid,
             ..KeyringReport::default()
         };
+        let mut dumps: BTreeMap<Family, io::Result<BTreeMap<u64, Vec<IpNet>>>> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         for l in listeners {
-            let Some(fd) = steal_listener(pid, &l)? else {
+            let Some(fd) = steal_listener(bird, &l)? else {
                 report.raced += 1;
                 continue;
             };
@@ -811,7 +959,24 @@ impl Keyring {
                     Err(e) => failed.push((k.prefix, k.group.clone(), e.to_string())),
                 }
             }
-            let stale: Vec<IpNet> = tracked.installed.difference(&wanted).copied().collect();
+            let mut stale: BTreeSet<IpNet> =
+                tracked.installed.difference(&wanted).copied().collect();
+            let dump = dumps
+                .entry(l.family)
+                .or_insert_with(|| bird.diag_dump(l.family));
+            match dump {
+                Ok(all) => {
+                    let present = all
+                        .get(&(l.inode & u64::from(u32::MAX)))
+                        .map_or(&[][..], Vec::as_slice);
+                    stale.extend(stale_keys(present, &wanted, &plan.bird_ranges));
+                }
+                Err(e) => failed.push((
+                    IpNet::from(l.local.ip()),
+                    "(read-back)".to_owned(),
+                    format!("cannot read the listener's keys back: {e}"),
+                )),
+            }
             let mut removed = 0;
             for p in stale {
                 tracked.installed.remove(&p);
@@ -853,27 +1018,42 @@ impl Keyring {
         Ok(report)
     }
 
+    /// Delete every prefix key on BIRD's listeners that is not BIRD's own
+    /// (not host-length, not one of `bird_ranges`), and forget what this
+    /// keyring tracked: `keyring = "off"`, or no group with a key, after an
+    /// autopeer that was killed left keys behind.
+    pub fn sweep(
+        &mut self,
+        bird: &Bird,
+        bird_ranges: &BTreeSet<IpNet>,
+    ) -> Result<KeyringReport, KeyringError> {
+        let plan = KeyPlan {
+            bird_exact: self.bird_exact.clone(),
+            bird_ranges: bird_ranges.clone(),
+            ..KeyPlan::default()
+        };
+        let report = self.sync(bird, &plan);
+        self.tracked.clear();
+        report
+    }
+
     /// Delete every key this keyring installed (shutdown, or `keyring =
     /// "off"`). Listeners that are gone are skipped: their keys went with them.
     pub fn remove_all(&mut self) -> Result<KeyringReport, KeyringError> {
-        let Some(pid) = self.pid else {
+        let Some(bird) = self.bird.clone() else {
             return Ok(KeyringReport::default());
         };
         let mut report = KeyringReport {
-            pid,
+            pid: bird.pid,
             ..KeyringReport::default()
         };
         let tracked = std::mem::take(&mut self.tracked);
         for (_, t) in tracked {
-            let fd = match steal_listener(pid, &t.listener) {
+            let fd = match steal_listener(&bird, &t.listener) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => continue,
                 // BIRD exited: its sockets and our keys are gone.
-                Err(KeyringError::Steal { source, .. })
-                    if source.raw_os_error() == Some(libc::ESRCH) =>
-                {
-                    continue
-                }
+                Err(KeyringError::Gone { .. }) => continue,
                 Err(e) => return Err(e),
             };
             let mut removed = 0;
@@ -967,11 +1147,52 @@ mod tests {
     }
 
     #[test]
-    fn bird_names() {
-        assert!(is_bird_name("bird\n"));
-        assert!(is_bird_name("bird6"));
-        assert!(!is_bird_name("birdc"));
-        assert!(!is_bird_name("sleep"));
+    fn socket_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("run");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("var-run")).unwrap();
+        let ctl = tmp.path().join("var-run/bird.ctl");
+        let bound = real.join("bird.ctl");
+        use std::os::unix::ffi::OsStrExt;
+        let b = |p: &Path| p.as_os_str().as_bytes().to_vec();
+        assert!(same_socket_path(&b(&ctl), &ctl));
+        assert!(same_socket_path(&b(&bound), &ctl), "through the symlink");
+        assert!(!same_socket_path(&b(&real.join("other.ctl")), &ctl));
+        assert!(!same_socket_path(&b(&tmp.path().join("bird.ctl")), &ctl));
+        assert!(
+            !same_socket_path(b"bird.ctl", &ctl),
+            "relative, not the same bytes"
+        );
+        assert!(!same_socket_path(
+            b"/tmp/x\n0: 2 0 10000 1 1 5 /run/bird.ctl",
+            Path::new("/run/bird.ctl")
+        ));
+    }
+
+    #[test]
+    fn stale_keys_spare_birds_own() {
+        let present = [
+            net("10.88.0.0/25"),
+            net("10.88.0.0/30"),
+            net("10.88.0.4/32"),
+            net("10.99.0.0/24"),
+            net("2001:db8::/64"),
+            net("2001:db8::1/128"),
+        ];
+        let wanted = BTreeSet::from([net("10.88.0.0/30")]);
+        let ranges = BTreeSet::from([net("10.99.0.0/24")]);
+        assert_eq!(
+            stale_keys(&present, &wanted, &ranges),
+            vec![net("10.88.0.0/25"), net("2001:db8::/64")]
+        );
+        assert!(stale_keys(&[], &wanted, &ranges).is_empty());
+    }
+
+    #[test]
+    fn plan_records_birds_ranges() {
+        let plan = desired_keys(&[], &conf()).unwrap();
+        assert_eq!(plan.bird_ranges, BTreeSet::from([net("10.1.1.0/24")]));
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The keyring's system calls: pidfd duplication of another process's socket,
-//! and `setsockopt(TCP_MD5SIG[_EXT])` with a `struct tcp_md5sig`.
+//! what a UNIX listening socket says about itself, a thread in another
+//! network namespace for sock_diag, and `setsockopt(TCP_MD5SIG[_EXT])` with
+//! a `struct tcp_md5sig`.
 //!
-//! This is the only file of autopeer with `unsafe` (one block, in
-//! [`setsockopt_md5`]). Everything rustix covers goes through rustix. It
-//! must not decide anything: which keys, on which socket, is `super`'s job.
+//! This is the only file of autopeer with `unsafe`: one block in
+//! [`setsockopt_md5`], and one in [`peer_groups`] (`SO_PEERGROUPS` for the
+//! control socket, which rustix does not wrap either; kept here so that
+//! all `unsafe` stays in one audited file). Everything rustix covers goes
+//! through rustix. It must not decide anything: which keys, on which
+//! socket, is `super`'s job.
 //! It must never log or format a key.
 #![allow(unsafe_code)]
 
@@ -114,15 +119,79 @@ pub fn setsockopt_md5(
     }
 }
 
-/// A descriptor for the open file `target_fd` of process `pid`
-/// (`pidfd_open` + `pidfd_getfd`, Linux 5.6+). Needs ptrace access to
-/// `pid`: root or CAP_SYS_PTRACE (EPERM otherwise).
-pub fn steal_fd(pid: i32, target_fd: i32) -> io::Result<OwnedFd> {
+/// A pidfd for process `pid` (`pidfd_open`, Linux 5.3+): operations
+/// through it reach that very process or fail with ESRCH once it is gone,
+/// even if its pid number is reused meanwhile.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid must be positive"))?;
-    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
-    let fd = rustix::process::pidfd_getfd(&pidfd, target_fd, PidfdGetfdFlags::empty())?;
-    Ok(fd)
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// A duplicate of the open file `target_fd` of the process behind `pidfd`
+/// (`pidfd_getfd`, Linux 5.6+). Needs ptrace access to it: root or
+/// CAP_SYS_PTRACE (EPERM otherwise); ESRCH when the process is gone.
+pub fn getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_getfd(
+        pidfd,
+        target_fd,
+        PidfdGetfdFlags::empty(),
+    )?)
+}
+
+/// Credentials as `SO_PEERCRED` reports them: (pid, uid, gid).
+pub type Cred = (i32, u32, u32);
+
+/// What a UNIX socket says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFacts {
+    /// `SO_ACCEPTCONN`: it listens.
+    pub listening: bool,
+    /// The path it is bound to (`getsockname`); `None` when unnamed or
+    /// abstract.
+    pub path: Option<Vec<u8>>,
+    /// `SO_PEERCRED` of a listening socket: who called `listen()`.
+    pub cred: Cred,
+}
+
+/// [`UnixFacts`] of the UNIX socket `fd`.
+pub fn unix_facts(fd: BorrowedFd<'_>) -> io::Result<UnixFacts> {
+    let listening = rustix::net::sockopt::socket_acceptconn(fd)?;
+    let name = rustix::net::getsockname(fd)?;
+    let path = rustix::net::SocketAddrUnix::try_from(name)
+        .ok()
+        .and_then(|u| u.path_bytes().map(<[u8]>::to_vec));
+    let cred = ucred_tuple(&rustix::net::sockopt::socket_peercred(fd)?);
+    Ok(UnixFacts {
+        listening,
+        path,
+        cred,
+    })
+}
+
+fn ucred_tuple(c: &rustix::net::UCred) -> Cred {
+    (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw())
+}
+
+/// Run `f` on a short-lived thread that has joined the network namespace
+/// of the process behind `pidfd` (`setns` with a pidfd, Linux 5.8+); the
+/// calling thread stays where it is. Sockets `f` creates belong to that
+/// namespace.
+pub fn in_net_namespace_of<T: Send>(
+    pidfd: BorrowedFd<'_>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_thread_name_spaces(
+                pidfd,
+                rustix::thread::ThreadNameSpaceType::NETWORK,
+            )?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
 }
 
 /// The inode of the file behind `fd` (for a socket: the number in
@@ -131,12 +200,66 @@ pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_ino)
 }
 
-/// The pid of the process at the other end of the UNIX stream socket `path`
-/// (`SO_PEERCRED`), read right after connecting.
-pub fn peer_pid(path: &std::path::Path) -> io::Result<i32> {
+/// The credentials (pid, uid, gid) the kernel copied from the listening
+/// UNIX stream socket `path` leads to when connecting to it (`SO_PEERCRED`):
+/// those of the process that called `listen()`, which for a daemonized
+/// BIRD is the parent that has since exited.
+pub fn peer_cred(path: &std::path::Path) -> io::Result<Cred> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
     let cred = rustix::net::sockopt::socket_peercred(&stream)?;
-    Ok(cred.pid.as_raw_nonzero().get())
+    Ok(ucred_tuple(&cred))
+}
+
+/// The supplementary groups of the process at the other end of the UNIX
+/// stream socket `fd`, as the kernel recorded them when that process
+/// connected (`SO_PEERGROUPS`, Linux 4.13+; `Unsupported` before). Like
+/// `SO_PEERCRED`, and unlike `/proc/PID/status`, this cannot change after
+/// the connect, nor name another process that reused the pid.
+///
+/// It lives here because it needs `getsockopt` with a buffer, which rustix
+/// does not wrap; the control socket (`ctl::server`) is its only user.
+pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    // Most callers have a handful; the kernel says how many on ERANGE.
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    // The group list is fixed at connect time, so one retry is enough; a
+    // second ERANGE would mean a kernel that misreports, not a reason to loop.
+    for _ in 0..2 {
+        let mut len = (groups.len() * GID) as libc::socklen_t;
+        // SAFETY: `fd` is a live descriptor for the duration of the borrow;
+        // the pointer is to `groups`, which holds exactly `len` writable,
+        // initialised bytes and outlives the call; `len` is a valid
+        // `socklen_t` the kernel may write. The kernel writes at most `len`
+        // bytes (or, with ERANGE, only the size it needs into `len`).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate((len as usize / GID).min(groups.len()));
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // NGROUPS_MAX is 65536.
+            Some(libc::ERANGE) if (len as usize) / GID <= 65_536 => {
+                groups.resize((len as usize).div_ceil(GID), 0);
+            }
+            Some(libc::ENOPROTOOPT) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "SO_PEERGROUPS needs Linux 4.13",
+                ))
+            }
+            _ => return Err(err),
+        }
+    }
+    Err(io::Error::other("SO_PEERGROUPS: group list keeps growing"))
 }
 
 /// Connect to `remote` from `local` (port chosen by the kernel), signing

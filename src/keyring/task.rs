@@ -8,8 +8,8 @@
 //!   tick (every 1 s) ----------> |         |
 //! ```
 //!
-//! Each tick is cheap: BIRD's pid is still alive and named `bird`, and its
-//! listener inodes (from /proc) are the ones keyed. A full [`Keyring::sync`]
+//! Each tick is cheap: the pinned BIRD process ([`Bird`]) still holds its
+//! control socket, and its listener inodes (from /proc) are the ones keyed. A full [`Keyring::sync`]
 //! runs when those differ (BIRD restarted or re-created its listener, fact
 //! 8), when the roster publishes new inputs (bird.conf rescan, reload, a
 //! successful `configure`), and every [`FULL_SYNC`] to restore a host-length
@@ -17,9 +17,15 @@
 //! `spawn_blocking`. The task never blocks the roster: it reads a watch
 //! channel and sends the roster only `try_send`s.
 //!
+//! Every sync also deletes prefix keys the listener holds that the plan
+//! does not want and that are not BIRD's own; while nothing is keyed
+//! (`keyring = "off"`, no group with a key) one best-effort sweep runs at
+//! start and after each input change, for keys a killed autopeer left.
+//!
 //! It must not: key anything while `[bird] keyring = "off"` (it removes
-//! what it installed instead); ask for privileges or BIRD's pid when no
-//! group has a key; put a key into a status line, an event or a log line.
+//! what it installed instead); report an error for a missing BIRD or
+//! missing privileges when no group has a key; delete BIRD's own exact or
+//! range keys; put a key into a status line, an event or a log line.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,8 +37,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    desired_keys, find_bird_pid, listening_sockets, verify_bird, Family, KeyPlan, Keyring,
-    KeyringReport, MissingListener,
+    bird_ranges, desired_keys, listening_sockets, Bird, Family, KeyPlan, Keyring, KeyringReport,
+    MissingListener,
 };
 use crate::bird::conf::BirdConf;
 use crate::config::{self, Config};
@@ -166,7 +172,7 @@ pub fn plan_for(inputs: &KeyInputs) -> Result<KeyPlan, String> {
 struct State {
     ring: Keyring,
     socket: PathBuf,
-    pid: Option<i32>,
+    bird: Option<Bird>,
     /// Listener inodes at the last sync.
     inodes: Vec<u64>,
     last_full: Option<Instant>,
@@ -211,7 +217,9 @@ pub async fn run(
             state.last_full = None;
         }
         let off = current.config.bird.keyring == config::Keyring::Off;
-        let p = plan.clone().unwrap_or_default();
+        let mut p = plan.clone().unwrap_or_default();
+        // BIRD's own range keys are never swept, whatever the last good plan.
+        p.bird_ranges = bird_ranges(&current.birdconf);
         state = match tokio::task::spawn_blocking(move || {
             step(&mut state, &p, off);
             state
@@ -280,7 +288,7 @@ impl State {
             if let Some(e) = &error {
                 self.events.push(Event::Keyring {
                     change: KeyringChange::Error,
-                    pid: self.pid,
+                    pid: self.bird.as_ref().map(Bird::pid),
                     listener: None,
                     keys: 0,
                     detail: e.clone(),
@@ -382,7 +390,7 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
                     let n: usize = r.listeners.iter().map(|l| l.removed).sum();
                     state.events.push(Event::Keyring {
                         change: KeyringChange::Removed,
-                        pid: state.pid,
+                        pid: state.bird.as_ref().map(Bird::pid),
                         listener: None,
                         keys: 0,
                         detail: format!("keyring turned off: {n} prefix key(s) removed"),
@@ -391,6 +399,7 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
                 Err(e) => tracing::warn!(error = %e, "keyring: cannot remove the prefix keys"),
             }
         }
+        sweep_once(state, plan);
         state.forget_listeners();
         state.set_error(None);
         state.status.keyed_groups.clear();
@@ -407,18 +416,18 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
     );
     if plan.keys.is_empty() && state.ring.keyed_inodes().is_empty() {
         // Nothing to key and nothing to take back: no need for BIRD's pid
-        // or for privileges.
+        // or for privileges, beyond one sweep for keys a killed run left.
+        sweep_once(state, plan);
         state.forget_listeners();
         state.set_error(None);
         return;
     }
-    let known = state.pid.filter(|p| verify_bird(*p).is_ok());
-    let pid = match known {
-        Some(p) => p,
-        None => match find_bird_pid(None, &state.socket) {
-            Ok(p) => p,
+    let known = state.bird.take().filter(|b| b.verify().is_ok());
+    let bird = match known {
+        Some(b) => b,
+        None => match Bird::find(&state.socket) {
+            Ok(b) => b,
             Err(e) => {
-                state.pid = None;
                 state.status.pid = None;
                 state.forget_listeners();
                 state.set_error(Some(format!("cannot find BIRD: {e}")));
@@ -426,6 +435,7 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
             }
         },
     };
+    let pid = bird.pid();
     let inodes = match listening_sockets(pid) {
         Ok(ls) => {
             let mut v: Vec<u64> = ls.iter().map(|l| l.inode).collect();
@@ -433,7 +443,6 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
             v
         }
         Err(e) => {
-            state.pid = None;
             state.forget_listeners();
             state.set_error(Some(e.to_string()));
             return;
@@ -443,14 +452,25 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
         Some(t) => t.elapsed() >= FULL_SYNC,
         None => true,
     };
-    if state.pid == Some(pid) && inodes == state.inodes && !due {
+    let same = state.status.pid == Some(pid) && inodes == state.inodes;
+    state.bird = Some(bird.clone());
+    if same && !due {
         return;
     }
-    state.pid = Some(pid);
     state.status.pid = Some(pid);
     state.last_full = Some(Instant::now());
-    match state.ring.sync(pid, plan) {
+    match state.ring.sync(&bird, plan) {
         Ok(report) => {
+            let removed: usize = report.listeners.iter().map(|l| l.removed).sum();
+            if removed > 0 {
+                state.events.push(Event::Keyring {
+                    change: KeyringChange::Removed,
+                    pid: Some(pid),
+                    listener: None,
+                    keys: 0,
+                    detail: format!("{removed} prefix key(s) that no group wants removed"),
+                });
+            }
             state.take_report(&report);
             state.set_error(None);
         }
@@ -458,6 +478,46 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
             state.forget_listeners();
             state.set_error(Some(e.to_string()));
         }
+    }
+}
+
+/// While nothing is keyed (`keyring = "off"`, or no group has a key):
+/// once at start and after each change of the inputs, delete the prefix
+/// keys an earlier autopeer that was killed left on BIRD's listeners
+/// ([`Keyring::sweep`]). Best effort: without BIRD or privileges there is
+/// nothing this mode may ask for, so a failure is only logged at debug.
+fn sweep_once(state: &mut State, plan: &KeyPlan) {
+    if state.last_full.is_some() {
+        return;
+    }
+    state.last_full = Some(Instant::now());
+    if super::check_privileges().is_err() {
+        // It could not duplicate BIRD's listener anyway.
+        return;
+    }
+    let bird = match Bird::find(&state.socket) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(error = %e, "keyring: no sweep for stale prefix keys");
+            return;
+        }
+    };
+    match state.ring.sweep(&bird, &plan.bird_ranges) {
+        Ok(r) => {
+            let n: usize = r.listeners.iter().map(|l| l.removed).sum();
+            if n > 0 {
+                state.events.push(Event::Keyring {
+                    change: KeyringChange::Removed,
+                    pid: Some(bird.pid()),
+                    listener: None,
+                    keys: 0,
+                    detail: format!(
+                        "{n} stale prefix key(s) removed (left by an earlier autopeer)"
+                    ),
+                });
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "keyring: sweep for stale prefix keys failed"),
     }
 }
 

@@ -461,16 +461,9 @@ fn port_number(text: &str) -> Result<u16, Malformed> {
     }
 }
 
-/// A Linux interface name safe to write into BIRD's config:
-/// `[A-Za-z0-9_.:-]{1,15}`, and not `.` or `..`.
-pub fn iface_ok(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
+/// A Linux interface name safe to write into BIRD's config: the one rule
+/// of [`crate::bird::lang::is_iface`], which config and rendering use too.
+pub use crate::bird::lang::is_iface as iface_ok;
 
 /// The text before ` <CLASS> ` in BIRD's log file.
 fn bird_prefix_ok(prefix: &str) -> bool {

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::match_group;
 use crate::config::{Config, NhrpPolicy};
-use crate::event::Event;
+use crate::event::{escape, Event};
 use crate::roster::Msg;
 use crate::sources::{Sighting, Trust, Via};
 
@@ -441,7 +441,7 @@ pub enum ServeError {
 /// there is an error), the new one gets mode 0600 (nhrpd runs with
 /// CAP_DAC_OVERRIDE raised, so a root-owned 0600 socket reaches it).
 pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             let _ = std::fs::remove_file(path);
@@ -462,9 +462,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
         path: path.to_path_buf(),
         source,
     };
-    let l = UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    Ok(l)
+    // The mode is set before the socket appears at `path` (crate::fsx).
+    let (dir, name) = crate::fsx::Dir::of(path).map_err(bind_err)?;
+    let (l, _) = dir.bind_unix(&name, 0o600, None).map_err(bind_err)?;
+    l.set_nonblocking(true).map_err(bind_err)?;
+    UnixListener::from_std(l).map_err(bind_err)
 }
 
 /// Accepts nhrpd's connections until `token` is cancelled; removes the
@@ -580,7 +582,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Ok(m) => m,
         Err(e) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "nhrp: malformed message");
+            tracing::warn!(error = %escape(&e.to_string()), "nhrp: malformed message");
             return match leading_event_id(&bytes) {
                 Some(id) => {
                     s.rejected.fetch_add(1, Ordering::Relaxed);
@@ -598,7 +600,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Ok(None) | Err(_) => {
             s.unanswerable.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                event = msg.get("event").unwrap_or(""),
+                event = ?escape(msg.get("event").unwrap_or("")),
                 "nhrp: message without a usable eventid, cannot answer"
             );
             return None;
@@ -609,7 +611,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         // future one from hanging for 10 s.
         s.other_events.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
-            event = msg.get("event").unwrap_or(""),
+            event = ?escape(msg.get("event").unwrap_or("")),
             "nhrp: unknown event, accepted"
         );
         return Some(reply(id, true));
@@ -620,7 +622,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Err(e) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
             s.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "nhrp: bad authorize-binding, rejected");
+            tracing::warn!(error = %escape(&e.to_string()), "nhrp: bad authorize-binding, rejected");
             return Some(reply(id, false));
         }
     };
@@ -648,6 +650,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         nbma: binding.remote_nbma,
         interface: binding.interface.clone(),
         accepted: accept,
+        admitted: verdict.admitted,
         outcome: verdict.outcome,
     });
     Some(reply(id, accept))

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{self, LineOutcome, MAX_LINE_LEN};
-use super::{Sighting, Trust};
+use super::{Sighting, Trust, Via};
 use crate::readsafe::{self, Links};
 
 /// Bytes read per step before yielding to other tasks.
@@ -198,8 +198,10 @@ struct Tracked {
     /// The current line passed [`MAX_LINE_LEN`]; drop bytes until its newline.
     overlong: bool,
     /// BIRD's own log file, not a shared one: only here may a line in
-    /// BIRD's file format be trusted (DESIGN.md fact 14).
-    untrusted: bool,
+    /// BIRD's file format be trusted (DESIGN.md fact 14). False until
+    /// [`Tailer::set_bird_files`] says otherwise: a file nobody vouched
+    /// for is a shared one.
+    birds: bool,
     /// What was refused at the path, pinned (see [`readsafe::Pinned`]).
     held: Option<readsafe::Pinned>,
     /// A refusal was logged and no regular file has been read since: the
@@ -235,12 +237,13 @@ impl Tailer {
     /// Marks which of the tailed paths BIRD itself writes (bird.conf's
     /// `log "FILE"`). In any other path a line that looks like BIRD's file
     /// format may have been written by someone else, so its sightings are
-    /// [`Trust::Unverified`]. Without this call every path counts as BIRD's.
+    /// [`Trust::Unverified`] and named [`Via::Syslog`] (a shared file), not
+    /// `bird-log`. Without this call no path counts as BIRD's.
     pub fn set_bird_files(&mut self, bird_files: &[PathBuf]) {
         let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
         let bird: Vec<PathBuf> = bird_files.iter().map(|p| canon(p)).collect();
         for (path, tracked) in &mut self.files {
-            tracked.untrusted = !bird.contains(&canon(path));
+            tracked.birds = bird.contains(&canon(path));
         }
     }
 
@@ -591,7 +594,8 @@ impl Tracked {
             Ok(text) => match lines::parse_line(text, SystemTime::now()) {
                 LineOutcome::Sighting(mut s) => {
                     TailStats::bump(&stats.sightings);
-                    if self.untrusted && s.trust == Trust::Bird {
+                    if !self.birds && s.via == Via::BirdLog {
+                        s.via = Via::Syslog;
                         s.trust = Trust::Unverified;
                     }
                     found.push(s);

@@ -463,3 +463,36 @@ neighbor = "internal"
     std::fs::write(&path, config).unwrap();
     path
 }
+
+/// True when `bird/roots` has prepared BIRD `version` (1.6, 2.17, 3.1; 2.0
+/// is the host's own). With `CI=true` a missing root is a failure (.ci/run
+/// prepares them all); otherwise the test skips with one line.
+pub fn rr_bird_prepared(version: &str, what: &str) -> bool {
+    let out = Command::new(repo().join("bird/roots"))
+        .args(["path", version])
+        .output()
+        .expect("run bird/roots");
+    if out.status.success() {
+        return true;
+    }
+    let reason = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but BIRD {version} is missing: {reason}");
+    }
+    eprintln!("skipping {what}: {reason}");
+    false
+}
+
+/// `autopeer -c CONFIG check`: whether it passed, and its stdout.
+pub fn autopeer_check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .arg("-c")
+        .arg(config)
+        .arg("check")
+        .output()
+        .expect("run autopeer check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
