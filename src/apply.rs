@@ -80,6 +80,12 @@ pub enum ApplyError {
 
 /// Writes `new_text` as the owned include and makes BIRD load it.
 pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyError> {
+    apply_on(connect(target).await?, target, new_text).await
+}
+
+/// Step 1: the connection to BIRD, before anything is written. Its
+/// greeting tells the caller BIRD's version (the language to render in).
+pub async fn connect(target: &Target) -> Result<Connection, ApplyError> {
     let mut conn = Connection::connect(&target.socket, target.timeout)
         .await
         .map_err(|source| ApplyError::Unavailable {
@@ -87,7 +93,15 @@ pub async fn apply(target: &Target, new_text: &str) -> Result<Applied, ApplyErro
             source,
         })?;
     conn.set_timeout(target.timeout);
+    Ok(conn)
+}
 
+/// Steps 2-6 on a connection from [`connect`].
+pub async fn apply_on(
+    mut conn: Connection,
+    target: &Target,
+    new_text: &str,
+) -> Result<Applied, ApplyError> {
     let write_err = |source| ApplyError::Write {
         path: target.include.clone(),
         source,

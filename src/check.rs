@@ -161,6 +161,8 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             }
             out.extend(check_keyring(config, &bc));
             out.extend(check_trust(config, &bc));
+            let journal = crate::daemon::journal_wanted(config, Some(&bc));
+            out.push(trigger_sources(config, &bc, journal));
             for (i, log) in config.sources.logs.iter().enumerate() {
                 // Whether BIRD writes the file at all is check_trust's.
                 if bc.fixed_log_files.iter().any(|f| same_file(f, log)) {
@@ -276,6 +278,56 @@ pub fn check_trust(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Which sources will see BIRD's trigger line (`BGP: Unexpected connect
+/// from unknown address ...`): the tailed files (BIRD's own, or shared
+/// syslog files whose lines are unverified) and the journal when it is
+/// followed (`journal`). When none will, says what to add to bird.conf.
+pub fn trigger_sources(config: &Config, bc: &BirdConf, journal: bool) -> Finding {
+    let mut seen: Vec<String> = Vec::new();
+    for log in &config.sources.logs {
+        if bc.log_files.iter().any(|f| same_file(f, log)) {
+            seen.push(format!("BIRD's log file {}", log.display()));
+        } else if log.exists() {
+            seen.push(format!(
+                "{} (unverified: BIRD does not write it)",
+                log.display()
+            ));
+        }
+    }
+    if journal && bc.logs_to_syslog {
+        seen.push("the systemd journal (bird.conf logs to syslog)".into());
+    }
+    if !seen.is_empty() {
+        return info(
+            "sources",
+            format!("BIRD's trigger line will be seen in {}", seen.join(", ")),
+        );
+    }
+    let file = config.sources.logs.first().map_or_else(
+        || "/var/log/bird/bird.log".to_string(),
+        |p| p.display().to_string(),
+    );
+    let listed = if config.sources.logs.is_empty() {
+        format!(" and set [sources] logs = [\"{file}\"]")
+    } else {
+        String::new()
+    };
+    let journal_way = if !bc.logs_to_syslog {
+        "; or add `log syslog all;` to bird.conf and keep [sources] journal = \"auto\" on a machine with systemd-journald"
+    } else if config.sources.journal == crate::config::JournalMode::Off {
+        "; or set [sources] journal = \"auto\" (bird.conf's `log syslog` lines go to the journal)"
+    } else {
+        " (bird.conf logs to syslog, but this machine has no systemd journal to read)"
+    };
+    warning(
+        "sources",
+        format!(
+            "no source will see BIRD's trigger line, so no peer can be admitted from BIRD's log: \
+             add `log \"{file}\" {{ info, warning, error }};` to bird.conf{listed}{journal_way}"
+        ),
+    )
 }
 
 fn info(key: impl Into<String>, message: impl Into<String>) -> Finding {
@@ -566,5 +618,60 @@ mod tests {
                 && f.message.contains("mode 0666 lets anyone write it")),
             "{f:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+
+    fn setup(bird_conf: &str, sources: &str) -> (tempfile::TempDir, Config, BirdConf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bird.conf"), bird_conf).unwrap();
+        let text = format!(
+            "[bird]\nconfig = \"bird.conf\"\ninclude = \"autopeer.conf\"\n[sources]\n{sources}\n"
+        );
+        let config = Config::load_str(&text, dir.path()).unwrap();
+        let bc = conf::scan(&config.bird.config, &config.bird.include).unwrap();
+        (dir, config, bc)
+    }
+
+    #[test]
+    fn stock_debian_bird_conf_is_seen_through_the_journal() {
+        // The issue's new user: Debian's `log syslog all;`, default logs.
+        let (_d, config, bc) = setup("log syslog all;\n", "");
+        let f = trigger_sources(&config, &bc, true);
+        assert_eq!(f.severity, Severity::Info);
+        assert!(f.message.contains("the systemd journal"), "{f}");
+        // No journal on this machine: say exactly what to add.
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            f.message
+                .contains("add `log \"/var/log/bird.log\" { info, warning, error };` to bird.conf"),
+            "{f}"
+        );
+        assert!(f.message.contains("no systemd journal"), "{f}");
+    }
+
+    #[test]
+    fn names_birds_file_and_the_way_out_when_nothing_sees_the_line() {
+        let (d, config, bc) = setup("log syslog all;\n", "journal = \"off\"\nlogs = []");
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            f.message
+                .contains("set [sources] logs = [\"/var/log/bird/bird.log\"]"),
+            "{f}"
+        );
+        assert!(f.message.contains("journal = \"auto\""), "{f}");
+        let log = d.path().join("bird.log");
+        let (_d2, config, bc) = setup(
+            &format!("log \"{}\" all;\n", log.display()),
+            &format!("logs = [\"{}\"]", log.display()),
+        );
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Info);
+        assert!(f.message.contains("BIRD's log file"), "{f}");
     }
 }

@@ -160,6 +160,12 @@ pub struct RawSources {
     pub nhrp_policy: String,
     #[serde(default = "default_unverified")]
     pub unverified: String,
+    #[serde(default = "default_journal")]
+    pub journal: String,
+}
+
+fn default_journal() -> String {
+    "auto".into()
 }
 
 impl Default for RawSources {
@@ -169,6 +175,7 @@ impl Default for RawSources {
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
             unverified: default_unverified(),
+            journal: default_journal(),
         }
     }
 }
@@ -260,6 +267,15 @@ pub enum UnverifiedPolicy {
     Admit,
 }
 
+/// `[sources] journal`: read BIRD's lines from the systemd journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// On when bird.conf logs to syslog and a journal is present.
+    Auto,
+    On,
+    Off,
+}
+
 /// `[bird]`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdSection {
@@ -286,6 +302,7 @@ pub struct SourcesSection {
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
     pub unverified: UnverifiedPolicy,
+    pub journal: JournalMode,
 }
 
 /// One validated `[[group]]`.
@@ -542,11 +559,24 @@ impl Config {
                 UnverifiedPolicy::Refuse
             }
         };
+        let journal = match raw.sources.journal.as_str() {
+            "auto" => JournalMode::Auto,
+            "on" => JournalMode::On,
+            "off" => JournalMode::Off,
+            other => {
+                p.push(Problem::new(
+                    "sources.journal",
+                    format!("must be \"auto\", \"on\" or \"off\", not {other:?}"),
+                ));
+                JournalMode::Auto
+            }
+        };
         let sources = SourcesSection {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
             unverified,
+            journal,
         };
 
         let mut groups = Vec::new();

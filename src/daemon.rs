@@ -1,7 +1,8 @@
 //! Wires the tasks of `autopeer run` together.
 //!
 //! ```text
-//!   tail (1x, all [sources] logs) --Sighting--> |        |
+//!   tail (1x, all [sources] logs) --Sighting--+ |        |
+//!   journal (0-1x, journalctl child) -Sighting-+-> one sighting per line --> |
 //!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
 //!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
 //!   observer (1x, show protocols) --States---> |        |     configure)
@@ -34,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::bird::conf;
 use crate::config::Config;
+use crate::config::JournalMode;
 use crate::roster::{Msg, Roster};
-use crate::sources::{nhrp, tail};
+use crate::sources::{journal, nhrp, tail, OneSighting, Sighting};
 
 /// How long bird.conf edits are gathered before a rescan (editors write in
 /// several steps).
@@ -53,6 +55,8 @@ pub enum DaemonError {
     Ctl(#[from] crate::ctl::server::CtlError),
     #[error(transparent)]
     Nhrp(#[from] nhrp::ServeError),
+    #[error("cannot follow the journal ([sources] journal = \"on\"): {0}")]
+    Journal(#[from] journal::JournalError),
 }
 
 /// Runs the daemon until `shutdown` resolves. `config_path` is re-read on
@@ -77,12 +81,18 @@ pub async fn run(
     let (msg_tx, msg_rx) = mpsc::channel(64);
 
     let stats = Arc::new(tail::TailStats::default());
+    // The sources send here; one task passes each line on once (BIRD may
+    // log the same line to its file and to the journal).
+    let (source_tx, source_rx) = mpsc::channel(4096);
+    let merge_task = tokio::spawn(one_sighting(source_rx, sighting_tx));
+    let bird_conf = conf::scan(&config.bird.config, &config.bird.include).ok();
     // Watches are live once `start` returns: only then is the daemon ready.
     let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
-    if let Ok(bc) = conf::scan(&config.bird.config, &config.bird.include) {
+    if let Some(bc) = &bird_conf {
         tailer.set_bird_files(&bc.log_files);
     }
-    let tail_task = tokio::spawn(tailer.run(sighting_tx, Arc::clone(&stats), token.clone()));
+    let tail_task = tokio::spawn(tailer.run(source_tx.clone(), Arc::clone(&stats), token.clone()));
+    let journal_task = start_journal(&config, bird_conf.as_ref(), source_tx, &token).await?;
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
     let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
@@ -164,12 +174,65 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), ctl_task).await;
+    if let Some(t) = journal_task {
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), t).await {
+            tracing::warn!(error = %e, "journal source ended with an error");
+        }
+    }
+    merge_task.abort();
     match tokio::time::timeout(Duration::from_secs(5), tail_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "tail ended with an error"),
         Ok(_) => {}
         Err(_) => tracing::warn!("tail did not stop in time"),
     }
     Ok(())
+}
+
+/// Whether `[sources] journal` is in force: "on", or "auto" when bird.conf
+/// logs to syslog and this machine has a journal.
+pub fn journal_wanted(config: &Config, bird_conf: Option<&conf::BirdConf>) -> bool {
+    match config.sources.journal {
+        JournalMode::Off => false,
+        JournalMode::On => true,
+        JournalMode::Auto => {
+            bird_conf.is_some_and(|bc| bc.logs_to_syslog) && journal::journal_present()
+        }
+    }
+}
+
+/// Starts the journal source when wanted. With "on" a journal that cannot
+/// be read stops the daemon; with "auto" it is a warning.
+async fn start_journal(
+    config: &Config,
+    bird_conf: Option<&conf::BirdConf>,
+    tx: mpsc::Sender<Sighting>,
+    token: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<Result<(), journal::JournalError>>>, DaemonError> {
+    if !journal_wanted(config, bird_conf) {
+        return Ok(None);
+    }
+    match journal::Journal::start(journal::JournalOptions::for_config(config)).await {
+        Ok(j) => {
+            tracing::info!("following BIRD's lines in the systemd journal");
+            let stats = Arc::new(journal::JournalStats::default());
+            Ok(Some(tokio::spawn(j.run(tx, stats, token.clone()))))
+        }
+        Err(e) if config.sources.journal == JournalMode::On => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "not following the journal");
+            Ok(None)
+        }
+    }
+}
+
+/// Passes each sighting on to the roster once ([`OneSighting`]).
+pub async fn one_sighting(mut rx: mpsc::Receiver<Sighting>, tx: mpsc::Sender<Sighting>) {
+    let mut one = OneSighting::default();
+    while let Some(s) = rx.recv().await {
+        if one.admit(&s, std::time::Instant::now()) && tx.send(s).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Watches the directories of bird.conf and every file it includes (so that

@@ -23,6 +23,8 @@
 //! I/O at the edges:
 //! - [`bird::client`]: the only code that talks to BIRD's socket.
 //! - [`sources::tail`]: tails log files into sightings.
+//! - [`sources::journal`]: follows BIRD's entries in the systemd journal
+//!   (a `journalctl` child; only BIRD's own process is trusted).
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
 //! - [`fsx`]: files in directories other accounts may write (never followed, never reused).
 //! - [`roster`]: the one task that owns the roster; everything else sends it messages.

@@ -1025,21 +1025,15 @@ impl Roster {
         }
     }
 
-    /// The language of the BIRD behind the socket, from its greeting (the
-    /// version can change under us: an upgrade, bird vs bird6). When BIRD
-    /// cannot be reached, the 2.x language: apply then fails before writing
-    /// anything and retries.
-    async fn dialect(&self) -> render::Dialect {
-        let version = match crate::bird::client::Connection::connect(
-            &self.target.socket,
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(c) => c.version().clone(),
-            Err(_) => return render::Dialect::Bird2,
+    /// The language of the BIRD that greeted `conn` (the version can
+    /// change under us: an upgrade, bird vs bird6). Without a connection,
+    /// the 2.x language: apply then fails before writing anything and
+    /// retries.
+    fn dialect(&self, conn: Option<&crate::bird::client::Connection>) -> render::Dialect {
+        let Some(version) = conn.map(|c| c.version()) else {
+            return render::Dialect::Bird2;
         };
-        crate::bird::client::warn_unknown_version(&version);
+        crate::bird::client::warn_unknown_version(version);
         if version.major != 1 {
             return render::Dialect::Bird2;
         }
@@ -1069,7 +1063,10 @@ impl Roster {
             .collect();
         // A bad peer never sinks a batch: set it aside, alone. What this
         // BIRD's language cannot say (1.6) counts as bad too.
-        let dialect = self.dialect().await;
+        // One connection for the version and the apply: BIRD down means
+        // nothing is written (apply's rule 1), and no second connection.
+        let conn = apply::connect(&self.target).await;
+        let dialect = self.dialect(conn.as_ref().ok());
         let now = Instant::now();
         for p in std::mem::take(&mut self.pending) {
             let Err(e) = render::check_peer_in(&p, passwords.get(&p.group), &dialect) else {
@@ -1102,7 +1099,11 @@ impl Roster {
             }
         };
         let added = self.pending.len();
-        match apply::apply(&self.target, &text).await {
+        let result = match conn {
+            Ok(conn) => apply::apply_on(conn, &self.target, &text).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(applied) => {
                 self.commit(next, text);
                 self.configured += 1;

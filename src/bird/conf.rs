@@ -90,6 +90,9 @@ pub struct BirdConf {
     /// `log fixed "PATH" SIZE ...;` targets (BIRD 3): a fixed-size ring
     /// buffer rewritten in place, which no reader can follow.
     pub fixed_log_files: Vec<PathBuf>,
+    /// bird.conf has a `log syslog ...;` target (on systemd machines
+    /// without a syslog daemon these lines reach only the journal).
+    pub logs_to_syslog: bool,
     /// Names of all protocols outside the owned file (any protocol type).
     pub protocol_names: BTreeSet<String>,
 }
@@ -564,6 +567,7 @@ fn analyze(items: &[Item], files: &[PathBuf], owned: &[bool]) -> Result<BirdConf
                     (Some(Tok::Word(f)), Some(Tok::Str(p))) if f == "fixed" => {
                         conf.fixed_log_files.push(PathBuf::from(p))
                     }
+                    (Some(Tok::Word(w)), _) if w == "syslog" => conf.logs_to_syslog = true,
                     _ => {}
                 }
                 i += 1;
@@ -915,6 +919,17 @@ mod tests {
     }
 
     #[test]
+    fn sees_a_syslog_log_target() {
+        // Debian's stock bird.conf, with a file target beside it.
+        let text = "log syslog all;\nlog \"/var/log/bird/bird.log\" { info, warning, error };\n";
+        let c = scan_text(text, Path::new("bird.conf")).unwrap();
+        assert!(c.logs_to_syslog);
+        assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird/bird.log")]);
+        let c = scan_text("log syslog name \"bird\" { warning };", Path::new("b")).unwrap();
+        assert!(c.logs_to_syslog && c.log_files.is_empty());
+    }
+
+    #[test]
     fn finds_templates_neighbors_and_inheritance() {
         let text = r#"
 log "/var/log/bird.log" { info, warning, error };
@@ -928,6 +943,7 @@ protocol device { }
         let c = scan_text(text, Path::new("bird.conf")).unwrap();
         assert_eq!(c.log_files, vec![PathBuf::from("/var/log/bird.log")]);
         assert!(c.fixed_log_files.is_empty());
+        assert!(!c.logs_to_syslog, "no `log syslog` here");
         let p2 = c.templates.get("peers2").unwrap();
         assert!(p2.has_neighbor_as);
         assert_eq!(p2.local_as, Some(65000), "inherited from peers");

@@ -365,6 +365,20 @@ fn sighting(
     })
 }
 
+/// BIRD's bare message (`BGP: Unexpected connect from unknown address A
+/// (port P)`), as syslog and the journal's `MESSAGE` carry it, without any
+/// header. The caller knows where it came from and how far to trust it.
+pub fn parse_bird_message(msg: &str, via: Via, trust: Trust, at: SystemTime) -> LineOutcome {
+    if msg.len() > MAX_LINE_LEN {
+        return LineOutcome::Malformed(Malformed::TooLong);
+    }
+    match bird_message(msg.trim_end_matches(['\n', '\r'])) {
+        None => LineOutcome::Irrelevant,
+        Some(Err(e)) => LineOutcome::Malformed(e),
+        Some(Ok((addr, port, iface))) => sighting(addr, Some(port), iface, via, trust, at),
+    }
+}
+
 /// Address, source port and interface from BIRD's message.
 type BirdPeer = (IpAddr, u16, Option<String>);
 

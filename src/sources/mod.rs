@@ -1,10 +1,12 @@
 //! Where sightings come from: log lines (and later NHRP and the control
 //! socket). A [`Sighting`] is "address A tried to reach our BGP port".
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
+pub mod journal;
 pub mod lines;
 pub mod nhrp;
 pub mod tail;
@@ -103,4 +105,99 @@ pub enum Trust {
     Nhrp,
     /// An operator's explicit command.
     Operator,
+}
+
+/// One sighting per connection attempt when BIRD's line reaches autopeer
+/// twice: BIRD logs to its file *and* to syslog (the journal, or a syslog
+/// file that is tailed too). Two copies of BIRD's message carry the same
+/// address and source port; the later copy is dropped unless it is more
+/// trustworthy than the earlier one (a verified line is never hidden by an
+/// unverified or forged copy that came first). Bounded: at most
+/// [`OneSighting::CAPACITY`] recent lines are remembered, for
+/// [`OneSighting::WINDOW`].
+#[derive(Debug, Default)]
+pub struct OneSighting {
+    recent: VecDeque<(Instant, IpAddr, u16, Via, Trust)>,
+}
+
+impl OneSighting {
+    /// How long a copy is looked for.
+    pub const WINDOW: Duration = Duration::from_secs(10);
+    /// How many recent lines are remembered.
+    pub const CAPACITY: usize = 4096;
+
+    /// Whether `s` is news (pass it on) or a copy of a line already passed.
+    pub fn admit(&mut self, s: &Sighting, now: Instant) -> bool {
+        let Some(port) = s.port else { return true };
+        if !matches!(s.via, Via::BirdLog | Via::Syslog | Via::Journal) {
+            return true;
+        }
+        while let Some((t, ..)) = self.recent.front() {
+            if now.duration_since(*t) > Self::WINDOW || self.recent.len() >= Self::CAPACITY {
+                self.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+        let copy = self.recent.iter().any(|&(_, addr, p, via, trust)| {
+            addr == s.addr && p == port && via != s.via && trust >= s.trust
+        });
+        if !copy {
+            self.recent.push_back((now, s.addr, port, s.via, s.trust));
+        }
+        !copy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(via: Via, trust: Trust, port: u16) -> Sighting {
+        Sighting {
+            addr: "10.88.0.2".parse().unwrap(),
+            port: Some(port),
+            iface: None,
+            via,
+            trust,
+            at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn one_sighting_for_a_line_in_two_places() {
+        let mut one = OneSighting::default();
+        let t0 = Instant::now();
+        assert!(one.admit(&seen(Via::BirdLog, Trust::Bird, 4000), t0));
+        assert!(!one.admit(&seen(Via::Journal, Trust::Bird, 4000), t0));
+        // Another connection (another port), or the same source again: news.
+        assert!(one.admit(&seen(Via::Journal, Trust::Bird, 4001), t0));
+        assert!(one.admit(&seen(Via::BirdLog, Trust::Bird, 4000), t0));
+        // After the window a copy is news again.
+        let later = t0 + OneSighting::WINDOW + Duration::from_secs(1);
+        assert!(one.admit(&seen(Via::Journal, Trust::Bird, 4000), later));
+    }
+
+    #[test]
+    fn a_weaker_copy_never_hides_a_verified_line() {
+        let mut one = OneSighting::default();
+        let t0 = Instant::now();
+        // A forger (or a shared syslog file) gets there first.
+        assert!(one.admit(&seen(Via::Syslog, Trust::Unverified, 4000), t0));
+        assert!(one.admit(&seen(Via::Journal, Trust::Bird, 4000), t0));
+        assert!(!one.admit(&seen(Via::BirdLog, Trust::Bird, 4000), t0));
+        let mut one = OneSighting::default();
+        assert!(one.admit(&seen(Via::Journal, Trust::Forged, 1), t0));
+        assert!(one.admit(&seen(Via::BirdLog, Trust::Bird, 1), t0));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut one = OneSighting::default();
+        let t0 = Instant::now();
+        for port in 0..(OneSighting::CAPACITY as u16 + 100) {
+            one.admit(&seen(Via::Journal, Trust::Bird, port), t0);
+        }
+        assert!(one.recent.len() <= OneSighting::CAPACITY);
+    }
 }

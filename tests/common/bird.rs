@@ -84,13 +84,28 @@ impl RealBird {
     /// `bird -f -c DIR/bird.conf -s DIR/bird.ctl -P DIR/bird.pid` and wait
     /// (up to 10 s) until its control socket accepts connections.
     pub fn start(dir: &Path, conf_text: &str) -> RealBird {
+        Self::start_with(dir, conf_text, &[])
+    }
+
+    /// [`RealBird::start`] with BIRD run through `prefix` (a program that
+    /// execs its arguments in place, such as `nsenter -t PID -m --`, so that
+    /// the child's pid stays BIRD's).
+    pub fn start_with(dir: &Path, conf_text: &str, prefix: &[&str]) -> RealBird {
         fs::create_dir_all(dir.join("peers")).expect("create peers dir");
         let conf = dir.join("bird.conf");
         let ctl = dir.join("bird.ctl");
         let pid = dir.join("bird.pid");
         fs::write(&conf, conf_text).expect("write bird.conf");
         let stderr = fs::File::create(dir.join("bird.stderr")).expect("stderr file");
-        let child = Command::new(BIRD)
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIRD);
+                c
+            }
+            None => Command::new(BIRD),
+        };
+        let child = cmd
             .arg("-f")
             .arg("-c")
             .arg(&conf)

@@ -259,21 +259,34 @@ pub struct Daemon {
 impl Daemon {
     /// `autopeer -c CONFIG -v run`, stdout and stderr appended to LOG.
     pub fn start(config: &Path, log: &Path) -> Daemon {
-        Daemon::spawn(config, log, true)
+        Daemon::spawn(config, log, true, &[])
+    }
+
+    /// [`Daemon::start`] through `prefix`, a program that execs its
+    /// arguments in place (`nsenter -t PID -m --`), so the pid stays ours.
+    pub fn start_with(prefix: &[&str], config: &Path, log: &Path) -> Daemon {
+        Daemon::spawn(config, log, true, prefix)
     }
 
     /// `autopeer -c CONFIG run` (without `-v`), output appended to LOG.
     pub fn start_quiet(config: &Path, log: &Path) -> Daemon {
-        Daemon::spawn(config, log, false)
+        Daemon::spawn(config, log, false, &[])
     }
 
-    fn spawn(config: &Path, log: &Path, verbose: bool) -> Daemon {
+    fn spawn(config: &Path, log: &Path, verbose: bool, prefix: &[&str]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_autopeer"));
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_autopeer"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_autopeer")),
+        };
         cmd.arg("-c").arg(config);
         if verbose {
             cmd.arg("-v");
@@ -285,6 +298,11 @@ impl Daemon {
             .spawn()
             .expect("start autopeer");
         Daemon { child }
+    }
+
+    /// The daemon's pid (nsenter execs it in place, so also with a prefix).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, and wait for a clean exit.
