@@ -27,8 +27,15 @@
 //! while reading (a file that grows).
 //!
 //! Errors are [`io::Error`]s whose message does not repeat the path: every
-//! caller already says "cannot read PATH: ...". A missing file keeps
-//! [`io::ErrorKind::NotFound`].
+//! caller already says "cannot read PATH: ...". A refusal is an
+//! [`fsx::Refused`] ([`io::ErrorKind::InvalidInput`]), as for the files
+//! autopeer writes and reads back through [`fsx`] (its own include, the
+//! state file); a missing file keeps [`io::ErrorKind::NotFound`].
+//!
+//! [`fsx`] reaches files in a directory autopeer opened itself and never
+//! follows a link; this module is for paths an operator names, where a link
+//! may be wanted ([`Links::Follow`], bird.conf's includes), and for what
+//! needs a size cap or a pin ([`Pinned`], the tail).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -36,6 +43,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
+
+use crate::fsx::{self, Refused};
 
 const S_IFMT: u32 = 0o170000;
 
@@ -53,10 +62,6 @@ pub enum Links {
 
 /// Largest bird.conf, included file or autopeer.toml autopeer reads.
 pub const MAX_CONFIG: u64 = 16 << 20;
-
-/// Largest file autopeer writes and reads back (its own include, the state
-/// file): 100,000 peers fit.
-pub const MAX_OWN: u64 = 64 << 20;
 
 /// Opens `path` for reading if, and only if, it is a regular file (see the
 /// module docs). The descriptor is non-blocking.
@@ -113,7 +118,7 @@ impl Pinned {
     }
 
     fn open_regular(&self) -> io::Result<File> {
-        refuse_unless_regular(FileType::from_raw_mode(self.mode))?;
+        refuse_unless_regular(self.mode)?;
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match rustix::fs::open(
             format!("/proc/self/fd/{}", self.fd.as_raw_fd()),
@@ -126,7 +131,7 @@ impl Pinned {
             other => other?,
         };
         let now = rustix::fs::fstat(&fd)?;
-        refuse_unless_regular(FileType::from_raw_mode(now.st_mode))?;
+        refuse_unless_regular(now.st_mode)?;
         if (now.st_dev, now.st_ino) != (self.dev, self.ino) {
             return Err(io::Error::other("was replaced while being opened"));
         }
@@ -165,12 +170,6 @@ pub fn read_to_string(path: &Path, links: Links, max: u64) -> io::Result<String>
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }
 
-/// A file autopeer writes itself and reads back (its include, the state
-/// file): a regular file, no link, at most [`MAX_OWN`] bytes of UTF-8.
-pub fn read_own(path: &Path) -> io::Result<String> {
-    read_to_string(path, Links::Refuse, MAX_OWN)
-}
-
 fn too_large(max: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -178,27 +177,14 @@ fn too_large(max: u64) -> io::Error {
     )
 }
 
-/// Ok for a regular file; otherwise an error naming what is there.
-fn refuse_unless_regular(kind: FileType) -> io::Result<()> {
-    let what = match kind {
-        FileType::RegularFile => return Ok(()),
-        FileType::Directory => "a directory",
-        FileType::Symlink => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is a symbolic link, which is not followed here (name its target instead)",
-            ))
-        }
-        FileType::Fifo => "a FIFO (named pipe)",
-        FileType::Socket => "a socket",
-        FileType::CharacterDevice => "a character device",
-        FileType::BlockDevice => "a block device",
-        FileType::Unknown => "of an unknown type",
-    };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("is {what}, not a regular file"),
-    ))
+/// Ok for a regular file; otherwise [`fsx::Refused`] naming what is there
+/// (the same words as for the files autopeer writes).
+fn refuse_unless_regular(mode: u32) -> io::Result<()> {
+    match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => Ok(()),
+        FileType::Symlink => Err(Refused::Symlink.into()),
+        _ => Err(Refused::NotRegular(fsx::kind_name(mode)).into()),
+    }
 }
 
 #[cfg(test)]

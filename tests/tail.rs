@@ -571,6 +571,7 @@ async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
     append(other, trigger("10.88.0.50", 50).as_bytes());
     t.expect_addr_or_unjam("10.88.0.50", 50, log).await;
     t.stop_or_unjam(log).await;
+}
 
 /// A tailer nobody told which file is BIRD's (bird.conf could not be read
 /// at start) trusts none: fail closed.
