@@ -395,24 +395,40 @@ struct Scene {
     other: PathBuf,
 }
 
-fn scene() -> Scene {
+/// `None` (the test skips) when the attacker's uid cannot be used.
+fn scene() -> Option<Scene> {
+    if !can_switch_user() {
+        return None;
+    }
     let attackers = attackers_dir();
     let log = attackers.path().join("bird.log");
     let ours = tempfile::tempdir().unwrap();
     let other = ours.path().join("other.log");
     append(&other, b"");
-    Scene {
+    Some(Scene {
         _attackers: attackers,
         log,
         _ours: ours,
         other,
-    }
+    })
+}
+
+/// As the attacker: `first` (a shell command, may be empty), then a new
+/// file at `path` holding one trigger line for `addr`.
+fn attacker_writes_trigger(first: &str, path: &Path, addr: &str, port: u16) {
+    as_attacker(&format!(
+        "{first} printf '{}\\n' > {}",
+        trigger(addr, port).trim_end(),
+        path.display()
+    ));
 }
 
 impl Running {
-    /// Like `start`, bounded (see `bounded`).
-    async fn start_bounded(paths: Vec<PathBuf>, fifo: &Path) -> Running {
-        let tailer = bounded("Tailer::start", fifo, Tailer::start(paths))
+    /// Tails the scene's two paths, like `start` but bounded (see
+    /// `bounded`); a hang is blamed on the attacker's path.
+    async fn on(s: &Scene) -> Running {
+        let paths = vec![s.log.clone(), s.other.clone()];
+        let tailer = bounded("Tailer::start", &s.log, Tailer::start(paths))
             .await
             .unwrap();
         let (tx, rx) = mpsc::channel(16);
@@ -468,13 +484,12 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
-    if !can_switch_user() {
+    let Some(s) = scene() else {
         return;
-    }
-    let s = scene();
+    };
     let (fifo, other) = (&s.log, &s.other);
     as_attacker(&format!("mkfifo {}", fifo.display()));
-    let mut t = Running::start_bounded(vec![fifo.clone(), other.clone()], fifo).await;
+    let mut t = Running::on(&s).await;
     t.wait_refused(1).await;
     append(other, trigger("10.88.0.20", 20).as_bytes());
     t.expect_addr_or_unjam("10.88.0.20", 20, fifo).await;
@@ -485,11 +500,7 @@ async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
         trigger("10.88.0.66", 66).trim_end()
     ));
     // A regular file replaces the FIFO: read from its start.
-    as_attacker(&format!(
-        "rm {0} && printf '{1}\\n' > {0}",
-        fifo.display(),
-        trigger("10.88.0.21", 21).trim_end()
-    ));
+    attacker_writes_trigger(&format!("rm {} &&", fifo.display()), fifo, "10.88.0.21", 21);
     t.expect_addr_or_unjam("10.88.0.21", 21, fifo).await;
     append(fifo, trigger("10.88.0.22", 22).as_bytes());
     t.expect_addr_or_unjam("10.88.0.22", 22, fifo).await;
@@ -499,13 +510,12 @@ async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_replacing_a_tailed_file_stops_neither_the_others_nor_shutdown() {
-    if !can_switch_user() {
+    let Some(s) = scene() else {
         return;
-    }
-    let s = scene();
+    };
     let (log, other) = (&s.log, &s.other);
     as_attacker(&format!(": > {}", log.display()));
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
+    let mut t = Running::on(&s).await;
     append(log, trigger("10.88.0.30", 30).as_bytes());
     t.expect_addr_or_unjam("10.88.0.30", 30, log).await;
     as_attacker(&format!("rm {0} && mkfifo {0}", log.display()));
@@ -517,10 +527,9 @@ async fn fifo_replacing_a_tailed_file_stops_neither_the_others_nor_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
-    if !can_switch_user() {
+    let Some(s) = scene() else {
         return;
-    }
-    let s = scene();
+    };
     let (log, other) = (&s.log, &s.other);
     // A root-only file with a trigger line: following a link to it would
     // turn a file the attacker cannot read into sightings.
@@ -529,7 +538,7 @@ async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
     append(&secret, trigger("10.88.0.99", 99).as_bytes());
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     as_attacker(&format!("ln -s /dev/zero {}", log.display()));
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
+    let mut t = Running::on(&s).await;
     t.wait_refused(1).await;
     as_attacker(&format!(
         "rm {0} && ln -s {1} {0}",
@@ -541,11 +550,12 @@ async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
     t.wait_refused(3).await;
     append(other, trigger("10.88.0.40", 40).as_bytes());
     t.expect_addr_or_unjam("10.88.0.40", 40, log).await;
-    as_attacker(&format!(
-        "rmdir {0} && printf '{1}\\n' > {0}",
-        log.display(),
-        trigger("10.88.0.41", 41).trim_end()
-    ));
+    attacker_writes_trigger(
+        &format!("rmdir {} &&", log.display()),
+        log,
+        "10.88.0.41",
+        41,
+    );
     // The secret's line never shows up: the next sighting is the new file's.
     t.expect_addr_or_unjam("10.88.0.41", 41, log).await;
     assert_eq!(t.stats.snapshot().files_refused, 3);
@@ -554,19 +564,15 @@ async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
-    if !can_switch_user() {
+    let Some(s) = scene() else {
         return;
-    }
-    let s = scene();
+    };
     let (log, other) = (&s.log, &s.other);
-    let mut t = Running::start_bounded(vec![log.clone(), other.clone()], log).await;
+    let mut t = Running::on(&s).await;
     // A line, then 1 TiB of zeros without a newline, costing the attacker
     // no disk. The line's sighting shows that the zeros are being read.
-    as_attacker(&format!(
-        "printf '{1}\\n' > {0} && truncate -s 1T {0}",
-        log.display(),
-        trigger("10.88.0.51", 51).trim_end()
-    ));
+    attacker_writes_trigger("", log, "10.88.0.51", 51);
+    as_attacker(&format!("truncate -s 1T {}", log.display()));
     t.expect_addr_or_unjam("10.88.0.51", 51, log).await;
     append(other, trigger("10.88.0.50", 50).as_bytes());
     t.expect_addr_or_unjam("10.88.0.50", 50, log).await;
