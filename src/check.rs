@@ -174,6 +174,17 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
                         ),
                     ));
                 }
+                // What the tail will refuse (crate::sources::tail).
+                match crate::readsafe::open(log, crate::readsafe::Links::Refuse) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => out.push(problem(
+                        format!("sources.logs[{i}]"),
+                        format!(
+                            "{} {e}: it is not tailed until a regular file replaces it",
+                            log.display()
+                        ),
+                    )),
+                    _ => {}
+                }
                 if !log.exists() {
                     out.push(warning(
                         format!("sources.logs[{i}]"),

@@ -446,7 +446,12 @@ impl Config {
     /// Reads, parses and validates the config at `path`. A missing file is
     /// an error; relative paths inside resolve against `path`'s directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::readsafe::read_to_string(
+            path,
+            crate::readsafe::Links::Follow,
+            crate::readsafe::MAX_CONFIG,
+        )
+        .map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -692,22 +697,12 @@ pub use crate::bird::lang::is_symbol as is_bird_symbol;
 /// A Linux interface name as BIRD accepts it: see [`lang::is_iface`].
 pub use crate::bird::lang::is_iface as is_interface_name;
 
-/// Reads a key file: a regular file of at most 4 KiB (a FIFO or
-/// `/dev/zero` must not hang `check` or the daemon's start).
+/// Reads a key file: a regular file of at most 4 KiB, opened without
+/// following a symbolic link (key files often live in /etc/bird, which
+/// BIRD's account can write). A FIFO or `/dev/zero` must not hang `check` or
+/// the daemon's start: see [`crate::readsafe`].
 fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    const MAX: u64 = 4096;
-    let f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX {
-        return Err(std::io::Error::other(format!("larger than {MAX} bytes")));
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::readsafe::read(path, crate::readsafe::Links::Refuse, 4096)
 }
 
 /// What is wrong with an MD5 key, without quoting it: the rule of

@@ -2,6 +2,8 @@
 //! copytruncate, invalid UTF-8, partial and overlong lines, late files,
 //! shutdown. Waits are awaits on the channel with a generous timeout.
 
+mod common;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use autopeer::sources::tail::{self, TailError, TailStats, Tailer};
 use autopeer::sources::{Sighting, Trust, Via};
+use common::attacker::{as_attacker, attackers_dir, can_switch_user, unjam};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -354,6 +357,226 @@ async fn bird_format_is_trusted_only_in_birds_own_file() {
     );
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, task).await;
+}
+
+// ------------------------------------------------ hostile files at a tailed path
+//
+// The log directory belongs to another account (BIRD's `bird`), which puts
+// a FIFO, a symbolic link or a directory where a log is expected. The
+// attacker's steps run as uid/gid 65534 through `setpriv`, in a directory
+// that account owns. Each wait is bounded; when one runs out, the FIFO is
+// opened for writing once (which releases a reader stuck in `open`), so a
+// regression fails instead of hanging the test run.
+
+/// `fut` on its own task, bounded by WAIT; on timeout, unjam and fail.
+async fn bounded<T: Send + 'static>(
+    what: &str,
+    fifo: &Path,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::time::timeout(WAIT, tokio::spawn(fut)).await {
+        Ok(res) => res.unwrap(),
+        Err(_) => {
+            unjam(fifo);
+            panic!(
+                "{what}: not done within {WAIT:?} (blocked on {}?)",
+                fifo.display()
+            );
+        }
+    }
+}
+
+/// The attacker's directory with the path `bird.log` in it (nothing there
+/// yet), and a log of our own, empty, that must go on being tailed.
+struct Scene {
+    _attackers: tempfile::TempDir,
+    log: PathBuf,
+    _ours: tempfile::TempDir,
+    other: PathBuf,
+}
+
+/// `None` (the test skips) when the attacker's uid cannot be used.
+fn scene() -> Option<Scene> {
+    if !can_switch_user() {
+        return None;
+    }
+    let attackers = attackers_dir();
+    let log = attackers.path().join("bird.log");
+    let ours = tempfile::tempdir().unwrap();
+    let other = ours.path().join("other.log");
+    append(&other, b"");
+    Some(Scene {
+        _attackers: attackers,
+        log,
+        _ours: ours,
+        other,
+    })
+}
+
+/// As the attacker: `first` (a shell command, may be empty), then a new
+/// file at `path` holding one trigger line for `addr`.
+fn attacker_writes_trigger(first: &str, path: &Path, addr: &str, port: u16) {
+    as_attacker(&format!(
+        "{first} printf '{}\\n' > {}",
+        trigger(addr, port).trim_end(),
+        path.display()
+    ));
+}
+
+impl Running {
+    /// Tails the scene's two paths, like `start` but bounded (see
+    /// `bounded`); a hang is blamed on the attacker's path.
+    async fn on(s: &Scene) -> Running {
+        let paths = vec![s.log.clone(), s.other.clone()];
+        let tailer = bounded("Tailer::start", &s.log, Tailer::start(paths))
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let stats = Arc::new(TailStats::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(tailer.run(tx, stats.clone(), shutdown.clone()));
+        Running {
+            rx,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    /// The next sighting, bounded; unjams `fifo` before failing.
+    async fn expect_addr_or_unjam(&mut self, addr: &str, port: u16, fifo: &Path) {
+        match tokio::time::timeout(WAIT, self.rx.recv()).await {
+            Ok(Some(s)) => assert_eq!((s.addr, s.port), (addr.parse().unwrap(), Some(port))),
+            Ok(None) => panic!("tail stopped"),
+            Err(_) => {
+                unjam(fifo);
+                panic!("no sighting of {addr} within {WAIT:?}: the tail is stuck");
+            }
+        }
+    }
+
+    async fn wait_refused(&self, n: u64) {
+        for _ in 0..200 {
+            if self.stats.snapshot().files_refused >= n {
+                assert_eq!(self.stats.snapshot().files_refused, n);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "files_refused never reached {n}: {:?}",
+            self.stats.snapshot()
+        );
+    }
+
+    /// Shutdown must end `run` promptly; unjams `fifo` before failing.
+    async fn stop_or_unjam(self, fifo: &Path) {
+        self.shutdown.cancel();
+        match tokio::time::timeout(WAIT, self.task).await {
+            Ok(res) => assert!(res.unwrap().is_ok()),
+            Err(_) => {
+                unjam(fifo);
+                panic!("run did not return within {WAIT:?} of shutdown");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_at_a_tailed_path_is_refused_and_picked_up_once_a_file() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (fifo, other) = (&s.log, &s.other);
+    as_attacker(&format!("mkfifo {}", fifo.display()));
+    let mut t = Running::on(&s).await;
+    t.wait_refused(1).await;
+    append(other, trigger("10.88.0.20", 20).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.20", 20, fifo).await;
+    // The attacker's writes to the FIFO wake nothing up and read nothing.
+    as_attacker(&format!(
+        "exec 3<>{0}; printf '{1}' >&3",
+        fifo.display(),
+        trigger("10.88.0.66", 66).trim_end()
+    ));
+    // A regular file replaces the FIFO: read from its start.
+    attacker_writes_trigger(&format!("rm {} &&", fifo.display()), fifo, "10.88.0.21", 21);
+    t.expect_addr_or_unjam("10.88.0.21", 21, fifo).await;
+    append(fifo, trigger("10.88.0.22", 22).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.22", 22, fifo).await;
+    assert_eq!(t.stats.snapshot().files_refused, 1);
+    t.stop_or_unjam(fifo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_replacing_a_tailed_file_stops_neither_the_others_nor_shutdown() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (log, other) = (&s.log, &s.other);
+    as_attacker(&format!(": > {}", log.display()));
+    let mut t = Running::on(&s).await;
+    append(log, trigger("10.88.0.30", 30).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.30", 30, log).await;
+    as_attacker(&format!("rm {0} && mkfifo {0}", log.display()));
+    t.wait_refused(1).await;
+    append(other, trigger("10.88.0.31", 31).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.31", 31, log).await;
+    t.stop_or_unjam(log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_devices_and_directories_at_a_tailed_path_are_refused() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (log, other) = (&s.log, &s.other);
+    // A root-only file with a trigger line: following a link to it would
+    // turn a file the attacker cannot read into sightings.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret.log");
+    append(&secret, trigger("10.88.0.99", 99).as_bytes());
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    as_attacker(&format!("ln -s /dev/zero {}", log.display()));
+    let mut t = Running::on(&s).await;
+    t.wait_refused(1).await;
+    as_attacker(&format!(
+        "rm {0} && ln -s {1} {0}",
+        log.display(),
+        secret.display()
+    ));
+    t.wait_refused(2).await;
+    as_attacker(&format!("rm {0} && mkdir {0}", log.display()));
+    t.wait_refused(3).await;
+    append(other, trigger("10.88.0.40", 40).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.40", 40, log).await;
+    attacker_writes_trigger(
+        &format!("rmdir {} &&", log.display()),
+        log,
+        "10.88.0.41",
+        41,
+    );
+    // The secret's line never shows up: the next sighting is the new file's.
+    t.expect_addr_or_unjam("10.88.0.41", 41, log).await;
+    assert_eq!(t.stats.snapshot().files_refused, 3);
+    t.stop_or_unjam(log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_sparse_file_neither_starves_the_others_nor_delays_shutdown() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (log, other) = (&s.log, &s.other);
+    let mut t = Running::on(&s).await;
+    // A line, then 1 TiB of zeros without a newline, costing the attacker
+    // no disk. The line's sighting shows that the zeros are being read.
+    attacker_writes_trigger("", log, "10.88.0.51", 51);
+    as_attacker(&format!("truncate -s 1T {}", log.display()));
+    t.expect_addr_or_unjam("10.88.0.51", 51, log).await;
+    append(other, trigger("10.88.0.50", 50).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.50", 50, log).await;
+    t.stop_or_unjam(log).await;
 }
 
 /// A tailer nobody told which file is BIRD's (bird.conf could not be read

@@ -13,7 +13,9 @@
 //! directories skipped, an empty glob in an existing directory is fine,
 //! depth at most 8. Strings have no escapes (§ 4.2).
 //!
-//! The lexer and the block tracker are pure; only [`scan`] reads files.
+//! The lexer and the block tracker are pure; only [`scan`] reads files,
+//! each through [`readsafe`] (regular files of at most
+//! [`readsafe::MAX_CONFIG`] bytes).
 //! Passwords found here are kept in [`Secret`]s and never put in errors.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+use crate::readsafe::{self, Links};
 use crate::secret::Secret;
 
 /// BIRD's `MAX_INCLUDE_DEPTH`: the main file is depth 1.
@@ -720,10 +723,15 @@ struct Loader {
 
 impl Loader {
     fn load(&mut self, path: &Path, depth: usize) -> Result<(), ConfError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Links are followed as BIRD follows them; a FIFO, device or
+        // directory planted at an included path is refused, not read.
+        let bytes =
+            readsafe::read(path, Links::Follow, readsafe::MAX_CONFIG).map_err(|source| {
+                ConfError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let text = String::from_utf8_lossy(&bytes);
         let canon = canon_loose(path);
         let is_owned = canon == self.owned;

@@ -33,8 +33,12 @@ pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> anyhow::Resu
         return Ok(s.to_path_buf());
     }
     if let Some(c) = config {
-        let text =
-            std::fs::read_to_string(c).with_context(|| format!("cannot read {}", c.display()))?;
+        let text = crate::readsafe::read_to_string(
+            c,
+            crate::readsafe::Links::Follow,
+            crate::readsafe::MAX_CONFIG,
+        )
+        .with_context(|| format!("cannot read {}", c.display()))?;
         let value: toml::Value =
             toml::from_str(&text).with_context(|| format!("{}: not TOML", c.display()))?;
         if let Some(s) = value

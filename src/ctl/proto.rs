@@ -579,6 +579,7 @@ pub fn sources_lines(tail: &TailCounts, snap: &Snapshot) -> Vec<String> {
         ("skipped.malformed", tail.malformed),
         ("skipped.invalid_utf8", tail.invalid_utf8),
         ("read_errors", tail.read_errors),
+        ("files_refused", tail.files_refused),
     ]
     .iter()
     .map(|(k, v)| vec![k.to_string(), v.to_string()])

@@ -1,43 +1,61 @@
 //! Tails log files and turns their trigger lines into [`Sighting`]s.
 //!
-//! Watching is linemux's [`MuxedEvents`] (inotify through `notify`, so an
-//! idle tail costs no CPU): it accepts paths whose file does not exist yet
-//! and re-arms the watch when a file is renamed away or deleted. Reading is
-//! done here, byte by byte, not by linemux's `MuxedLines`, because
-//! `MuxedLines` 0.3 stalls after an invalid UTF-8 line: it returns the error
-//! and drops back to waiting for the next inotify event, so the valid lines
-//! already written after the bad one are delayed until the file is written
-//! again (checked with linemux 0.3.0; its error also carries the raw line).
-//! Reading ourselves also bounds line length ([`lines::MAX_LINE_LEN`]),
-//! holds back a partial last line until its newline arrives, and tells
-//! rotation (new inode at the path) from truncation (size below our offset).
+//! Watching is inotify (through `notify`, so an idle tail costs no CPU) on
+//! the directory of each tailed path, not on the file: a directory watch
+//! sees a file created, renamed over, deleted or written, whatever sits at
+//! the path before and after. Events for other names in that directory are
+//! dropped in the watcher's own thread; the events left only mark paths as
+//! due (a set, so a burst of writes is one wake-up, and memory stays bounded
+//! however far the reader is behind). Reading is done here, byte by byte,
+//! not by linemux's `MuxedLines`, because `MuxedLines` 0.3 stalls after an
+//! invalid UTF-8 line: it returns the error and drops back to waiting for
+//! the next inotify event, so the valid lines already written after the bad
+//! one are delayed until the file is written again (checked with linemux
+//! 0.3.0; its error also carries the raw line). Reading ourselves also
+//! bounds line length ([`lines::MAX_LINE_LEN`]), holds back a partial last
+//! line until its newline arrives, and tells rotation (something new at the
+//! path) from truncation (size below our offset).
+//!
+//! A log directory is often writable by another account (`/var/log/bird`
+//! belongs to `bird`), so whatever appears at a path is opened through
+//! [`readsafe`] without following a symbolic link: a FIFO, a device, a
+//! directory or a link is refused (logged once, counted in
+//! [`TailCounts::files_refused`]) and the path stays watched, so a regular
+//! file put there later is tailed. One file never holds up the others or
+//! shutdown: a read takes at most [`BUDGET`] bytes from a file before the
+//! other due paths and the shutdown token get their turn.
 //!
 //! What this module must not do: parse (that is [`lines`]), poll on a
-//! timer, stop on a bad line, or log line contents.
+//! timer, stop on a bad line or a bad file, or log line contents.
 //!
 //! Known limits: lines written to a rotated-away file after the new file
 //! appeared are lost; with copytruncate, lines written between the copy and
 //! the truncation are lost, and a file truncated and refilled past our old
 //! offset before we look is read from the old offset (copytruncate's own race).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use linemux::MuxedEvents;
-use tokio::sync::mpsc;
+use notify::Watcher;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{self, LineOutcome, MAX_LINE_LEN};
 use super::{Sighting, Trust, Via};
+use crate::readsafe::{self, Links};
 
 /// Bytes read per step before yielding to other tasks.
 const CHUNK: usize = 64 * 1024;
+
+/// Bytes read from one file before the other due files (and shutdown) get
+/// their turn.
+pub const BUDGET: u64 = 16 * CHUNK as u64;
 
 /// Errors that stop the tail.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +81,7 @@ pub struct TailStats {
     malformed: AtomicU64,
     invalid_utf8: AtomicU64,
     read_errors: AtomicU64,
+    files_refused: AtomicU64,
 }
 
 /// A copy of [`TailStats`] at one moment.
@@ -80,6 +99,9 @@ pub struct TailCounts {
     pub invalid_utf8: u64,
     /// Failed open/stat/read calls and watcher errors (the tail goes on).
     pub read_errors: u64,
+    /// Things found at a tailed path that are not regular files (FIFO,
+    /// device, directory, symbolic link), each counted once; not read.
+    pub files_refused: u64,
 }
 
 impl TailStats {
@@ -92,6 +114,7 @@ impl TailStats {
             malformed: self.malformed.load(Ordering::Relaxed),
             invalid_utf8: self.invalid_utf8.load(Ordering::Relaxed),
             read_errors: self.read_errors.load(Ordering::Relaxed),
+            files_refused: self.files_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -116,8 +139,49 @@ pub async fn run(
 /// Watches registered and files positioned; not yet reading.
 #[derive(Debug)]
 pub struct Tailer {
-    events: MuxedEvents,
+    _watcher: notify::RecommendedWatcher,
+    due: Arc<Due>,
     files: HashMap<PathBuf, Tracked>,
+}
+
+/// Paths the watcher marked since the reader last looked.
+#[derive(Debug, Default)]
+struct Due {
+    marks: Mutex<Marks>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
+    paths: BTreeSet<PathBuf>,
+    /// The kernel's queue overflowed: look at every path.
+    all: bool,
+    /// Watcher errors since last looked.
+    errors: u64,
+}
+
+impl Due {
+    fn mark(&self, f: impl FnOnce(&mut Marks)) {
+        if let Ok(mut m) = self.marks.lock() {
+            f(&mut m);
+        }
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Marks {
+        self.marks
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+}
+
+/// What is (or was last) at a path: device, inode and file type, so that a
+/// FIFO replaced by a regular file on the same inode number is still new.
+type Seen = (u64, u64, u32);
+
+fn seen(meta: &std::fs::Metadata) -> Seen {
+    (meta.dev(), meta.ino(), meta.mode() & libc::S_IFMT)
 }
 
 /// One watched path.
@@ -125,8 +189,8 @@ pub struct Tailer {
 struct Tracked {
     /// The file we read (may be the old one just after a rotation).
     file: Option<File>,
-    /// (dev, inode) of `file`.
-    id: Option<(u64, u64)>,
+    /// What was at the path when we last looked (read or refused).
+    seen: Option<Seen>,
     /// Our read offset in `file`.
     pos: u64,
     /// Bytes of a line whose newline has not arrived yet.
@@ -138,6 +202,35 @@ struct Tracked {
     /// [`Tailer::set_bird_files`] says otherwise: a file nobody vouched
     /// for is a shared one.
     birds: bool,
+    /// What was refused at the path, pinned (see [`readsafe::Pinned`]).
+    held: Option<readsafe::Pinned>,
+    /// A refusal was logged and no regular file has been read since: the
+    /// next refusals are only counted.
+    refusal_logged: bool,
+}
+
+/// How far one look at a file got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Read to its end.
+    Done,
+    /// [`BUDGET`] used up; more to read.
+    More,
+    /// Shutdown, or nobody receives sightings any more.
+    Stop,
+}
+
+/// `dir/name` with `dir` made canonical: the form inotify reports for a
+/// watch on the canonical directory.
+fn watched_form(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Ok(dir.canonicalize()?.join(name))
 }
 
 impl Tailer {
@@ -154,44 +247,91 @@ impl Tailer {
         }
     }
 
-    /// Register a watch for every path and position each existing file at
-    /// its end (old lines are not read). A path whose file does not exist
-    /// yet is watched through its directory and read from its start once
-    /// created. When this returns, every later write is seen.
+    /// Register a watch for every path's directory and position each
+    /// existing file at its end (old lines are not read). A path whose file
+    /// does not exist yet is read from its start once created; one that is
+    /// not a regular file is refused (logged, counted once `run` starts)
+    /// and read once a regular file replaces it. When this returns, every
+    /// later write is seen.
     pub async fn start(paths: Vec<PathBuf>) -> Result<Tailer, TailError> {
-        let mut events = MuxedEvents::new().map_err(TailError::Watcher)?;
-        let mut files = HashMap::new();
+        let mut keys = Vec::new();
         for path in paths {
-            let key = events
-                .add_file(&path)
-                .await
-                .map_err(|source| TailError::Watch {
-                    path: path.clone(),
-                    source,
-                })?;
+            let key = watched_form(&path).map_err(|source| TailError::Watch {
+                path: path.clone(),
+                source,
+            })?;
+            keys.push((key, path));
+        }
+        let wanted: HashSet<PathBuf> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let due = Arc::new(Due::default());
+        let marks = Arc::clone(&due);
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            match res {
+                Ok(ev) if ev.need_rescan() => marks.mark(|m| m.all = true),
+                // Opens and closes (ours too) carry no new bytes.
+                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+                Ok(ev) => {
+                    let ours: Vec<PathBuf> = ev
+                        .paths
+                        .into_iter()
+                        .filter(|p| wanted.contains(p))
+                        .collect();
+                    if !ours.is_empty() {
+                        marks.mark(|m| m.paths.extend(ours));
+                    }
+                }
+                Err(_) => marks.mark(|m| m.errors += 1),
+            }
+        })
+        .map_err(|e| TailError::Watcher(notify_io(e)))?;
+        let mut dirs = HashSet::new();
+        for (key, path) in &keys {
+            let dir = key.parent().unwrap_or_else(|| Path::new("/"));
+            if dirs.insert(dir.to_path_buf()) {
+                watcher
+                    .watch(dir, notify::RecursiveMode::NonRecursive)
+                    .map_err(|e| TailError::Watch {
+                        path: path.clone(),
+                        source: notify_io(e),
+                    })?;
+            }
+        }
+        let mut files = HashMap::new();
+        for (key, path) in keys {
             let mut tracked = Tracked::default();
             // Watch first, then seek: a write after the seek is an event we will see.
-            if let Ok(mut file) = File::open(&key) {
-                let meta = file.metadata().map_err(|source| TailError::Watch {
-                    path: path.clone(),
-                    source,
-                })?;
-                let end = file
-                    .seek(SeekFrom::End(0))
-                    .map_err(|source| TailError::Watch {
+            match readsafe::open(&key, Links::Refuse) {
+                Ok(mut file) => {
+                    let meta = file.metadata().map_err(|source| TailError::Watch {
                         path: path.clone(),
                         source,
                     })?;
-                tracked.id = Some((meta.dev(), meta.ino()));
-                tracked.pos = end;
-                tracked.file = Some(file);
+                    let end = file
+                        .seek(SeekFrom::End(0))
+                        .map_err(|source| TailError::Watch {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    tracked.seen = Some(seen(&meta));
+                    tracked.pos = end;
+                    tracked.file = Some(file);
+                }
+                // Not there yet, or not a regular file: `run` looks at it
+                // first thing (and reports a refusal).
+                Err(_) => due.mark(|m| {
+                    m.paths.insert(key.clone());
+                }),
             }
             files.entry(key).or_insert(tracked);
         }
-        Ok(Tailer { events, files })
+        Ok(Tailer {
+            _watcher: watcher,
+            due,
+            files,
+        })
     }
 
-    /// The watched paths as linemux resolved them (directory made absolute).
+    /// The watched paths with their directory made canonical.
     pub fn paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.files.keys().cloned().collect();
         paths.sort();
@@ -210,67 +350,79 @@ impl Tailer {
             shutdown.cancelled().await;
             return Ok(());
         }
+        // Paths whose file has more to read than one budget.
+        let mut backlog: BTreeSet<PathBuf> = BTreeSet::new();
         loop {
-            let event = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Ok(()),
-                event = self.events.next_event() => event,
-            };
-            let paths: Vec<PathBuf> = match event {
-                Ok(Some(event)) if !event.paths.is_empty() && !event.need_rescan() => event.paths,
-                Ok(Some(_)) => self.files.keys().cloned().collect(),
-                Ok(None) => {
-                    shutdown.cancelled().await;
-                    return Ok(());
+            if backlog.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = self.due.wake.notified() => {}
                 }
-                Err(_) => {
-                    // Watcher error (e.g. inotify queue overflow): look at every file.
-                    TailStats::bump(&stats.read_errors);
-                    self.files.keys().cloned().collect()
-                }
-            };
+            } else if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let marks = self.due.take();
+            for _ in 0..marks.errors {
+                TailStats::bump(&stats.read_errors);
+            }
+            let mut paths = std::mem::take(&mut backlog);
+            if marks.all || marks.errors > 0 {
+                // Queue overflow or watcher error: look at every file.
+                paths.extend(self.files.keys().cloned());
+            } else {
+                paths.extend(marks.paths);
+            }
             for path in paths {
                 let Some(tracked) = self.files.get_mut(&path) else {
                     continue;
                 };
-                if !pump(&path, tracked, &tx, &stats, &shutdown).await {
-                    return Ok(());
+                match pump(&path, tracked, &tx, &stats, &shutdown).await {
+                    Progress::Done => {}
+                    Progress::More => {
+                        backlog.insert(path);
+                    }
+                    Progress::Stop => return Ok(()),
                 }
             }
         }
     }
 }
 
-/// Bring `tracked` up to date with the file now at `path`, reading
-/// everything new. Returns false when the tail must stop (shutdown, or
-/// nobody receives sightings any more).
+fn notify_io(e: notify::Error) -> io::Error {
+    match e.kind {
+        notify::ErrorKind::Io(io) => io,
+        notify::ErrorKind::PathNotFound => {
+            io::Error::new(io::ErrorKind::NotFound, "no such directory")
+        }
+        _ => io::Error::other(e.to_string()),
+    }
+}
+
+/// Bring `tracked` up to date with what is now at `path`, reading at most
+/// [`BUDGET`] new bytes.
 async fn pump(
     path: &Path,
     tracked: &mut Tracked,
     tx: &mpsc::Sender<Sighting>,
     stats: &TailStats,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Progress {
     let mut found = Vec::new();
-    match std::fs::metadata(path) {
-        Ok(meta) if Some((meta.dev(), meta.ino())) != tracked.id => {
-            // Rotated (or created): finish the old file, then switch.
-            if !drain(tracked, &mut found, tx, stats, shutdown).await {
-                return false;
+    // lstat: a symbolic link at the path is itself what is there.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if Some(seen(&meta)) != tracked.seen => {
+            // Rotated, created or replaced: finish the old file, then switch.
+            match drain(tracked, &mut found, tx, stats, shutdown).await {
+                Progress::Done => {}
+                other => return other,
             }
             tracked.flush_partial(&mut found, stats);
             tracked.file = None;
-            tracked.id = None;
             tracked.pos = 0;
-            match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
-                Ok((file, meta)) => {
-                    tracked.id = Some((meta.dev(), meta.ino()));
-                    tracked.file = Some(file);
-                }
-                Err(_) => TailStats::bump(&stats.read_errors),
-            }
+            tracked.reopen(path, stats);
         }
-        Ok(meta) if meta.len() < tracked.pos => {
+        Ok(meta) if tracked.file.is_some() && meta.len() < tracked.pos => {
             // Truncated in place (copytruncate): start over at 0.
             tracked.flush_partial(&mut found, stats);
             tracked.pos = 0;
@@ -281,39 +433,58 @@ async fn pump(
         }
         Ok(_) => {}
         // Renamed away or deleted, new file not there yet: read what is left
-        // of the old one (its writer may still append to it).
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // of the old one (its writer may still append to it). With no old
+        // file, forget what was there: a new file may get its inode.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if tracked.file.is_none() {
+                tracked.seen = None;
+                tracked.held = None;
+            }
+        }
         Err(_) => TailStats::bump(&stats.read_errors),
     }
-    drain(tracked, &mut found, tx, stats, shutdown).await && send(found, tx, shutdown).await
+    let progress = drain(tracked, &mut found, tx, stats, shutdown).await;
+    if progress == Progress::Stop || !send(found, tx, shutdown).await {
+        return Progress::Stop;
+    }
+    progress
 }
 
-/// Read `tracked.file` to its end, sending sightings as chunks complete.
+/// Read `tracked.file` up to its end or [`BUDGET`] bytes, sending sightings
+/// as chunks complete.
 async fn drain(
     tracked: &mut Tracked,
     found: &mut Vec<Sighting>,
     tx: &mpsc::Sender<Sighting>,
     stats: &TailStats,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Progress {
     let mut buf = vec![0u8; CHUNK];
+    let mut taken = 0u64;
     loop {
+        if shutdown.is_cancelled() {
+            return Progress::Stop;
+        }
+        if taken >= BUDGET {
+            return Progress::More;
+        }
         let Some(file) = tracked.file.as_mut() else {
-            return true;
+            return Progress::Done;
         };
         let n = match file.read(&mut buf) {
-            Ok(0) => return true,
+            Ok(0) => return Progress::Done,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 TailStats::bump(&stats.read_errors);
-                return true;
+                return Progress::Done;
             }
         };
+        taken += n as u64;
         tracked.pos += n as u64;
         tracked.feed(buf.get(..n).unwrap_or_default(), found, stats);
         if !send(std::mem::take(found), tx, shutdown).await {
-            return false;
+            return Progress::Stop;
         }
         tokio::task::yield_now().await;
     }
@@ -335,6 +506,48 @@ async fn send(
 }
 
 impl Tracked {
+    /// Opens what is now at `path`: a regular file becomes the file we
+    /// read; anything else is refused (counted, logged the first time) and
+    /// pinned, so that its inode number cannot come back as a new file's
+    /// and hide it from us.
+    fn reopen(&mut self, path: &Path, stats: &TailStats) {
+        self.held = None;
+        let pinned = match readsafe::Pinned::new(path, Links::Refuse) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.seen = None;
+                return;
+            }
+            Err(e) => return self.open_failed(path, stats, &e),
+        };
+        self.seen = Some(pinned.id());
+        match pinned.open() {
+            Ok(file) => {
+                if std::mem::take(&mut self.refusal_logged) {
+                    tracing::info!(path = %path.display(), "a regular file replaced what was refused: tailing it");
+                }
+                self.file = Some(file);
+            }
+            Err((pinned, e)) if e.kind() == io::ErrorKind::InvalidInput => {
+                self.held = Some(pinned);
+                TailStats::bump(&stats.files_refused);
+                if !self.refusal_logged {
+                    self.refusal_logged = true;
+                    tracing::warn!(path = %path.display(), error = %e, "not tailing this log until a regular file replaces it");
+                }
+            }
+            Err((_, e)) => self.open_failed(path, stats, &e),
+        }
+    }
+
+    /// An open that failed for another reason than the file's type: tried
+    /// again on the next event.
+    fn open_failed(&mut self, path: &Path, stats: &TailStats, e: &io::Error) {
+        self.seen = None;
+        TailStats::bump(&stats.read_errors);
+        tracing::debug!(path = %path.display(), error = %e, "cannot open log");
+    }
+
     /// Split `bytes` into lines, keeping an unfinished last line.
     fn feed(&mut self, mut bytes: &[u8], found: &mut Vec<Sighting>, stats: &TailStats) {
         while !bytes.is_empty() {

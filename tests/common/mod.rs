@@ -5,6 +5,7 @@
 //! anything outside its temp directory.
 #![allow(dead_code)]
 
+pub mod attacker;
 pub mod bird;
 pub mod lab;
 
