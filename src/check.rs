@@ -115,19 +115,8 @@ pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) ->
                 "BIRD 1.6 runs IPv4 (bird) and IPv6 (bird6) as two daemons with two sockets: split this group by family and run one autopeer per daemon (autopeer@.service)",
             ));
         }
-        let link_local = g.prefixes.iter().any(|p| match p.addr() {
-            std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
-            std::net::IpAddr::V4(_) => false,
-        });
-        if link_local && !template.is_some_and(|t| t.direct) {
-            out.push(warning(
-                format!("group.{}.prefixes", g.name),
-                format!(
-                    "BIRD 1.6 runs iBGP multihop unless template {} says `direct;`, and multihop cannot reach a link-local neighbor",
-                    g.template
-                ),
-            ));
-        }
+        // Link-local peers: the renderer writes `direct;` into their own
+        // blocks, which BIRD 1.6's bird6 accepts too (checked with `bird6 -p`).
     }
     out
 }
