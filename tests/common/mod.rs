@@ -7,6 +7,7 @@
 
 pub mod attacker;
 pub mod bird;
+pub mod journald;
 pub mod lab;
 
 use std::path::{Path, PathBuf};
