@@ -19,8 +19,8 @@ mod common;
 use std::time::Duration;
 
 use common::lab::{
-    autopeer_check, lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab,
-    LAB_TOOLS, MD5_LAB_TOOLS,
+    autopeer, autopeer_check, lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config,
+    Daemon, Lab, LAB_TOOLS, MD5_LAB_TOOLS,
 };
 
 const VERSION_TOOLS: &[&str] = &["bird", "birdc", "ip", "unshare", "chroot"];
@@ -93,6 +93,15 @@ fn matrix(version: &str, greeting: &str, daemonize: bool) {
         dump()
     );
     assert!(lab.established_on("c2", "to_rr", 30), "{}", dump());
+    // BIRD's own log file is a verified source (`show sources`).
+    let (_, sources) = autopeer(&d.join("autopeer.ctl"), &["show", "sources"]);
+    let want = ["source", "verified", lab.get("RR_LOG")];
+    assert!(
+        sources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().ends_with(&want)),
+        "{sources}"
+    );
     // The outsider knocks too, but is refused and never appears.
     wait_for_dump("the outsider's refusal", 30, &dump, || {
         read(&audit).contains("refusing neighbor 10.88.0.200")

@@ -311,6 +311,30 @@ fn the_readme_router_section_admits_a_peer_on_stock_debian() {
             .any(|l| l.starts_with("peers_10_88_0_2 ") && l.contains("Established"))
     });
     assert!(lab.established_on("c2", "to_rr", 30), "{}", dump());
+    // `show sources`: the journal is the one source, verified, and it
+    // counted BIRD's entry.
+    let out = inside(&ns, &["autopeer", "show", "sources"])
+        .output()
+        .unwrap();
+    let sources = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = |name: &str| {
+        sources
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.first() == Some(&name))
+            .unwrap_or_default()
+            .join(" ")
+    };
+    assert_eq!(row("source"), "source verified journal", "{sources}");
+    assert!(
+        row("journal.sightings")
+            .split(' ')
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            >= Some(1),
+        "{sources}"
+    );
+    assert_eq!(row("journal.forged"), "journal.forged 0", "{sources}");
     assert!(daemon.stop(), "autopeer did not stop cleanly\n{}", dump());
     drop(bird);
 }
