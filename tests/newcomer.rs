@@ -338,3 +338,52 @@ fn the_readme_router_section_admits_a_peer_on_stock_debian() {
     assert!(daemon.stop(), "autopeer did not stop cleanly\n{}", dump());
     drop(bird);
 }
+
+/// Debian 13: the README's three lines on the stock bird.conf of trixie's
+/// `bird2` (2.17) and `bird3` (3.1), parsed by that BIRD (`bird -p`,
+/// chrooted into the root bird/roots prepared, /etc/bird a tmpfs in a
+/// private mount namespace, the include empty as the README's `install`
+/// line leaves it).
+#[test]
+fn the_readme_lines_parse_on_debian_13() {
+    let what = "the README's bird.conf lines on Debian 13";
+    if !common::lab::lab_allowed(&["unshare", "chroot"], what) {
+        return;
+    }
+    let section = router_section();
+    let lines = &blocks(&section, "conf")[0];
+    for (version, package) in [("2.17", "bird2"), ("3.1", "bird3")] {
+        if !common::lab::rr_bird_prepared(version, what) {
+            return;
+        }
+        let out = Command::new(repo().join("bird/roots"))
+            .args(["path", version])
+            .output()
+            .unwrap();
+        let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let stock = read(&Path::new(&root).join(format!("usr/share/{package}/bird.conf")));
+        assert!(
+            stock.lines().any(|l| l == "log syslog all;"),
+            "not Debian 13's stock {package} bird.conf:\n{stock}"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = tmp.path().join("bird.conf");
+        std::fs::write(&conf, stock + "\n" + lines).unwrap();
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "set -e; mount -t tmpfs tmpfs \"$1/etc/bird\"; cp \"$2\" \"$1/etc/bird/bird.conf\"; \
+                 : > \"$1/etc/bird/autopeer.conf\"; exec chroot \"$1\" /usr/sbin/bird -p -c /etc/bird/bird.conf",
+            )
+            .args(["sh", &root])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "BIRD {version} refuses the README's lines:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
