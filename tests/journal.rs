@@ -659,3 +659,84 @@ async fn a_daemonized_birds_lines_are_verified() {
     assert!(before.iter().all(|s| s.trust == Trust::Bird), "{before:?}");
     src.stop().await;
 }
+
+/// A cursor file that cannot be written (its directory does not exist) is
+/// warned about once, not once per entry read, the source goes on, and
+/// once the directory exists the cursor is saved again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_cursor_file_is_warned_about_once() {
+    if !allowed() {
+        return;
+    }
+    let log = captured_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ns = Ns::new(dir, false);
+    let _journald = Journald::start(&ns, dir);
+    let cursor = dir.join("state/journal.cursor");
+    let mut src = Source::start(JournalOptions {
+        journalctl: find_journalctl().expect("journalctl"),
+        directory: Some(ns.journal_dir()),
+        cursor_file: Some(cursor.clone()),
+        bird_socket: dir.join("no-bird.ctl"),
+    })
+    .await;
+    // Entries over several seconds: the position moves each time.
+    let marker = |n: u8| {
+        let addr = ip(&format!("10.99.0.{n}"));
+        let logged = ns
+            .cmd("logger")
+            .args(["-t", "bird"])
+            .arg(format!(
+                "BGP: Unexpected connect from unknown address {addr} (port 9)"
+            ))
+            .status()
+            .unwrap();
+        assert!(logged.success());
+        addr
+    };
+    // Until the source reads (an entry logged right after `Journal::start`
+    // returns, while journalctl starts up, can be missed: an open gap),
+    // then entries over several seconds, so the position moves and the
+    // cursor is due several times.
+    let first = marker(10);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), src.rx.recv()).await {
+            Ok(Some(s)) if s.addr == first => break,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("source ended"),
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the source never read");
+                marker(10);
+            }
+        }
+    }
+    for n in 1..=4 {
+        let addr = marker(n);
+        while tokio::time::timeout(WAIT, src.rx.recv())
+            .await
+            .expect("the source goes on")
+            .expect("source ended")
+            .addr
+            != addr
+        {}
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let warnings = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("cannot save the journal cursor"))
+            .filter(|l| l.contains(&cursor.display().to_string()))
+            .count()
+    };
+    assert_eq!(warnings(&log_text(&log)), 1, "{}", log_text(&log));
+    std::fs::create_dir(dir.join("state")).unwrap();
+    let addr = marker(5);
+    while src.rx.recv().await.expect("source ended").addr != addr {}
+    let deadline = Instant::now() + WAIT;
+    while !read(&cursor).starts_with("s=") {
+        assert!(Instant::now() < deadline, "cursor never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    src.stop().await;
+}

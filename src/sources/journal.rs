@@ -35,7 +35,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -620,6 +620,10 @@ pub struct Journal {
     position: Position,
     /// The cursor the cursor file holds now.
     in_file: Option<String>,
+    /// A failed cursor write was logged and none has succeeded since: the
+    /// next failures are not logged again (the position moves with every
+    /// entry, so an unwritable directory would log once a second).
+    save_warned: AtomicBool,
 }
 
 impl Journal {
@@ -647,6 +651,7 @@ impl Journal {
                     in_file: Some(c.clone()),
                     position: Position::After(c),
                     opts,
+                    save_warned: AtomicBool::new(false),
                 });
             }
             (Some(c), _) => {
@@ -665,6 +670,7 @@ impl Journal {
             opts,
             position,
             in_file: None,
+            save_warned: AtomicBool::new(false),
         })
     }
 
@@ -759,9 +765,21 @@ impl Journal {
         let mut bytes = c.clone().into_bytes();
         bytes.push(b'\n');
         match crate::apply::write_atomic(path, &bytes) {
-            Ok(()) => *saved = Some(c.clone()),
+            Ok(()) => {
+                *saved = Some(c.clone());
+                if self.save_warned.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %path.display(), "journal cursor saved again");
+                }
+            }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot save the journal cursor")
+                if !self.save_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "cannot save the journal cursor; a restart follows the journal from its end \
+                         until it can (not logged again until a save succeeds)"
+                    );
+                }
             }
         }
     }
