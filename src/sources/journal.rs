@@ -582,7 +582,8 @@ pub fn journal_present() -> bool {
 enum Position {
     /// After this entry.
     After(String),
-    /// From the journal's first entry (it was empty when we looked).
+    /// From the journal's first entry (it held none of BIRD's when we
+    /// looked).
     Start,
 }
 
@@ -791,7 +792,7 @@ impl Journal {
             Position::After(c) => cmd.arg(format!("--after-cursor={c}")),
             Position::Start => cmd.arg("--no-tail"),
         };
-        cmd.args(["SYSLOG_IDENTIFIER=bird", "SYSLOG_IDENTIFIER=bird6"])
+        cmd.args(BIRD_MATCHES)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -893,11 +894,19 @@ fn base_command(opts: &JournalOptions) -> Command {
     cmd
 }
 
-/// The cursor of the journal's last entry (of any sender), so that
-/// following starts exactly there.
+/// The journal matches autopeer follows: BIRD's and bird6's syslog
+/// identifiers.
+const BIRD_MATCHES: [&str; 2] = ["SYSLOG_IDENTIFIER=bird", "SYSLOG_IDENTIFIER=bird6"];
+
+/// The cursor of the journal's last entry *that matches* [`BIRD_MATCHES`],
+/// so that following starts exactly there. It must match: journalctl
+/// (systemd 252) given `--after-cursor` of an entry its matches exclude
+/// skips the first matching entry after it, losing BIRD's next line.
 async fn end_of_journal(opts: &JournalOptions) -> Result<Position, JournalError> {
     let mut cmd = base_command(opts);
-    cmd.args(["--lines=1"]).kill_on_drop(true);
+    cmd.args(["--lines=1"])
+        .args(BIRD_MATCHES)
+        .kill_on_drop(true);
     let out = cmd.output().await.map_err(|source| JournalError::Spawn {
         program: opts.journalctl.clone(),
         source,
