@@ -11,8 +11,8 @@
 //!                                               |        | --config watch--> nhrp
 //!                                               |        | --key watch (config, bird.conf,
 //!                                               |        |    peers, configures)--> keyring (1x)
-//!   keyring (1x, 1 s tick) --Emit (EventSink)--> |      |    (prefix keys on BIRD's listeners)
-//!   keyring --status watch--> roster (show status, trust)
+//!   keyring (1x, 1 s tick) --Emit via EventSink--> |  |    (prefix keys on BIRD's listeners)
+//!   keyring --watch<Option<KeyringStatus>>--> roster (show status, trust)
 //! ```
 //!
 //! The NHRP server asks the roster for a decision and answers nhrpd at

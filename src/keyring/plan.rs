@@ -82,7 +82,7 @@ pub struct DesiredKey {
     pub group: String,
 }
 
-/// What [`Keyring::sync`] should make true.
+/// What [`Keyring::sync`](super::Keyring::sync) should make true.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPlan {
     pub keys: Vec<DesiredKey>,

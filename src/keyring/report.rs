@@ -48,7 +48,7 @@ pub fn optmem_problem(n_md5_neighbors: usize) -> Option<String> {
     optmem_estimate(max, n_md5_neighbors)
 }
 
-/// What one listener got in one [`Keyring::sync`].
+/// What one listener got in one [`Keyring::sync`](super::Keyring::sync).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerReport {
     pub listener: Listener,
