@@ -511,6 +511,36 @@ impl Event {
     }
 }
 
+/// Where a task that does not own the event stream hands its events (the
+/// keyring task, the NHRP server): the daemon wires it to the roster, which
+/// logs, audits and streams each one. The sender needs to know nothing of
+/// the receiver. Emitting never waits: a sink that cannot pass an event on
+/// (the receiver busy or gone) must at least log it.
+#[derive(Clone)]
+pub struct EventSink(std::sync::Arc<dyn Fn(Event) + Send + Sync>);
+
+impl EventSink {
+    /// A sink that calls `f` for each event; `f` must not block.
+    pub fn new(f: impl Fn(Event) + Send + Sync + 'static) -> EventSink {
+        EventSink(std::sync::Arc::new(f))
+    }
+
+    /// A sink that only logs (nothing streams or audits the events).
+    pub fn log_only() -> EventSink {
+        EventSink::new(|e| e.log())
+    }
+
+    pub fn emit(&self, event: Event) {
+        (self.0)(event);
+    }
+}
+
+impl fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
 /// `2026-11-23T06:55:02Z`.
 pub fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
