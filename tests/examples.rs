@@ -4,6 +4,8 @@
 //! bird.conf. Needs only the bird binary (no root); with CI=true a missing
 //! binary fails the test, elsewhere it skips with a one-line reason.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,14 +86,7 @@ fn example_bird_conf_satisfies_the_example_groups() {
 }
 
 fn have_bird() -> bool {
-    if Path::new(BIRD).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {BIRD} is missing (apt install bird2)");
-    }
-    eprintln!("skipping bird -p: {BIRD} missing");
-    false
+    common::bird::have_bird("bird -p of the examples")
 }
 
 fn bird_p(conf: &Path) {

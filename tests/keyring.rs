@@ -35,14 +35,10 @@ const T: Duration = Duration::from_millis(600);
 static OWN_SOCKETS: Mutex<()> = Mutex::new(());
 
 fn require_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but keyring tests need root (pidfd_getfd, TCP_MD5SIG)");
-    }
-    eprintln!("skipping keyring test: not root");
-    false
+    common::prereq::runnable(
+        "keyring test",
+        common::prereq::root("pidfd_getfd, TCP_MD5SIG"),
+    )
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -917,19 +913,10 @@ const PYTHON: &str = "/usr/bin/python3";
 
 /// python3 runs the decoy; with CI=true its absence is a failure.
 fn require_python() -> bool {
-    if Command::new(PYTHON)
-        .arg("-c")
-        .arg("pass")
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but python3 (for the decoy process) is missing");
-    }
-    eprintln!("skipping decoy test: python3 missing");
-    false
+    common::prereq::runnable(
+        "decoy test",
+        common::prereq::runs(PYTHON, &["-c", "pass"], "apt install python3"),
+    )
 }
 
 /// An unprivileged process (uid 65534) that calls itself `bird`, listens

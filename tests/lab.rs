@@ -13,7 +13,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::lab::{lab_allowed, read, wait_for, write_config, Daemon, Lab, LAB_TOOLS};
+use common::daemon::Daemon;
+use common::lab::{lab_allowed, read, wait_for, write_config, Lab, LAB_TOOLS};
 
 fn allowed() -> bool {
     lab_allowed(LAB_TOOLS, "namespace lab test")

@@ -19,7 +19,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::lab::{lab_allowed, read, wait_for_dump, Daemon};
+use common::daemon::Daemon;
+use common::lab::{lab_allowed, read, wait_for_dump};
 
 /// Two namespaces and a veth pair, deleted on drop.
 struct Link {

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, MD5_LAB_TOOLS};
+use common::daemon::Daemon;
+use common::lab::{lab_allowed, read, wait_for_dump, write_config, Lab, MD5_LAB_TOOLS};
 
 const PASSWORD: &str = "lab-md5-admit-key";
 

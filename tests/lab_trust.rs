@@ -20,9 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::lab::{
-    autopeer, lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, LAB_TOOLS,
-};
+use common::daemon::{autopeer, Daemon};
+use common::lab::{lab_allowed, read, wait_for_dump, write_config, Lab, LAB_TOOLS};
 
 /// The uid and gid the forger runs as (nobody).
 const NOBODY: &str = "65534";

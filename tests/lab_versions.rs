@@ -15,9 +15,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::daemon::{autopeer_check, Daemon};
 use common::lab::{
-    autopeer_check, lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab,
-    LAB_TOOLS, MD5_LAB_TOOLS,
+    lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Lab, LAB_TOOLS, MD5_LAB_TOOLS,
 };
 
 const VERSION_TOOLS: &[&str] = &["bird", "birdc", "ip", "unshare", "chroot"];

@@ -2,8 +2,9 @@
 //! back (round trip, hand deletions, hand edits), and that real BIRD
 //! (`bird -p`, Debian bird2) accepts every rendered roster.
 
+mod common;
+
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
 
 use autopeer::bird::render::{
@@ -457,14 +458,7 @@ const BIRD: &str = "/usr/sbin/bird";
 
 /// True when the test may run; panics when CI=true and BIRD is missing.
 fn have_bird() -> bool {
-    if Path::new(BIRD).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {BIRD} is missing (install Debian bird2)");
-    }
-    eprintln!("skipping: {BIRD} not found (Debian bird2)");
-    false
+    common::bird::have_bird("bird -p of rendered rosters")
 }
 
 const BIRD_CONF: &str = r#"
