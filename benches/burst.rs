@@ -10,7 +10,7 @@
 //!   loaded with one `birdc configure`, timed until they all exist;
 //! - the naive cost: one `birdc configure` per peer, measured for the
 //!   first 100 peers and extrapolated to N with a least-squares line
-//!   (BIRD's configure cost is linear in config size, DESIGN.md fact 5).
+//!   (BIRD's configure cost is linear in config size, docs/facts.md fact 5).
 //! - the same N lines in one single write (all at once).
 //!
 //! Run: `cargo bench --bench burst [-- --peers N]`. Needs root and bird2.

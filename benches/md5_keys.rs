@@ -1,5 +1,5 @@
 //! MD5 keys at scale (issue 4, item 7): why autopeer keys BIRD's listener
-//! with prefix keys instead of relying on per-neighbor keys (docs/facts.md,
+//! with prefix keys instead of relying on per-neighbor keys (docs/facts.md
 //! fact 4).
 //!
 //! 1. Kernel: exact (per-neighbor, `TCP_MD5SIG`) keys installed on one

@@ -1,5 +1,5 @@
 //! Fault injection against the real `autopeer` binary and the real bird2 on
-//! loopback (DESIGN.md § Failure rules, issue 7 item 3):
+//! loopback (docs/facts.md § Failure rules, issue 7 item 3):
 //!
 //! - `sigkill_during_apply_leaves_old_or_new_roster`: `kill -9` of the
 //!   daemon at random points of an apply, 200 times (`AUTOPEER_KILLS`

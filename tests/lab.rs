@@ -105,7 +105,7 @@ fn knocking_peers_are_admitted_end_to_end() {
     assert!(lab.established("clients_10_88_0_2", 10), "{}", dump());
 
     // An operator disables a peer at runtime; autopeer's next configure
-    // must not bring it back (DESIGN.md fact 9).
+    // must not bring it back (docs/facts.md fact 9).
     let out = lab.birdc(&["disable", "clients_10_88_0_2"]);
     assert!(out.contains("disabled"), "{out}");
 

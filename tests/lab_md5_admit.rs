@@ -110,7 +110,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     let keys = lab.listener_keys().join(" ");
     assert!(keys.contains("10.88.0.5/32"), "{keys}");
     assert!(!keys.contains("10.88.0.0/25"), "{keys}");
-    // Fact 13: the unsigned static neighbor can still open a handshake,
+    // docs/facts.md fact 13: the unsigned static neighbor can still open a handshake,
     // an unsigned one from a keyed address cannot.
     assert!(lab.unsigned_connect("c4"), "c4 cut off\n{}", dump());
     assert!(!lab.unsigned_connect("c2"), "c2 not keyed\n{}", dump());

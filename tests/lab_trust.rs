@@ -1,5 +1,5 @@
 //! End to end, with real BIRD in network namespaces (bird/lab): which
-//! evidence may admit a peer (DESIGN.md § Trust). An unprivileged user
+//! evidence may admit a peer (docs/facts.md § Trust). An unprivileged user
 //! (uid 65534, via setpriv) appends to a shared syslog-format file that
 //! `[sources] logs` lists: a `logger -t bird` style line, a line in BIRD's
 //! own file format, and a forged netfilter `kernel:` line. With the default

@@ -219,7 +219,7 @@ impl RealBird {
 
 impl Drop for RealBird {
     fn drop(&mut self) {
-        // SIGKILL to our own child's pid: BIRD may ignore SIGTERM (fact 7).
+        // SIGKILL to our own child's pid: BIRD may ignore SIGTERM (docs/facts.md fact 7).
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_file(&self.ctl);
