@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::Daemon;
+use common::daemon::{autopeer_check, Daemon};
 use common::lab::{lab_allowed, read, wait_for, write_config, Lab, LAB_TOOLS};
 
 fn allowed() -> bool {
@@ -37,15 +36,8 @@ fn knocking_peers_are_admitted_end_to_end() {
     let include = lab.path("RR_INCLUDE");
     let daemon_log = d.join("autopeer.out");
 
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "autopeer check failed:\n{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, check_out) = autopeer_check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {

@@ -19,25 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{autopeer_check as check, Daemon};
 use common::lab::{lab_allowed, read, wait_for_dump, write_config, Lab, MD5_LAB_TOOLS};
 
 const PASSWORD: &str = "lab-md5-admit-key";
 
 fn allowed() -> bool {
     lab_allowed(MD5_LAB_TOOLS, "namespace lab MD5 admission test")
-}
-
-/// `autopeer -c CONFIG check`: whether it succeeded, and its stdout.
-fn check(config: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]

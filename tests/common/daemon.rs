@@ -220,7 +220,8 @@ pub fn autopeer(socket: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
-/// `autopeer -c CONFIG check`: whether it passed, and its stdout.
+/// `autopeer -c CONFIG check`: whether it passed, and its stdout
+/// followed by its stderr (a test that no secret is printed sees both).
 pub fn autopeer_check(config: &Path) -> (bool, String) {
     let out = Command::new(AUTOPEER)
         .arg("-c")
@@ -230,6 +231,6 @@ pub fn autopeer_check(config: &Path) -> (bool, String) {
         .expect("run autopeer check");
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
