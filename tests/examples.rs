@@ -8,13 +8,10 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use autopeer::bird::conf::scan;
 use autopeer::bird::render;
 use autopeer::config::Config;
-
-const BIRD: &str = "/usr/sbin/bird";
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,12 +87,7 @@ fn have_bird() -> bool {
 }
 
 fn bird_p(conf: &Path) {
-    let out = Command::new(BIRD)
-        .arg("-p")
-        .arg("-c")
-        .arg(conf)
-        .output()
-        .expect("run bird -p");
+    let out = common::bird::parse_only(conf, &[]);
     assert!(
         out.status.success(),
         "bird -p -c {}: {}{}",

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use autopeer::bird::client::Connection;
 use autopeer::bird::protocols::Protocol;
 use autopeer::bird::render;
-use common::bird::{free_port, require_bird, BirdFiles, RealBird, BIRD};
+use common::bird::{free_port, parse_only, require_bird, BirdFiles, RealBird};
 use common::daemon::{Daemon, AUTOPEER};
 
 /// How long the daemon may take to bind its control socket.
@@ -214,24 +214,10 @@ fn parse_include(path: &Path) -> BTreeMap<String, IpAddr> {
 
 /// `bird -p -c CONF` exits 0; `ns`: run it inside that mount namespace.
 fn assert_bird_parses(conf: &Path, ns: Option<u32>) {
-    let mut cmd = match ns {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.arg("-t")
-                .arg(pid.to_string())
-                .arg("-m")
-                .arg("--")
-                .arg(BIRD);
-            c
-        }
-        None => Command::new(BIRD),
+    let out = match ns {
+        Some(pid) => parse_only(conf, &["nsenter", "-t", &pid.to_string(), "-m", "--"]),
+        None => parse_only(conf, &[]),
     };
-    let out = cmd
-        .arg("-p")
-        .arg("-c")
-        .arg(conf)
-        .output()
-        .expect("run bird -p");
     assert!(
         out.status.success(),
         "bird -p rejects the config: {}",

@@ -38,6 +38,25 @@ pub fn missing_bird() -> Option<String> {
     prereq::file(BIRD, "apt install bird2")
 }
 
+/// `[PREFIX...] bird -p -c CONF`: BIRD parses the config and exits (0
+/// when it is valid, else `bird: FILE:LINE:COL message` on stderr). It
+/// starts no daemon, so there is nothing to reap.
+pub fn parse_only(conf: &Path, prefix: &[&str]) -> std::process::Output {
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIRD);
+            c
+        }
+        None => Command::new(BIRD),
+    };
+    cmd.arg("-p")
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .expect("run bird -p")
+}
+
 /// A BGP port nobody else in this test run uses (base from our pid).
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
