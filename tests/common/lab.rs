@@ -100,20 +100,21 @@ impl Lab {
 
     /// `bird/lab start NODE`, which must succeed.
     pub fn start(&self, node: &str) {
-        let out = self.script(&["start", node]);
-        assert!(
-            out.status.success(),
-            "start {node}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.must(&["start", node]);
     }
 
     /// `bird/lab stop NODE`, which must succeed.
     pub fn stop(&self, node: &str) {
-        let out = self.script(&["stop", node]);
+        self.must(&["stop", node]);
+    }
+
+    /// `bird/lab CMD DIR REST...`, which must succeed.
+    fn must(&self, args: &[&str]) {
+        let out = self.script(args);
         assert!(
             out.status.success(),
-            "stop {node}: {}",
+            "{}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }
