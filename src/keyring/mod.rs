@@ -1,4 +1,4 @@
-//! The keyed listener (DESIGN facts 3, 4, 8, 12, 13): TCP-MD5 prefix keys
+//! The keyed listener (docs/facts.md, facts 3, 4, 8, 12, 13): TCP-MD5 prefix keys
 //! that autopeer installs on BIRD's own BGP listening sockets, so that the
 //! kernel completes handshakes only for peers in a group prefix that sign
 //! with the group's key, and BIRD then logs `Unexpected connect` for them.

@@ -1,7 +1,7 @@
 //! The key plan, pure: which prefix keys BIRD's listeners should carry,
 //! for which group, given the config's groups, the bird.conf facts (static
 //! neighbors and their passwords, templates, native `neighbor range`s) and
-//! the roster's peers (fact 13). No I/O; unit- and property-tested here,
+//! the roster's peers (docs/facts.md, fact 13). No I/O; unit- and property-tested here,
 //! applied by [`super::Keyring::sync`].
 
 use std::collections::BTreeSet;
@@ -26,7 +26,7 @@ pub struct KeyInputs {
     pub configured: u64,
 }
 
-/// `exempt` (fact 13): the maximal prefixes inside the difference, sorted.
+/// `exempt` (docs/facts.md, fact 13): the maximal prefixes inside the difference, sorted.
 /// Exempt prefixes of the other family or outside every group prefix are
 /// ignored; overlapping or adjacent group prefixes are merged first.
 pub fn key_prefixes(group_prefixes: &[IpNet], exempt: &[IpNet]) -> Vec<IpNet> {
@@ -133,7 +133,7 @@ pub enum KeyringProblem {
     },
 }
 
-/// The prefix keys for `groups` (fact 13): each group with a password (its
+/// The prefix keys for `groups` (docs/facts.md, fact 13): each group with a password (its
 /// own, else its template's `password` in bird.conf) gets its prefixes
 /// minus the addresses that must stay reachable without its key:
 /// static neighbors inside that lack this exact password, `deny` entries,

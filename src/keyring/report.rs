@@ -22,7 +22,7 @@ pub const BYTES_PER_KEY: usize = 136;
 
 /// A sentence when `n_keys` MD5 keys on one listener (BIRD's per-neighbor
 /// keys plus the keyring's prefix keys) would not fit in `optmem_max`
-/// bytes of socket option memory (fact 4).
+/// bytes of socket option memory (docs/facts.md, fact 4).
 pub fn optmem_estimate(optmem_max: usize, n_keys: usize) -> Option<String> {
     // The first key also allocates the per-socket `tcp_md5sig_info`.
     let need = n_keys.saturating_mul(BYTES_PER_KEY).saturating_add(64);

@@ -67,7 +67,7 @@ impl Keyring {
     /// plus whatever BIRD installs itself. Every desired key is re-applied
     /// on every call (an update in place), so a key BIRD deleted by
     /// (address, prefix length) comes back at the next sync. A new BIRD
-    /// or a new listener inode (BIRD restart, fact 8) is keyed from
+    /// or a new listener inode (BIRD restart, docs/facts.md fact 8) is keyed from
     /// scratch. Then the keys the kernel really holds are read back
     /// (sock_diag, in BIRD's network namespace) and every prefix key that
     /// is neither wanted nor BIRD's ([`stale_keys`]) is deleted: keys left

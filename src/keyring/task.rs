@@ -42,7 +42,7 @@ use crate::event::EventSink;
 pub use super::plan::KeyInputs;
 pub use super::report::{KeyringStatus, ListenerStatus};
 
-/// How often BIRD's pid and listener inodes are compared (fact 8 asks for
+/// How often BIRD's pid and listener inodes are compared (docs/facts.md, fact 8 asks for
 /// re-keying within 2 s of a new listener).
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often every desired key is re-applied even when nothing changed.
