@@ -11,7 +11,8 @@
 //!                                               |        | --config watch--> nhrp
 //!                                               |        | --key watch (config, bird.conf,
 //!                                               |        |    peers, configures)--> keyring (1x)
-//!   keyring (1x, 1 s tick) --KeyringState, Emit--> |     |    (prefix keys on BIRD's listeners)
+//!   keyring (1x, 1 s tick) --Emit via EventSink--> |  |    (prefix keys on BIRD's listeners)
+//!   keyring --watch<Option<KeyringStatus>>--> roster (show status, trust)
 //! ```
 //!
 //! The NHRP server asks the roster for a decision and answers nhrpd at
@@ -36,6 +37,7 @@ use crate::audit::AuditLog;
 use crate::bird::conf;
 use crate::config::Config;
 use crate::config::JournalMode;
+use crate::event::EventSink;
 use crate::roster::{Msg, Roster};
 use crate::sources::{journal, nhrp, tail, OneSighting, Sighting};
 
@@ -75,7 +77,9 @@ pub async fn run(
         }
     };
     let audit_reopen = audit.reopen_handle();
-    let roster = Roster::new(Arc::clone(&config), Some(audit))?;
+    let mut roster = Roster::new(Arc::clone(&config), Some(audit))?;
+    let (keyring_status, keyring_rx) = crate::keyring::task::status_channel();
+    roster.follow_keyring(keyring_rx);
     let token = CancellationToken::new();
     let (sighting_tx, sighting_rx) = mpsc::channel(4096);
     let (msg_tx, msg_rx) = mpsc::channel(64);
@@ -140,19 +144,22 @@ pub async fn run(
         msg_tx.clone(),
         token.clone(),
     ));
+    // Events decided outside the roster (NHRP answers, the keyring): the
+    // roster logs, audits and streams them; if it is busy or gone
+    // (shutting down) each is at least logged.
+    let emit = msg_tx.clone();
+    let events = EventSink::new(move |e| {
+        if let Err(err) = emit.try_send(Msg::Emit(e)) {
+            if let Msg::Emit(e) = err.into_inner() {
+                e.log();
+            }
+        }
+    });
     let nhrp_task = match &config.sources.nhrp_socket {
         Some(path) => {
             let listener = nhrp::bind(path)?;
-            let emit = msg_tx.clone();
-            let events: nhrp::EventSink = Arc::new(move |e: crate::event::Event| {
-                // The roster logs, audits and streams it; if it is gone
-                // (shutting down) the event is at least logged.
-                if let Err(err) = emit.try_send(Msg::Emit(e)) {
-                    if let Msg::Emit(e) = err.into_inner() {
-                        e.log();
-                    }
-                }
-            });
+            let sink = events.clone();
+            let events: nhrp::EventSink = Arc::new(move |e| sink.emit(e));
             let ctx = nhrp::NhrpContext {
                 config: roster.config_watch(),
                 roster: msg_tx.clone(),
@@ -171,7 +178,8 @@ pub async fn run(
     };
     let keyring_task = tokio::spawn(crate::keyring::task::run(
         roster.key_watch(),
-        msg_tx.clone(),
+        keyring_status,
+        events,
         token.clone(),
     ));
     let hup = tokio::spawn(reload_on_sighup(

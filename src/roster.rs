@@ -103,8 +103,6 @@ pub enum Msg {
     /// An event decided elsewhere (the NHRP server's answers to nhrpd):
     /// logged, audited and streamed from here like the roster's own.
     Emit(Event),
-    /// The keyring task's latest state, for `show status`.
-    KeyringState(KeyringStatus),
 }
 
 /// What the roster knows about one peer's session in BIRD.
@@ -321,7 +319,9 @@ pub struct Roster {
     /// configures).
     key_tx: tokio::sync::watch::Sender<KeyInputs>,
     configured: u64,
-    keyring: Option<KeyringStatus>,
+    /// The keyring task's latest status, for `show status` and trust
+    /// (`None`: no keyring task, or it has not reported yet).
+    keyring: tokio::sync::watch::Receiver<Option<KeyringStatus>>,
     runtime: HashMap<String, Runtime>,
     /// Expiry clocks start no earlier than this (the start time when the
     /// state file was missing or unreadable).
@@ -377,6 +377,7 @@ impl RosterLookup for Roster {
 
     fn keyed(&self, group: &str, addr: IpAddr) -> bool {
         self.keyring
+            .borrow()
             .as_ref()
             .is_some_and(|k| admission::kernel_checks_key(k, group, addr))
     }
@@ -458,7 +459,7 @@ impl Roster {
             config_tx: tokio::sync::watch::channel(Arc::clone(&config_for_watch)).0,
             key_tx: tokio::sync::watch::channel(key_inputs).0,
             configured: 0,
-            keyring: None,
+            keyring: tokio::sync::watch::channel(None).1,
         })
     }
 
@@ -507,7 +508,6 @@ impl Roster {
                     Some(Msg::States(rows)) => self.on_states(rows),
                     Some(Msg::StatesFailed(error)) => self.bird_error = Some(error),
                     Some(Msg::Emit(event)) => self.on_emit(event),
-                    Some(Msg::KeyringState(k)) => self.keyring = Some(k),
                     None => msgs_open = false,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -761,7 +761,7 @@ impl Roster {
             last_poll: self.last_poll,
             bird_error: self.bird_error.clone(),
             started: self.started,
-            keyring: self.keyring.clone(),
+            keyring: self.keyring.borrow().clone(),
         }
     }
 
@@ -1262,6 +1262,12 @@ impl Roster {
     /// Follows the config in force (it changes on reload).
     pub fn config_watch(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
         self.config_tx.subscribe()
+    }
+
+    /// Reads the keyring task's status from `status` (see
+    /// [`crate::keyring::task::status_channel`]).
+    pub fn follow_keyring(&mut self, status: tokio::sync::watch::Receiver<Option<KeyringStatus>>) {
+        self.keyring = status;
     }
 
     /// Follows what the keyring keys from: the config, the bird.conf scan,

@@ -29,8 +29,9 @@ use autopeer::sources::journal::{find_journalctl, Journal, JournalOptions, Journ
 use autopeer::sources::tail::{TailStats, Tailer};
 use autopeer::sources::{Sighting, Trust, Via};
 use common::bird::{free_port, loopback_conf, RealBird};
+use common::daemon::Daemon;
 use common::journald::{journald_allowed, Journald, Ns};
-use common::lab::{read, wait_for_dump, Daemon};
+use common::lab::{read, wait_for_dump};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

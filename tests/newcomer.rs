@@ -25,6 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::journald::{journald_allowed, Journald, Ns};
 use common::lab::{read, repo, wait_for_dump, Lab};
 
@@ -57,34 +58,15 @@ fn blocks(section: &str, lang: &str) -> Vec<String> {
     out
 }
 
-/// A process we started inside the router's namespaces; SIGTERM by pid on
-/// drop, then SIGKILL.
-struct Proc(Child);
+/// BIRD, started inside the router's namespaces; SIGTERM by pid on drop,
+/// then SIGKILL.
+struct Bird(Child);
 
-impl Proc {
-    /// SIGTERM, and whether it exited cleanly within 15 s.
-    fn stop(mut self) -> bool {
-        term(&self.0);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-fn term(child: &Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-}
-
-impl Drop for Proc {
+impl Drop for Bird {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            term(&self.0);
+            let pid = rustix::process::Pid::from_child(&self.0);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             std::thread::sleep(Duration::from_millis(500));
             let _ = self.0.kill();
             let _ = self.0.wait();
@@ -216,7 +198,7 @@ fn the_readme_router_section_admits_a_peer_on_stock_debian() {
     // BIRD as Debian's bird.service starts it.
     sh(&ns, "/usr/lib/bird/prepare-environment");
     let bird_out = std::fs::File::create(dir.join("router-bird.out")).unwrap();
-    let bird = Proc(
+    let bird = Bird(
         inside(&ns, &["/usr/sbin/bird", "-f", "-u", "bird", "-g", "bird"])
             .stdout(bird_out.try_clone().unwrap())
             .stderr(bird_out)
@@ -287,14 +269,7 @@ fn the_readme_router_section_admits_a_peer_on_stock_debian() {
                 let argv = unit_exec_start();
                 assert_eq!(argv[0], "/usr/sbin/autopeer", "{argv:?}");
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                let out = std::fs::File::create(&daemon_out).unwrap();
-                daemon = Some(Proc(
-                    inside(&ns, &argv)
-                        .stdout(out.try_clone().unwrap())
-                        .stderr(out)
-                        .spawn()
-                        .unwrap(),
-                ));
+                daemon = Some(Daemon::spawn(inside(&ns, &argv), &daemon_out));
             }
             other => panic!("README step this test does not know: {other}"),
         }
@@ -335,7 +310,7 @@ fn the_readme_router_section_admits_a_peer_on_stock_debian() {
         "{sources}"
     );
     assert_eq!(row("journal.forged"), "journal.forged 0", "{sources}");
-    assert!(daemon.stop(), "autopeer did not stop cleanly\n{}", dump());
+    daemon.stop();
     drop(bird);
 }
 

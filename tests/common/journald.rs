@@ -16,21 +16,14 @@ pub const JOURNALD: &str = "/lib/systemd/systemd-journald";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// True when the journal tests can run: root, `tools` and journald's
-/// binary. With `CI=true` a missing one is a failure; otherwise the test
-/// skips with one line naming `what`.
+/// binary ([`super::prereq::runnable`]: with `CI=true` a missing one is a
+/// failure; otherwise the test skips with one line naming `what`).
 pub fn journald_allowed(tools: &[&str], what: &str) -> bool {
-    if !super::lab::lab_allowed(tools, what) {
-        return false;
-    }
-    if Path::new(JOURNALD).exists() {
-        return true;
-    }
-    let reason = format!("{JOURNALD} missing (apt install systemd)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {what} cannot run: {reason}");
-    }
-    eprintln!("skipping {what}: {reason}");
-    false
+    super::prereq::runnable(
+        what,
+        super::lab::missing_prerequisite(tools)
+            .or_else(|| super::prereq::file(JOURNALD, "apt install systemd")),
+    )
 }
 
 /// Mount namespace set-up; `$1` is the test's temp dir (mount points for
