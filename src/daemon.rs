@@ -95,8 +95,34 @@ pub async fn run(
     if let Some(bc) = &bird_conf {
         tailer.set_bird_files(&bc.log_files);
     }
+    let mut marks: Vec<crate::ctl::proto::SourceMark> = tailer
+        .bird_file_marks()
+        .into_iter()
+        .map(|(path, verified)| crate::ctl::proto::SourceMark {
+            name: path.display().to_string(),
+            verified,
+        })
+        .collect();
     let tail_task = tokio::spawn(tailer.run(source_tx.clone(), Arc::clone(&stats), token.clone()));
-    let journal_task = start_journal(&config, bird_conf.as_ref(), source_tx, &token).await?;
+    let journal_stats = Arc::new(journal::JournalStats::default());
+    let journal_task = start_journal(
+        &config,
+        bird_conf.as_ref(),
+        source_tx,
+        Arc::clone(&journal_stats),
+        &token,
+    )
+    .await?;
+    if journal_task.is_some() {
+        // Its entries count only when journald names BIRD's process.
+        marks.insert(
+            0,
+            crate::ctl::proto::SourceMark {
+                name: "journal".into(),
+                verified: true,
+            },
+        );
+    }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
     let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
@@ -106,6 +132,10 @@ pub async fn run(
             stats: Arc::clone(&stats),
             config_path: config_path.clone(),
             bird_socket: config.bird.socket.clone(),
+            sources: crate::ctl::server::Sources {
+                journal: journal_task.as_ref().map(|_| journal_stats),
+                marks,
+            },
         },
         token.clone(),
     ));
@@ -216,6 +246,7 @@ async fn start_journal(
     config: &Config,
     bird_conf: Option<&conf::BirdConf>,
     tx: mpsc::Sender<Sighting>,
+    stats: Arc<journal::JournalStats>,
     token: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<Result<(), journal::JournalError>>>, DaemonError> {
     if !journal_wanted(config, bird_conf) {
@@ -224,7 +255,6 @@ async fn start_journal(
     match journal::Journal::start(journal::JournalOptions::for_config(config)).await {
         Ok(j) => {
             tracing::info!("following BIRD's lines in the systemd journal");
-            let stats = Arc::new(journal::JournalStats::default());
             Ok(Some(tokio::spawn(j.run(tx, stats, token.clone()))))
         }
         Err(e) if config.sources.journal == JournalMode::On => Err(e.into()),

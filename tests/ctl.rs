@@ -149,6 +149,7 @@ fn context(roster: mpsc::Sender<Msg>, dir: &Path) -> Context {
         stats: Arc::new(TailStats::default()),
         config_path: None,
         bird_socket: dir.join("no-bird.ctl"),
+        sources: Default::default(),
     }
 }
 
@@ -794,6 +795,7 @@ async fn reload_refuses_a_broken_config_and_takes_a_good_one() {
         stats: Arc::new(TailStats::default()),
         config_path: Some(bad),
         bird_socket: dir.path().join("no-bird.ctl"),
+        sources: Default::default(),
     };
     let reply = execute(&ctx, CtlCommand::Reload).await;
     assert!(reply.starts_with("8002-"), "{reply}");
@@ -973,6 +975,7 @@ async fn the_socket_is_created_carefully() {
             stats: Arc::new(TailStats::default()),
             config_path: None,
             bird_socket: dir.path().join("none"),
+            sources: Default::default(),
         },
         token.clone(),
     ));
@@ -1263,4 +1266,56 @@ fn the_client_prints_control_characters_escaped() {
         "autopeer: Refused: \\x1b[31mred\n"
     );
     server.join().unwrap();
+}
+
+/// `show sources` lists the journal source's counters when it runs and
+/// marks each source verified (BIRD's own file, the journal) or
+/// unverified (a shared file); without a journal no `journal.` lines.
+#[tokio::test]
+async fn show_sources_marks_each_source_and_counts_the_journal() {
+    use autopeer::ctl::proto::{CtlCommand, SourceMark};
+    use autopeer::ctl::server::{execute, Sources};
+    use autopeer::sources::journal::JournalStats;
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, _events) = fake_roster(snapshot(0));
+    let mut ctx = context(roster, dir.path());
+    let reply = execute(&ctx, CtlCommand::ShowSources).await;
+    assert!(!reply.contains("journal"), "{reply}");
+    assert!(!reply.contains("source "), "{reply}");
+    let mark = |name: &str, verified| SourceMark {
+        name: name.into(),
+        verified,
+    };
+    ctx.sources = Sources {
+        journal: Some(Arc::new(JournalStats::default())),
+        marks: vec![
+            mark("journal", true),
+            mark("/var/log/bird/bird.log", true),
+            mark("/var/log/syslog", false),
+        ],
+    };
+    let reply = execute(&ctx, CtlCommand::ShowSources).await;
+    let lines: Vec<Vec<&str>> = reply
+        .lines()
+        .map(|l| {
+            // `1020-text` opens the reply, ` text` continues it.
+            let text = l.strip_prefix(' ').unwrap_or_else(|| &l[5..]);
+            text.split_whitespace().collect()
+        })
+        .collect();
+    for counter in ["entries", "sightings", "forged", "malformed", "restarts"] {
+        let name = format!("journal.{counter}");
+        assert!(
+            lines.contains(&vec![name.as_str(), "0"]),
+            "no {name}:\n{reply}"
+        );
+    }
+    for want in [
+        ["source", "verified", "journal"],
+        ["source", "verified", "/var/log/bird/bird.log"],
+        ["source", "unverified", "/var/log/syslog"],
+    ] {
+        assert!(lines.contains(&want.to_vec()), "no {want:?}:\n{reply}");
+    }
+    assert!(reply.starts_with("1020-"), "{reply}");
 }

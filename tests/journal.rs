@@ -19,10 +19,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,37 +30,13 @@ use autopeer::sources::tail::{TailStats, Tailer};
 use autopeer::sources::{Sighting, Trust, Via};
 use common::bird::{free_port, loopback_conf, RealBird};
 use common::daemon::Daemon;
+use common::journald::{journald_allowed, Journald, Ns};
 use common::lab::{read, wait_for_dump};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const JOURNALD: &str = "/lib/systemd/systemd-journald";
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Mount namespace set-up; `$1` is the test's temp dir (mount points for
-/// the old /dev), `$2` is `net` when the holder has its own network
-/// namespace too (then 10.88.0.0/24 is local on its loopback). Prints
-/// `ready` and stays as the namespace's holder.
-const SETUP: &str = r#"set -e
-if [ "$2" = net ]; then ip link set lo up; ip addr add 10.88.0.1/24 dev lo; fi
-mount -t tmpfs -o mode=755 tmpfs /run
-mkdir -p /run/systemd/journal
-if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=755 tmpfs /var/log/journal; fi
-mkdir -p "$1/olddev"
-mount --rbind /dev "$1/olddev"
-mount -t tmpfs -o mode=755 tmpfs /dev
-for n in null zero full random urandom; do
-  touch "/dev/$n"; mount --bind "$1/olddev/$n" "/dev/$n"
-done
-ln -s /run/systemd/journal/dev-log /dev/log
-if [ -f /etc/machine-id ] && ! [ -s /etc/machine-id ]; then
-  od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$1/machine-id"
-  mount --bind "$1/machine-id" /etc/machine-id
-fi
-echo ready
-exec sleep 3600
-"#;
 
 /// Root, the tools, and journald's binary; `CI=true` makes a missing one
 /// a failure.
@@ -74,130 +49,7 @@ fn allowed() -> bool {
         "unshare",
         "setpriv",
     ];
-    common::prereq::runnable(
-        "journal test",
-        common::lab::missing_prerequisite(&tools)
-            .or_else(|| common::prereq::file(JOURNALD, "apt install systemd")),
-    )
-}
-
-/// The private mount namespace, held by a `sleep` we started; killed by
-/// pid on drop (the namespace's mounts go with its last process).
-struct Ns {
-    holder: Child,
-}
-
-impl Ns {
-    /// With `net`, a network namespace too (for peers on 10.88.0.0/24).
-    fn new(dir: &Path, net: bool) -> Ns {
-        let mut holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private"])
-            .args(net.then_some("--net"))
-            .args(["bash", "-c", SETUP, "setup"])
-            .arg(dir)
-            .arg(if net { "net" } else { "" })
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn unshare");
-        let mut line = String::new();
-        BufReader::new(holder.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "namespace set-up failed");
-        Ns { holder }
-    }
-
-    fn pid(&self) -> u32 {
-        self.holder.id()
-    }
-
-    /// A command run inside the namespace (nsenter execs it in place).
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.args(["-t", &self.pid().to_string(), "-m", "--", program]);
-        c
-    }
-
-    /// The namespace's path `p`, seen from outside.
-    fn path(&self, p: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{p}", self.pid()))
-    }
-
-    fn journal_dir(&self) -> PathBuf {
-        self.path("/run/log/journal")
-    }
-
-    /// journalctl on the namespace's journal, from outside.
-    fn journalctl(&self, args: &[&str]) -> String {
-        let out = Command::new(find_journalctl().unwrap())
-            .arg("--directory")
-            .arg(self.journal_dir())
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until a BIRD entry mentioning `text` is in the journal.
-    fn wait_in_journal(&self, text: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self
-            .journalctl(&["--output=cat", "SYSLOG_IDENTIFIER=bird"])
-            .contains(text)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{text} never reached the journal"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-/// A systemd-journald we started in the namespace, killed by pid on drop.
-struct Journald {
-    child: Child,
-}
-
-impl Journald {
-    fn start(ns: &Ns, dir: &Path) -> Journald {
-        let socket = ns.path("/run/systemd/journal/dev-log");
-        let _ = std::fs::remove_file(&socket);
-        let log = std::fs::File::create(dir.join("journald.out")).unwrap();
-        let child = ns
-            .cmd(JOURNALD)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn systemd-journald");
-        let deadline = Instant::now() + WAIT;
-        while !socket.exists() || ns.journalctl(&["--lines=1", "--output=cat"]).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "journald did not come up: {}",
-                std::fs::read_to_string(dir.join("journald.out")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Journald { child }
-    }
-}
-
-impl Drop for Journald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    journald_allowed(&tools, "journal test")
 }
 
 /// A running journal source.
@@ -330,16 +182,7 @@ async fn knock_until_seen(
 /// 10.99.0.N) and returns every sighting received before it: the journal
 /// is read in order, so nothing older is on its way after this.
 async fn until_marker(ns: &Ns, rx: &mut mpsc::Receiver<Sighting>, n: u8) -> Vec<Sighting> {
-    let marker = ip(&format!("10.99.0.{n}"));
-    let logged = ns
-        .cmd("logger")
-        .args(["-t", "bird"])
-        .arg(format!(
-            "BGP: Unexpected connect from unknown address {marker} (port 9)"
-        ))
-        .status()
-        .unwrap();
-    assert!(logged.success());
+    let marker = log_marker(ns, n);
     let mut before = Vec::new();
     loop {
         let s = tokio::time::timeout(WAIT, rx.recv())
@@ -352,6 +195,35 @@ async fn until_marker(ns: &Ns, rx: &mut mpsc::Receiver<Sighting>, n: u8) -> Vec<
         }
         before.push(s);
     }
+}
+
+/// Logs the forged trigger from 10.99.0.N with `logger -t bird`; returns
+/// that address.
+fn log_marker(ns: &Ns, n: u8) -> IpAddr {
+    let marker = ip(&format!("10.99.0.{n}"));
+    let logged = ns
+        .cmd("logger")
+        .args(["-t", "bird"])
+        .arg(format!(
+            "BGP: Unexpected connect from unknown address {marker} (port 9)"
+        ))
+        .status()
+        .unwrap();
+    assert!(logged.success());
+    marker
+}
+
+/// Logs marker N ([`log_marker`]) and reads it next, with no BIRD
+/// running: Forged, or Unverified when logger exited before journald
+/// looked at it; never BIRD's.
+async fn read_marker(ns: &Ns, rx: &mut mpsc::Receiver<Sighting>, n: u8) {
+    let marker = log_marker(ns, n);
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("marker {marker} not read"))
+        .expect("source ended");
+    assert_eq!(s.addr, marker, "{s:?}");
+    assert_ne!(s.trust, Trust::Bird, "{s:?}");
 }
 
 /// No connection seen twice (one knock is one BIRD line, one source port).
@@ -806,5 +678,53 @@ async fn a_daemonized_birds_lines_are_verified() {
     assert_eq!((s.via, s.trust), (Via::Journal, Trust::Bird), "{s:?}");
     let before = until_marker(&ns, &mut src.rx, 1).await;
     assert!(before.iter().all(|s| s.trust == Trust::Bird), "{before:?}");
+    src.stop().await;
+}
+
+/// The first BIRD entry logged after the source started is read. A cursor
+/// file that cannot be written (its directory does not exist) is warned
+/// about once, not once per entry read, the source goes on, and once the
+/// directory exists the cursor is saved again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_cursor_file_is_warned_about_once() {
+    if !allowed() {
+        return;
+    }
+    let log = captured_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ns = Ns::new(dir, false);
+    let _journald = Journald::start(&ns, dir);
+    let cursor = dir.join("state/journal.cursor");
+    let mut src = Source::start(JournalOptions {
+        journalctl: find_journalctl().expect("journalctl"),
+        directory: Some(ns.journal_dir()),
+        cursor_file: Some(cursor.clone()),
+        bird_socket: dir.join("no-bird.ctl"),
+    })
+    .await;
+    // An entry logged right after the source started is read (journalctl
+    // once skipped it: the start cursor was of an entry its matches
+    // exclude). Then entries over several seconds, so the position moves
+    // and the cursor is due several times.
+    read_marker(&ns, &mut src.rx, 10).await;
+    for n in 1..=4 {
+        read_marker(&ns, &mut src.rx, n).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let warnings = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("cannot save the journal cursor"))
+            .filter(|l| l.contains(&cursor.display().to_string()))
+            .count()
+    };
+    assert_eq!(warnings(&log_text(&log)), 1, "{}", log_text(&log));
+    std::fs::create_dir(dir.join("state")).unwrap();
+    read_marker(&ns, &mut src.rx, 5).await;
+    let deadline = Instant::now() + WAIT;
+    while !read(&cursor).starts_with("s=") {
+        assert!(Instant::now() < deadline, "cursor never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     src.stop().await;
 }

@@ -5,7 +5,10 @@
 //! the outsider never appears, a restart keeps the include byte for byte,
 //! and a knock from the address of a *disabled* protocol (BIRD 3.0-3.2 log
 //! it as "Unexpected connect", 2.x stays silent) neither admits twice nor
-//! writes an audit line per knock.
+//! writes an audit line per knock. Every version runs twice: BIRD in the
+//! foreground (`-f`) and daemonized (`--daemonize`: it forks and the
+//! process that bound the control socket exits), so the keyring must find
+//! the forked daemon, chrooted or not, and BIRD 1.6's bird6 too.
 //!
 //! Needs root, bird2, iproute2, util-linux (unshare) and the prepared roots.
 //! With CI=true a missing prerequisite fails the test; elsewhere it skips
@@ -15,7 +18,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::daemon::{autopeer_check, Daemon};
+use common::daemon::{autopeer, autopeer_check, Daemon};
 use common::lab::{
     lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Lab, LAB_TOOLS, MD5_LAB_TOOLS,
 };
@@ -27,8 +30,22 @@ fn log_count(lab: &Lab, needle: &str) -> usize {
     lab.rr_log().matches(needle).count()
 }
 
-fn matrix(version: &str, greeting: &str) {
-    let what = format!("BIRD {version} version matrix");
+/// `bird/lab up` arguments: ARGS, then `--daemonize` when DAEMONIZE.
+fn lab_up(args: &[&str], daemonize: bool) -> Lab {
+    let mut args = args.to_vec();
+    if daemonize {
+        args.push("--daemonize");
+    }
+    let lab = Lab::up(&args);
+    assert_eq!(
+        lab.get("RR_DAEMONIZED"),
+        if daemonize { "yes" } else { "no" }
+    );
+    lab
+}
+
+fn matrix(version: &str, greeting: &str, daemonize: bool) {
+    let what = format!("BIRD {version} version matrix (daemonize: {daemonize})");
     if !lab_allowed(LAB_TOOLS, &what)
         || !lab_allowed(VERSION_TOOLS, &what)
         || !rr_bird_prepared(version, &what)
@@ -37,7 +54,10 @@ fn matrix(version: &str, greeting: &str) {
     }
     // rr + c2, c3 (knocking; c3 started last), c4 (static), c200
     // (outsider).
-    let lab = Lab::up(&["--rr-bird", version, "--clients", "2", "--no-start"]);
+    let lab = lab_up(
+        &["--rr-bird", version, "--clients", "2", "--no-start"],
+        daemonize,
+    );
     for node in ["c2", "c4", "c200"] {
         lab.start(node);
     }
@@ -73,6 +93,15 @@ fn matrix(version: &str, greeting: &str) {
         dump()
     );
     assert!(lab.established_on("c2", "to_rr", 30), "{}", dump());
+    // BIRD's own log file is a verified source (`show sources`).
+    let (_, sources) = autopeer(&d.join("autopeer.ctl"), &["show", "sources"]);
+    let want = ["source", "verified", lab.get("RR_LOG")];
+    assert!(
+        sources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().ends_with(&want)),
+        "{sources}"
+    );
     // The outsider knocks too, but is refused and never appears.
     wait_for_dump("the outsider's refusal", 30, &dump, || {
         read(&audit).contains("refusing neighbor 10.88.0.200")
@@ -183,22 +212,42 @@ fn matrix(version: &str, greeting: &str) {
 
 #[test]
 fn rr_bird_1_6() {
-    matrix("1.6", "BIRD 1.6.8");
+    matrix("1.6", "BIRD 1.6.8", false);
+}
+
+#[test]
+fn rr_bird_1_6_daemonized() {
+    matrix("1.6", "BIRD 1.6.8", true);
 }
 
 #[test]
 fn rr_bird_2_0() {
-    matrix("2.0", "BIRD 2.0.12");
+    matrix("2.0", "BIRD 2.0.12", false);
+}
+
+#[test]
+fn rr_bird_2_0_daemonized() {
+    matrix("2.0", "BIRD 2.0.12", true);
 }
 
 #[test]
 fn rr_bird_2_17() {
-    matrix("2.17", "BIRD 2.17.");
+    matrix("2.17", "BIRD 2.17.", false);
+}
+
+#[test]
+fn rr_bird_2_17_daemonized() {
+    matrix("2.17", "BIRD 2.17.", true);
 }
 
 #[test]
 fn rr_bird_3_1() {
-    matrix("3.1", "BIRD 3.1.");
+    matrix("3.1", "BIRD 3.1.", false);
+}
+
+#[test]
+fn rr_bird_3_1_daemonized() {
+    matrix("3.1", "BIRD 3.1.", true);
 }
 
 const PASSWORD: &str = "lab-versions-md5";
@@ -208,22 +257,25 @@ const PASSWORD: &str = "lab-versions-md5";
 /// Established, the signing outsider never reaches the roster, and after
 /// BIRD is stopped and started again the new listener is keyed again and
 /// the client comes back.
-fn md5_matrix(version: &str) {
-    let what = format!("BIRD {version} MD5 version matrix");
+fn md5_matrix(version: &str, daemonize: bool) {
+    let what = format!("BIRD {version} MD5 version matrix (daemonize: {daemonize})");
     if !lab_allowed(MD5_LAB_TOOLS, &what)
         || !lab_allowed(VERSION_TOOLS, &what)
         || !rr_bird_prepared(version, &what)
     {
         return;
     }
-    let lab = Lab::up(&[
-        "--rr-bird",
-        version,
-        "--clients",
-        "1",
-        "--password",
-        PASSWORD,
-    ]);
+    let lab = lab_up(
+        &[
+            "--rr-bird",
+            version,
+            "--clients",
+            "1",
+            "--password",
+            PASSWORD,
+        ],
+        daemonize,
+    );
     let config = write_config(&lab, "auto", false);
     let d = lab.dir.path().to_path_buf();
     let audit = d.join("audit.log");
@@ -282,45 +334,78 @@ fn md5_matrix(version: &str) {
 
 #[test]
 fn md5_rr_bird_1_6() {
-    md5_matrix("1.6");
+    md5_matrix("1.6", false);
+}
+
+#[test]
+fn md5_rr_bird_1_6_daemonized() {
+    md5_matrix("1.6", true);
 }
 
 #[test]
 fn md5_rr_bird_2_0() {
-    md5_matrix("2.0");
+    md5_matrix("2.0", false);
+}
+
+#[test]
+fn md5_rr_bird_2_0_daemonized() {
+    md5_matrix("2.0", true);
 }
 
 #[test]
 fn md5_rr_bird_2_17() {
-    md5_matrix("2.17");
+    md5_matrix("2.17", false);
+}
+
+#[test]
+fn md5_rr_bird_2_17_daemonized() {
+    md5_matrix("2.17", true);
 }
 
 #[test]
 fn md5_rr_bird_3_1() {
-    md5_matrix("3.1");
+    md5_matrix("3.1", false);
+}
+
+#[test]
+fn md5_rr_bird_3_1_daemonized() {
+    md5_matrix("3.1", true);
 }
 
 /// BIRD 1.6 runs IPv6 as a second daemon, bird6, with its own config,
 /// socket and log: one autopeer per daemon (as `autopeer@.service` does),
 /// each with its own group. Both admit their client's knock and reach
-/// Established; bird6's peer is written `neighbor ADDR as N;`.
-#[test]
-fn bird6_gets_its_own_autopeer() {
-    let what = "BIRD 1.6 bird6 version matrix";
-    if !lab_allowed(LAB_TOOLS, what)
-        || !lab_allowed(VERSION_TOOLS, what)
-        || !rr_bird_prepared("1.6", what)
+/// Established; bird6's peer is written `neighbor ADDR as N;`. Run twice:
+/// in the foreground with plain groups (the outsider's knock is refused),
+/// and daemonized with MD5 groups (each autopeer's keyring finds its own
+/// forked daemon, bird or bird6, and keys that daemon's listener; the
+/// signing outsider never reaches either roster).
+fn bird6(daemonize: bool, password: Option<&str>) {
+    let what = format!("BIRD 1.6 bird6 version matrix (daemonize: {daemonize})");
+    let tools = if password.is_some() {
+        MD5_LAB_TOOLS
+    } else {
+        LAB_TOOLS
+    };
+    if !lab_allowed(tools, &what)
+        || !lab_allowed(VERSION_TOOLS, &what)
+        || !rr_bird_prepared("1.6", &what)
     {
         return;
     }
-    let lab = Lab::up(&["--rr-bird", "1.6", "--ipv6", "--clients", "1"]);
+    let mut args = vec!["--rr-bird", "1.6", "--ipv6", "--clients", "1"];
+    if let Some(pw) = password {
+        args.extend(["--password", pw]);
+    }
+    let lab = lab_up(&args, daemonize);
+    let keyring = if password.is_some() { "auto" } else { "off" };
     let d = lab.dir.path().to_path_buf();
-    let config4 = write_config(&lab, "off", false);
+    let config4 = write_config(&lab, keyring, false);
     let config6 = d.join("autopeer6.toml");
     std::fs::write(
         &config6,
         format!(
-            "[bird]\nsocket = \"{}\"\nconfig = \"{}\"\ninclude = \"{}\"\nkeyring = \"off\"\n\
+            "[bird]\nsocket = \"{}\"\nconfig = \"{}\"\ninclude = \"{}\"\nkeyring = \"{keyring}\"\n\
              [agent]\nsocket = \"{d}/autopeer6.ctl\"\nstate = \"{d}/state6.toml\"\n\
              audit_log = \"{d}/audit6.log\"\nbatch = \"200ms\"\n\
              [sources]\nlogs = [\"{}\"]\n\
@@ -338,6 +423,9 @@ fn bird6_gets_its_own_autopeer() {
     for config in [&config4, &config6] {
         let (ok, out) = autopeer_check(config);
         assert!(ok, "check {}:\n{out}", config.display());
+        if let Some(pw) = password {
+            assert!(!out.contains(pw), "{out}");
+        }
     }
     let (audit4, audit6) = (d.join("audit.log"), d.join("audit6.log"));
     let (include4, include6) = (lab.path("RR_INCLUDE"), lab.path("RR6_INCLUDE"));
@@ -346,14 +434,25 @@ fn bird6_gets_its_own_autopeer() {
         lab.dump(&[
             ("audit", &audit4),
             ("audit6", &audit6),
+            ("daemon", &log4),
             ("daemon6", &log6),
             ("include6", &include6),
             ("bird6 log", &lab.path("RR6_LOG")),
         ]) + "--- rr6\n"
             + &String::from_utf8_lossy(&lab.script(&["birdc", "rr6", "show", "protocols"]).stdout)
+            + "\n--- listener keys\n"
+            + &lab.listener_keys().join("\n")
     };
     let d4 = Daemon::start(&config4, &log4);
     let d6 = Daemon::start(&config6, &log6);
+    if password.is_some() {
+        // Two listeners (bird's and bird6's), each keyed by its own
+        // autopeer: bird6's with the IPv6 group prefix.
+        wait_for_dump("both listeners keyed", 20, &dump, || {
+            let keys = lab.listener_keys();
+            keys.len() == 2 && keys.iter().any(|k| k.contains("2001:db8:88::"))
+        });
+    }
     assert!(lab.established("clients_10_88_0_2", 60), "{}", dump());
     assert!(
         lab.established_on("rr6", "clients6_2001_db8_88__2", 60),
@@ -369,10 +468,25 @@ fn bird6_gets_its_own_autopeer() {
     // Each autopeer owns only its daemon's family.
     assert!(!read(&include4).contains("2001:db8"), "{}", dump());
     assert!(!read(&include6).contains("10.88.0."), "{}", dump());
-    wait_for_dump("bird6's outsider refused", 30, &dump, || {
-        read(&audit6).contains("refusing neighbor 2001:db8:88::200")
-    });
+    if password.is_none() {
+        wait_for_dump("bird6's outsider refused", 30, &dump, || {
+            read(&audit6).contains("refusing neighbor 2001:db8:88::200")
+        });
+    } else {
+        // The signing outsider's SYNs carry a key for no prefix it is in.
+        assert!(!read(&audit6).contains("2001:db8:88::200"), "{}", dump());
+    }
     assert!(!read(&include6).contains("2001:db8:88::200"), "{}", dump());
     d4.stop();
     d6.stop();
+}
+
+#[test]
+fn bird6_gets_its_own_autopeer() {
+    bird6(false, None);
+}
+
+#[test]
+fn bird6_daemonized_md5() {
+    bird6(true, Some(PASSWORD));
 }

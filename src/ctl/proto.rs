@@ -67,6 +67,7 @@ use std::time::{Duration, SystemTime};
 use crate::bird::protocols::BgpDetails;
 use crate::event::rfc3339;
 use crate::roster::{short_duration, PeerView, Snapshot};
+use crate::sources::journal::JournalCounts;
 use crate::sources::tail::TailCounts;
 
 pub const OK: u16 = 0;
@@ -569,10 +570,28 @@ pub fn groups_table(snap: &Snapshot) -> Vec<String> {
     columns(&rows)
 }
 
-/// `show sources`: one `name value` line per counter, then refusals by
-/// kind as `refused.KIND value`.
-pub fn sources_lines(tail: &TailCounts, snap: &Snapshot) -> Vec<String> {
-    let mut rows: Vec<Vec<String>> = [
+/// One source of BIRD's lines as `show sources` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMark {
+    /// `journal`, or the tailed file's path.
+    pub name: String,
+    /// Its lines count as BIRD's own: BIRD's own log file (a `log "FILE"`
+    /// of bird.conf), or the journal (entries journald attributes to
+    /// BIRD's process). Unverified: a shared file anyone may write to.
+    pub verified: bool,
+}
+
+/// `show sources`: one `name value` line per counter (the log files'
+/// first, then the journal's as `journal.NAME value` when it runs), then
+/// refusals by kind as `refused.KIND value`, then one `source verified|
+/// unverified NAME` line per source.
+pub fn sources_lines(
+    tail: &TailCounts,
+    journal: Option<&JournalCounts>,
+    marks: &[SourceMark],
+    snap: &Snapshot,
+) -> Vec<String> {
+    let mut counters = vec![
         ("lines", tail.lines),
         ("sightings", tail.sightings),
         ("skipped.irrelevant", tail.irrelevant),
@@ -580,14 +599,28 @@ pub fn sources_lines(tail: &TailCounts, snap: &Snapshot) -> Vec<String> {
         ("skipped.invalid_utf8", tail.invalid_utf8),
         ("read_errors", tail.read_errors),
         ("files_refused", tail.files_refused),
-    ]
-    .iter()
-    .map(|(k, v)| vec![k.to_string(), v.to_string()])
-    .collect();
+    ];
+    if let Some(j) = journal {
+        counters.extend([
+            ("journal.entries", j.entries),
+            ("journal.sightings", j.sightings),
+            ("journal.forged", j.forged),
+            ("journal.malformed", j.malformed),
+            ("journal.restarts", j.restarts),
+        ]);
+    }
+    let mut rows: Vec<Vec<String>> = counters
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.to_string()])
+        .collect();
     let total: u64 = snap.refusals.values().sum();
     rows.push(vec!["refused".into(), total.to_string()]);
     for (kind, n) in &snap.refusals {
         rows.push(vec![format!("refused.{kind}"), n.to_string()]);
+    }
+    for m in marks {
+        let mark = if m.verified { "verified" } else { "unverified" };
+        rows.push(vec!["source".into(), format!("{mark} {}", m.name)]);
     }
     columns(&rows)
 }
@@ -638,7 +671,7 @@ pub fn help_lines() -> Vec<String> {
         "show status                  the daemon and its roster in brief",
         "show peers [all]             the roster with BIRD's state (alias: show protocols)",
         "show groups                  groups with counts and limits",
-        "show sources                 lines read, sightings, refusals, skipped lines",
+        "show sources                 lines read, sightings, refusals, skipped lines, verified sources",
         "add ADDR [group NAME]        admit ADDR now",
         "remove ADDR|NAME             remove a peer",
         "reload                       re-read the config file (alias: configure)",

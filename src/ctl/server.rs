@@ -42,6 +42,7 @@ use super::proto::{self, CtlCommand, ReplyWriter};
 use crate::config::Config;
 use crate::event::{escape_json, Event};
 use crate::roster::{Msg, Snapshot};
+use crate::sources::journal::JournalStats;
 use crate::sources::tail::TailStats;
 use crate::sources::{Sighting, Trust, Via};
 
@@ -83,6 +84,16 @@ pub struct Context {
     pub config_path: Option<PathBuf>,
     /// BIRD's control socket, for `show peers all`.
     pub bird_socket: PathBuf,
+    /// The journal source's counters (when it runs) and every source's
+    /// verified mark, for `show sources`.
+    pub sources: Sources,
+}
+
+/// What `show sources` says beyond the tails' counters.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub journal: Option<Arc<JournalStats>>,
+    pub marks: Vec<proto::SourceMark>,
 }
 
 /// A bound control socket.
@@ -489,7 +500,14 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
                 return gone();
             };
             let mut w = ReplyWriter::new();
-            for l in proto::sources_lines(&ctx.stats.snapshot(), &snap) {
+            let journal = ctx.sources.journal.as_ref().map(|j| j.snapshot());
+            let lines = proto::sources_lines(
+                &ctx.stats.snapshot(),
+                journal.as_ref(),
+                &ctx.sources.marks,
+                &snap,
+            );
+            for l in lines {
                 w.line(proto::SOURCE_ROW, l);
             }
             w.finish(proto::OK, "")

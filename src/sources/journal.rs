@@ -35,7 +35,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -582,7 +582,8 @@ pub fn journal_present() -> bool {
 enum Position {
     /// After this entry.
     After(String),
-    /// From the journal's first entry (it was empty when we looked).
+    /// From the journal's first entry (it held none of BIRD's when we
+    /// looked).
     Start,
 }
 
@@ -620,6 +621,10 @@ pub struct Journal {
     position: Position,
     /// The cursor the cursor file holds now.
     in_file: Option<String>,
+    /// A failed cursor write was logged and none has succeeded since: the
+    /// next failures are not logged again (the position moves with every
+    /// entry, so an unwritable directory would log once a second).
+    save_warned: AtomicBool,
 }
 
 impl Journal {
@@ -647,6 +652,7 @@ impl Journal {
                     in_file: Some(c.clone()),
                     position: Position::After(c),
                     opts,
+                    save_warned: AtomicBool::new(false),
                 });
             }
             (Some(c), _) => {
@@ -665,6 +671,7 @@ impl Journal {
             opts,
             position,
             in_file: None,
+            save_warned: AtomicBool::new(false),
         })
     }
 
@@ -759,9 +766,21 @@ impl Journal {
         let mut bytes = c.clone().into_bytes();
         bytes.push(b'\n');
         match crate::apply::write_atomic(path, &bytes) {
-            Ok(()) => *saved = Some(c.clone()),
+            Ok(()) => {
+                *saved = Some(c.clone());
+                if self.save_warned.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %path.display(), "journal cursor saved again");
+                }
+            }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot save the journal cursor")
+                if !self.save_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "cannot save the journal cursor; a restart follows the journal from its end \
+                         until it can (not logged again until a save succeeds)"
+                    );
+                }
             }
         }
     }
@@ -773,7 +792,7 @@ impl Journal {
             Position::After(c) => cmd.arg(format!("--after-cursor={c}")),
             Position::Start => cmd.arg("--no-tail"),
         };
-        cmd.args(["SYSLOG_IDENTIFIER=bird", "SYSLOG_IDENTIFIER=bird6"])
+        cmd.args(BIRD_MATCHES)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -875,11 +894,19 @@ fn base_command(opts: &JournalOptions) -> Command {
     cmd
 }
 
-/// The cursor of the journal's last entry (of any sender), so that
-/// following starts exactly there.
+/// The journal matches autopeer follows: BIRD's and bird6's syslog
+/// identifiers.
+const BIRD_MATCHES: [&str; 2] = ["SYSLOG_IDENTIFIER=bird", "SYSLOG_IDENTIFIER=bird6"];
+
+/// The cursor of the journal's last entry *that matches* [`BIRD_MATCHES`],
+/// so that following starts exactly there. It must match: journalctl
+/// (systemd 252) given `--after-cursor` of an entry its matches exclude
+/// skips the first matching entry after it, losing BIRD's next line.
 async fn end_of_journal(opts: &JournalOptions) -> Result<Position, JournalError> {
     let mut cmd = base_command(opts);
-    cmd.args(["--lines=1"]).kill_on_drop(true);
+    cmd.args(["--lines=1"])
+        .args(BIRD_MATCHES)
+        .kill_on_drop(true);
     let out = cmd.output().await.map_err(|source| JournalError::Spawn {
         program: opts.journalctl.clone(),
         source,

@@ -247,6 +247,18 @@ impl Tailer {
         }
     }
 
+    /// Every tailed path and whether it counts as BIRD's own log file (see
+    /// [`Tailer::set_bird_files`]), sorted by path.
+    pub fn bird_file_marks(&self) -> Vec<(PathBuf, bool)> {
+        let mut out: Vec<(PathBuf, bool)> = self
+            .files
+            .iter()
+            .map(|(p, t)| (p.clone(), t.birds))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Register a watch for every path's directory and position each
     /// existing file at its end (old lines are not read). A path whose file
     /// does not exist yet is read from its start once created; one that is

@@ -18,6 +18,7 @@
 pub mod attacker;
 pub mod bird;
 pub mod daemon;
+pub mod journald;
 pub mod lab;
 pub mod prereq;
 
