@@ -4,10 +4,17 @@
 //! a [`Refusal`] whose `Display` is the short reason the audit log prints
 //! after `refusing neighbor 10.88.0.9: `.
 //!
-//! Check order in [`decide`]: forged evidence, bad address, group match
-//! (longest prefix), trust, interface, deny, static neighbor / native range
-//! in bird.conf, roster, `max_peers`, rate. A rate token is consumed only
-//! when everything else passed.
+//! This is the only place admission policy lives: the roster and the NHRP
+//! server ask [`decide`] and add nothing of their own.
+//!
+//! Check order in [`decide`]: for NHRP, the group match and its
+//! `nbma_prefixes`; the quiet period after a removal (not for an
+//! operator); the group asked for; forged evidence, bad address, group
+//! match (longest prefix), trust, interface, deny, static neighbor / native
+//! range in bird.conf, roster (already a peer: success), `max_peers`, rate
+//! (an operator is not held to it); then the protocol name (free in
+//! bird.conf and in the roster) and whether the include can hold the peer.
+//! A rate token is consumed only when everything before it passed.
 //!
 //! Trust (DESIGN.md § Trust): a [`Trust::Forged`] sighting is always
 //! refused. A [`Trust::Unverified`] one (a shared syslog file, a kernel,
@@ -21,12 +28,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 
 use crate::bird::conf::BirdConf;
+use crate::bird::render::{self, Peer};
 use crate::config::{Group, UnverifiedPolicy};
+use crate::event::{rfc3339, Neighbor};
 use crate::keyring::task::KeyringStatus;
 use crate::keyring::Family;
 use crate::sources::{Trust, Via};
@@ -56,6 +65,10 @@ pub trait RosterLookup {
     /// BIRD log a connect from `addr`). Default: no.
     fn keyed(&self, _group: &str, _addr: IpAddr) -> bool {
         false
+    }
+    /// The peer (in the include or pending) named `name`, if any.
+    fn named(&self, _name: &str) -> Option<Peer> {
+        None
     }
 }
 
@@ -173,11 +186,72 @@ impl Limits {
     }
 }
 
-/// Admission granted: the peer joins `group`.
+/// Admission granted: `peer` joins `group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admit {
     pub group: String,
     pub grounds: Grounds,
+    /// The peer as it will be written (named, stamped with `Context::wall`).
+    pub peer: Peer,
+}
+
+/// What [`decide`] says about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Admit(Admit),
+    /// Already in the roster as `name`: a success, not a refusal (a peer
+    /// knocks until BIRD has its protocol).
+    Already {
+        name: String,
+        group: String,
+    },
+    Refuse(Refusal),
+}
+
+/// One admission request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub addr: IpAddr,
+    /// The interface, for a link-local address.
+    pub iface: Option<&'a str>,
+    /// Where it came from and how far it is trusted; `Via::Operator` is an
+    /// operator's `add`.
+    pub evidence: Evidence,
+    /// Only this group is considered (an operator's `add ... group G`).
+    pub group: Option<&'a str>,
+    /// The spoke's NBMA address (NHRP; checked against `nbma_prefixes`).
+    pub nbma: Option<IpAddr>,
+}
+
+/// What a decision is made against.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub groups: &'a [Group],
+    pub birdconf: &'a BirdConf,
+    pub roster: &'a dyn RosterLookup,
+    pub now: Instant,
+    /// The wall clock, for the admitted peer's stamp.
+    pub wall: SystemTime,
+}
+
+/// After BIRD rejected a peer, or an operator removed it, its knocks are
+/// ignored for this long (an explicit `add` overrides).
+pub const QUIET_AFTER_REMOVAL: Duration = Duration::from_secs(600);
+
+/// What admission remembers between decisions: the rate buckets and the
+/// addresses in their quiet period.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    pub limits: Limits,
+    quiet: HashMap<IpAddr, Instant>,
+}
+
+impl Memory {
+    /// `addr` was removed or rejected at `now`: ignore it for
+    /// [`QUIET_AFTER_REMOVAL`].
+    pub fn quiet(&mut self, addr: IpAddr, now: Instant) {
+        self.quiet.insert(addr, now);
+    }
 }
 
 /// Why an address was not admitted.
@@ -237,6 +311,80 @@ pub enum Refusal {
         group: String,
         rate: u32,
     },
+    /// Removed or rejected within [`QUIET_AFTER_REMOVAL`].
+    RecentlyRemoved,
+    /// An operator asked for a group that does not exist.
+    NoSuchGroup {
+        name: String,
+    },
+    /// NHRP: the group has `nbma_prefixes` and nhrpd sent no NBMA address.
+    NbmaMissing {
+        group: String,
+    },
+    /// NHRP: the NBMA address is outside the group's `nbma_prefixes`.
+    NbmaOutside {
+        group: String,
+        nbma: IpAddr,
+    },
+    /// bird.conf already has a protocol of the name the peer would get.
+    NameInBirdConf {
+        name: String,
+    },
+    /// Another neighbor in the roster has the name this one would get.
+    NameTaken {
+        name: String,
+        other: Neighbor,
+    },
+    /// The include cannot hold this peer (for the BIRD version in use).
+    Unwritable {
+        error: String,
+    },
+}
+
+impl Refusal {
+    /// A stable, machine-readable name (`watch --json`'s `kind`, the
+    /// counts in `show sources`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Unspecified | Refusal::Loopback | Refusal::Multicast | Refusal::Broadcast => {
+                "bad_address"
+            }
+            Refusal::Forged { .. } => "forged",
+            Refusal::Unverified { .. } => "unverified",
+            Refusal::NoGroup => "no_group",
+            Refusal::LinkLocalWithoutInterface { .. } | Refusal::WrongInterface { .. } => {
+                "interface"
+            }
+            Refusal::Denied { .. } => "denied",
+            Refusal::Static { .. } => "static",
+            Refusal::InNativeRange { .. } => "native_range",
+            Refusal::InRoster { .. } => "in_roster",
+            Refusal::MaxPeers { .. } => "max_peers",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::RecentlyRemoved => "recently_removed",
+            Refusal::NoSuchGroup { .. } => "no_such_group",
+            Refusal::NbmaMissing { .. } | Refusal::NbmaOutside { .. } => "nbma",
+            Refusal::NameInBirdConf { .. } | Refusal::NameTaken { .. } => "name_taken",
+            Refusal::Unwritable { .. } => "unwritable",
+        }
+    }
+
+    /// How the roster reports this refusal of a request that came `via`:
+    /// (its own `refusing` audit line, a count in `show sources`). An
+    /// operator's typo and a quiet knock get no line; NHRP's own group and
+    /// NBMA refusals are told in the NHRP line alone.
+    pub fn reported(&self, via: Via) -> (bool, bool) {
+        match self {
+            Refusal::NoSuchGroup { .. } => (false, false),
+            Refusal::RecentlyRemoved => (false, true),
+            Refusal::NbmaMissing { .. } | Refusal::NbmaOutside { .. } => (false, false),
+            Refusal::NoGroup if via == Via::Nhrp => (false, false),
+            Refusal::NameInBirdConf { .. }
+            | Refusal::NameTaken { .. }
+            | Refusal::Unwritable { .. } => (true, false),
+            _ => (true, true),
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -291,6 +439,28 @@ impl fmt::Display for Refusal {
             }
             Refusal::RateLimited { group, rate } => {
                 write!(f, "group {group} admits at most {rate} per minute")
+            }
+            Refusal::RecentlyRemoved => {
+                f.write_str("removed or rejected recently; ignored for now")
+            }
+            Refusal::NoSuchGroup { name } => write!(f, "no group named {name}"),
+            Refusal::NbmaMissing { group } => {
+                write!(f, "group {group} needs an nbma address, none sent")
+            }
+            Refusal::NbmaOutside { group, nbma } => {
+                write!(f, "nbma {nbma} outside group {group}'s nbma_prefixes")
+            }
+            Refusal::NameInBirdConf { name } => {
+                write!(f, "protocol name {name} is already used in bird.conf")
+            }
+            Refusal::NameTaken { name, other } => {
+                write!(
+                    f,
+                    "protocol name {name} is already taken by neighbor {other}"
+                )
+            }
+            Refusal::Unwritable { error } => {
+                write!(f, "cannot be written into BIRD's config: {error}")
             }
         }
     }
@@ -372,10 +542,136 @@ fn weigh(
     }
 }
 
-/// Decides whether `addr` (seen on `iface`, for link-local) may be admitted
-/// on `evidence`.
+/// Decides one request: the whole of admission policy.
+pub fn decide(req: Request<'_>, ctx: Context<'_>, memory: &mut Memory) -> Decision {
+    match decide_inner(req, ctx, memory) {
+        Ok(d) => d,
+        Err(r) => Decision::Refuse(r),
+    }
+}
+
+fn decide_inner(
+    req: Request<'_>,
+    ctx: Context<'_>,
+    memory: &mut Memory,
+) -> Result<Decision, Refusal> {
+    let via = req.evidence.via;
+    let operator = via == Via::Operator;
+    if via == Via::Nhrp {
+        check_nbma(ctx.groups, req.addr, req.nbma)?;
+    }
+    if !operator {
+        if let Some(t) = memory.quiet.get(&req.addr) {
+            if ctx.now.duration_since(*t) < QUIET_AFTER_REMOVAL {
+                return Err(Refusal::RecentlyRemoved);
+            }
+            memory.quiet.remove(&req.addr);
+        }
+    }
+    let only;
+    let groups = match req.group {
+        Some(name) => match ctx.groups.iter().find(|g| g.name == name) {
+            Some(g) => {
+                only = [g.clone()];
+                &only[..]
+            }
+            None => return Err(Refusal::NoSuchGroup { name: name.into() }),
+        },
+        None => ctx.groups,
+    };
+    let checked = check(
+        groups,
+        ctx.birdconf,
+        ctx.roster,
+        &mut memory.limits,
+        req.addr,
+        req.iface,
+        req.evidence,
+        ctx.now,
+    );
+    let (group, grounds) = match checked {
+        Ok((group, grounds)) => (group, grounds),
+        // An operator's explicit `add` is not held to the rate limit.
+        Err(Refusal::RateLimited { group, .. }) if operator => (group, Grounds::Verified),
+        Err(Refusal::InRoster { name }) => {
+            let group = ctx.roster.named(&name).map(|p| p.group).unwrap_or_default();
+            return Ok(Decision::Already { name, group });
+        }
+        Err(r) => return Err(r),
+    };
+    let Some(g) = groups.iter().find(|g| g.name == group) else {
+        return Err(Refusal::NoSuchGroup { name: group });
+    };
+    let peer = Peer {
+        name: render::peer_name(&g.name, req.addr, req.iface),
+        group: g.name.clone(),
+        template: g.template.clone(),
+        addr: req.addr,
+        iface: req.iface.map(str::to_string),
+        neighbor: g.neighbor,
+        admitted: rfc3339(ctx.wall),
+        via: via.as_str().to_string(),
+    };
+    // BIRD would reject the whole batch over one taken name.
+    if ctx.birdconf.protocol_names.contains(&peer.name) {
+        return Err(Refusal::NameInBirdConf { name: peer.name });
+    }
+    // One name, one neighbor: a second would silently replace the first.
+    if let Some(other) = ctx
+        .roster
+        .named(&peer.name)
+        .filter(|o| (o.addr, &o.iface) != (peer.addr, &peer.iface))
+    {
+        return Err(Refusal::NameTaken {
+            name: peer.name,
+            other: Neighbor {
+                addr: other.addr,
+                iface: other.iface,
+            },
+        });
+    }
+    // A peer the include cannot hold is refused here, alone, not dropped
+    // later with the rest of its batch.
+    if let Err(e) = render::check_peer(&peer, g.password.as_ref()) {
+        return Err(Refusal::Unwritable {
+            error: e.to_string(),
+        });
+    }
+    if operator {
+        memory.quiet.remove(&req.addr);
+    }
+    Ok(Decision::Admit(Admit {
+        group,
+        grounds,
+        peer,
+    }))
+}
+
+/// NHRP: the spoke's group, and its NBMA address inside the group's
+/// `nbma_prefixes` when it has any.
+fn check_nbma(groups: &[Group], addr: IpAddr, nbma: Option<IpAddr>) -> Result<(), Refusal> {
+    let group = match_group(groups, addr).ok_or(Refusal::NoGroup)?;
+    if group.nbma_prefixes.is_empty() {
+        return Ok(());
+    }
+    match nbma {
+        None => Err(Refusal::NbmaMissing {
+            group: group.name.clone(),
+        }),
+        Some(n) if !group.nbma_prefixes.iter().any(|p| p.contains(&n)) => {
+            Err(Refusal::NbmaOutside {
+                group: group.name.clone(),
+                nbma: n,
+            })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The group checks: whether `addr` (seen on `iface`, for link-local) may
+/// join one of `groups` on `evidence`.
 #[allow(clippy::too_many_arguments)]
-pub fn decide(
+fn check(
     groups: &[Group],
     statics: &BirdConf,
     roster: &dyn RosterLookup,
@@ -384,7 +680,7 @@ pub fn decide(
     iface: Option<&str>,
     evidence: Evidence,
     now: Instant,
-) -> Result<Admit, Refusal> {
+) -> Result<(String, Grounds), Refusal> {
     if evidence.trust == Trust::Forged {
         return Err(Refusal::Forged { via: evidence.via });
     }
@@ -443,7 +739,7 @@ pub fn decide(
             rate: g.rate.unwrap_or(0),
         });
     }
-    Ok(Admit { group, grounds })
+    Ok((group, grounds))
 }
 
 #[cfg(test)]
@@ -488,27 +784,53 @@ mod tests {
         via: Via,
         trust: Trust,
         policy: UnverifiedPolicy,
-    ) -> Result<Admit, Refusal> {
+    ) -> Result<(String, Grounds), Refusal> {
         let ev = Evidence {
             via,
             trust,
             unverified: policy,
         };
-        let mut limits = Limits::new();
-        decide(
-            &f.groups,
-            &f.bird,
-            f,
-            &mut limits,
-            addr.parse().unwrap(),
-            None,
-            ev,
-            Instant::now(),
-        )
+        decided(decide(
+            request(addr.parse().unwrap(), ev),
+            context(f, Instant::now()),
+            &mut Memory::default(),
+        ))
+    }
+
+    fn request(addr: IpAddr, evidence: Evidence) -> Request<'static> {
+        Request {
+            addr,
+            iface: None,
+            evidence,
+            group: None,
+            nbma: None,
+        }
+    }
+
+    fn context(f: &Fixture, now: Instant) -> Context<'_> {
+        Context {
+            groups: &f.groups,
+            birdconf: &f.bird,
+            roster: f,
+            now,
+            wall: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn decided(d: Decision) -> Result<(String, Grounds), Refusal> {
+        match d {
+            Decision::Admit(a) => Ok((a.group, a.grounds)),
+            Decision::Already { name, .. } => Err(Refusal::InRoster { name }),
+            Decision::Refuse(r) => Err(r),
+        }
     }
 
     /// An unverified sighting of 10.88.0.7 (inside `clients`).
-    fn unverified(f: &Fixture, via: Via, policy: UnverifiedPolicy) -> Result<Admit, Refusal> {
+    fn unverified(
+        f: &Fixture,
+        via: Via,
+        policy: UnverifiedPolicy,
+    ) -> Result<(String, Grounds), Refusal> {
         run(f, "10.88.0.7", via, Trust::Unverified, policy)
     }
 
@@ -570,10 +892,7 @@ mod tests {
             let r = unverified(&f, via, UnverifiedPolicy::Admit);
             assert_eq!(
                 r,
-                Ok(Admit {
-                    group: "clients".into(),
-                    grounds: Grounds::UnverifiedAdmitted
-                }),
+                Ok(("clients".to_string(), Grounds::UnverifiedAdmitted)),
                 "{via}"
             );
         }
@@ -589,7 +908,7 @@ mod tests {
             (Via::Nhrp, Trust::Nhrp),
         ] {
             let r = run(&f, "10.88.0.7", via, trust, UnverifiedPolicy::Refuse);
-            assert_eq!(r.map(|a| a.grounds), Ok(Grounds::Verified), "{via}");
+            assert_eq!(r.map(|a| a.1), Ok(Grounds::Verified), "{via}");
         }
     }
 
@@ -612,7 +931,7 @@ mod tests {
                 _ => Ok(Grounds::KeyedGroup),
             };
             let r = unverified(&f, via, UnverifiedPolicy::Refuse);
-            assert_eq!(r.map(|a| a.grounds), want, "{via}");
+            assert_eq!(r.map(|a| a.1), want, "{via}");
         }
     }
 
@@ -620,7 +939,7 @@ mod tests {
     fn a_trust_refusal_spends_no_rate_token() {
         let f = fixture(false);
         let now = Instant::now();
-        let mut limits = Limits::new();
+        let mut memory = Memory::default();
         let unverified = Evidence {
             via: Via::Netfilter,
             trust: Trust::Unverified,
@@ -628,21 +947,12 @@ mod tests {
         };
         for i in 0..10 {
             let a: IpAddr = format!("10.88.0.{}", i + 10).parse().unwrap();
-            let r = decide(
-                &f.groups,
-                &f.bird,
-                &f,
-                &mut limits,
-                a,
-                None,
-                unverified,
-                now,
-            );
-            assert!(matches!(r, Err(Refusal::Unverified { .. })));
+            let r = decide(request(a, unverified), context(&f, now), &mut memory);
+            assert!(matches!(r, Decision::Refuse(Refusal::Unverified { .. })));
         }
         // rate = 2: both tokens are still there.
-        assert!(limits.try_take("clients", Some(2), now));
-        assert!(limits.try_take("clients", Some(2), now));
+        assert!(memory.limits.try_take("clients", Some(2), now));
+        assert!(memory.limits.try_take("clients", Some(2), now));
     }
 
     #[test]

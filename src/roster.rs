@@ -32,13 +32,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Evidence, Grounds, Limits, Refusal, RosterLookup};
+use crate::admission::{self, Decision, Evidence, Limits, Memory, Refusal, RosterLookup};
 use crate::apply::{self, ApplyError, Target};
 use crate::audit::AuditLog;
 use crate::bird::conf::{self, BirdConf};
 use crate::bird::protocols::{BgpState, ProtoState, Protocol};
 use crate::bird::render::{self, Peer};
-use crate::config::{Config, Group};
+use crate::config::Config;
 use crate::event::{rfc3339, Event, Neighbor};
 use crate::keyring::task::{KeyInputs, KeyringStatus};
 use crate::sources::{Sighting, Via};
@@ -55,9 +55,6 @@ const REFUSAL_MEMORY: usize = 10_000;
 /// bound (DESIGN.md fact 14).
 const REFUSAL_BUDGET: u32 = 60;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
-/// After BIRD rejected a peer, or an operator removed it, its knocks are
-/// ignored for this long (an explicit `add` overrides).
-const QUIET_AFTER_REMOVAL: Duration = Duration::from_secs(600);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -81,10 +78,12 @@ pub enum Msg {
     /// Decide about `sighting` now and answer at once (operator `add`, an
     /// NHRP registration); the change itself goes out with the next batch.
     /// `group` restricts the decision to that group.
+    /// `nbma`: the spoke's NBMA address (NHRP).
     Admit {
         sighting: Sighting,
         group: Option<String>,
-        reply: oneshot::Sender<Result<Admitted, String>>,
+        nbma: Option<IpAddr>,
+        reply: oneshot::Sender<Result<Admitted, Refusal>>,
     },
     /// Remove a peer by protocol name or address; answers the names removed.
     Remove {
@@ -204,25 +203,6 @@ pub fn short_duration(d: Duration) -> String {
     out
 }
 
-/// The kind of a refusal, for `show sources` counts.
-pub fn refusal_kind(r: &Refusal) -> &'static str {
-    match r {
-        Refusal::Unspecified | Refusal::Loopback | Refusal::Multicast | Refusal::Broadcast => {
-            "bad_address"
-        }
-        Refusal::Forged { .. } => "forged",
-        Refusal::Unverified { .. } => "unverified",
-        Refusal::NoGroup => "no_group",
-        Refusal::LinkLocalWithoutInterface { .. } | Refusal::WrongInterface { .. } => "interface",
-        Refusal::Denied { .. } => "denied",
-        Refusal::Static { .. } => "static",
-        Refusal::InNativeRange { .. } => "native_range",
-        Refusal::InRoster { .. } => "in_roster",
-        Refusal::MaxPeers { .. } => "max_peers",
-        Refusal::RateLimited { .. } => "rate_limited",
-    }
-}
-
 /// The state file: `[peers.NAME] last_established = "RFC3339"`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
@@ -259,7 +239,7 @@ pub struct Snapshot {
     /// Changes not yet loaded by BIRD.
     pub dirty: bool,
     pub dry_run: bool,
-    /// Refusals since start, by kind ([`refusal_kind`]).
+    /// Refusals since start, by kind ([`Refusal::kind`]).
     pub refusals: BTreeMap<String, u64>,
     /// When the observer last read BIRD's protocols.
     pub last_poll: Option<SystemTime>,
@@ -307,10 +287,10 @@ pub struct Roster {
     /// What autopeer last wrote or read back, to tell its own writes from
     /// an operator's edits.
     last_text: Option<String>,
-    limits: Limits,
+    /// Admission's rate buckets and quiet periods.
+    memory: Memory,
     audit: Option<AuditLog>,
     refusals: HashMap<(IpAddr, String), Instant>,
-    quiet: HashMap<IpAddr, Instant>,
     backoff: Duration,
     deadline: Option<tokio::time::Instant>,
     last_broken: Option<String>,
@@ -380,6 +360,13 @@ impl RosterLookup for Roster {
             .as_ref()
             .is_some_and(|k| admission::kernel_checks_key(k, group, addr))
     }
+
+    fn named(&self, name: &str) -> Option<Peer> {
+        self.peers
+            .get(name)
+            .or_else(|| self.pending.iter().find(|p| p.name == name))
+            .cloned()
+    }
 }
 
 impl Roster {
@@ -440,7 +427,7 @@ impl Roster {
             refusal_window: (Instant::now(), 0, 0),
             removed_since_apply: 0,
             started,
-            limits: Limits::new(),
+            memory: Memory::default(),
             config,
             target,
             birdconf,
@@ -450,7 +437,6 @@ impl Roster {
             last_text: Some(text),
             audit,
             refusals: HashMap::new(),
-            quiet: HashMap::new(),
             backoff: BACKOFF_MIN,
             deadline: None,
             last_broken: None,
@@ -492,8 +478,8 @@ impl Roster {
                 m = msgs.recv(), if msgs_open => match m {
                     Some(Msg::BirdConfChanged) => self.on_birdconf_changed(),
                     Some(Msg::Reload(c)) => self.on_reload(*c),
-                    Some(Msg::Admit { sighting, group, reply }) => {
-                        let _ = reply.send(self.admit(sighting, group.as_deref()));
+                    Some(Msg::Admit { sighting, group, nbma, reply }) => {
+                        let _ = reply.send(self.admit(sighting, group.as_deref(), nbma));
                     }
                     Some(Msg::Remove { target, reply }) => {
                         let _ = reply.send(self.remove(&target));
@@ -749,7 +735,7 @@ impl Roster {
                 max_peers: g.max_peers,
                 rate: g.rate,
                 expire: g.expire,
-                next_admission: self.limits.wait_time(&g.name, g.rate, now),
+                next_admission: self.memory.limits.wait_time(&g.name, g.rate, now),
             })
             .collect();
         Snapshot {
@@ -774,141 +760,72 @@ impl Roster {
     }
 
     fn on_sighting(&mut self, s: Sighting) {
-        let _ = self.admit(s, None);
+        let _ = self.admit(s, None, None);
     }
 
-    /// Decides about one sighting; on admission the peer joins `pending`
-    /// and an apply is scheduled after `batch`.
-    fn admit(&mut self, s: Sighting, only: Option<&str>) -> Result<Admitted, String> {
+    /// Decides about one sighting ([`admission::decide`]); on admission
+    /// the peer joins `pending` and an apply is scheduled after `batch`.
+    fn admit(
+        &mut self,
+        s: Sighting,
+        only: Option<&str>,
+        nbma: Option<IpAddr>,
+    ) -> Result<Admitted, Refusal> {
         let now = Instant::now();
         let neighbor = Neighbor {
             addr: s.addr,
             iface: s.iface.clone(),
         };
-        let operator = s.via == Via::Operator;
-        if !operator {
-            if let Some(t) = self.quiet.get(&s.addr) {
-                if now.duration_since(*t) < QUIET_AFTER_REMOVAL {
-                    *self
-                        .refusal_counts
-                        .entry("recently_removed".into())
-                        .or_default() += 1;
-                    return Err("removed or rejected recently; ignored for now".into());
-                }
-                self.quiet.remove(&s.addr);
-            }
-        }
         let config = Arc::clone(&self.config);
-        let groups: Vec<Group> = match only {
-            Some(name) => match config.groups.iter().find(|g| g.name == name) {
-                Some(g) => vec![g.clone()],
-                None => return Err(format!("no group named {name}")),
-            },
-            None => config.groups.clone(),
-        };
-        let mut limits = std::mem::take(&mut self.limits);
+        let mut memory = std::mem::take(&mut self.memory);
         let decision = admission::decide(
-            &groups,
-            &self.birdconf,
-            &*self,
-            &mut limits,
-            s.addr,
-            s.iface.as_deref(),
-            Evidence {
-                via: s.via,
-                trust: s.trust,
-                unverified: config.sources.unverified,
+            admission::Request {
+                addr: s.addr,
+                iface: s.iface.as_deref(),
+                evidence: Evidence {
+                    via: s.via,
+                    trust: s.trust,
+                    unverified: config.sources.unverified,
+                },
+                group: only,
+                nbma,
             },
-            now,
+            admission::Context {
+                groups: &config.groups,
+                birdconf: &self.birdconf,
+                roster: &*self,
+                now,
+                wall: SystemTime::now(),
+            },
+            &mut memory,
         );
-        self.limits = limits;
-        let (group_name, grounds) = match decision {
-            Ok(admit) => (admit.group, admit.grounds),
-            // An operator's explicit `add` is not held to the rate limit.
-            Err(Refusal::RateLimited { group, .. }) if operator => (group, Grounds::Verified),
-            Err(Refusal::InRoster { name }) => {
-                // A peer already in the roster knocks until BIRD has its
-                // protocol: expected, not a refusal worth a line.
-                let group = self
-                    .peers
-                    .get(&name)
-                    .or_else(|| self.pending.iter().find(|p| p.name == name))
-                    .map(|p| p.group.clone())
-                    .unwrap_or_default();
+        self.memory = memory;
+        let admit = match decision {
+            Decision::Admit(a) => a,
+            Decision::Already { name, group } => {
                 return Ok(Admitted {
                     name,
                     group,
                     already: true,
-                });
+                })
             }
-            Err(refusal) => {
-                *self
-                    .refusal_counts
-                    .entry(refusal_kind(&refusal).into())
-                    .or_default() += 1;
-                let reason = refusal.to_string();
+            Decision::Refuse(refusal) => {
                 self.refuse(neighbor, &refusal, s.via, now);
-                return Err(reason);
+                return Err(refusal);
             }
         };
-        let Some(group) = groups.iter().find(|g| g.name == group_name) else {
-            return Err(format!("no group named {group_name}"));
-        };
-        if operator {
-            self.quiet.remove(&s.addr);
-        }
-        let peer = Peer {
-            name: render::peer_name(&group.name, s.addr, s.iface.as_deref()),
-            group: group.name.clone(),
-            template: group.template.clone(),
-            addr: s.addr,
-            iface: s.iface.clone(),
-            neighbor: group.neighbor,
-            admitted: rfc3339(SystemTime::now()),
-            via: s.via.as_str().to_string(),
-        };
-        // BIRD would reject the whole batch over one taken name.
-        if self.birdconf.protocol_names.contains(&peer.name) {
-            let reason = format!("protocol name {} is already used in bird.conf", peer.name);
-            self.refuse_because(neighbor, reason.clone(), s.via, now);
-            return Err(reason);
-        }
-        // One name, one neighbor: a second would silently replace the first.
-        if let Some(other) = self
-            .peers
-            .get(&peer.name)
-            .or_else(|| self.pending.iter().find(|p| p.name == peer.name))
-            .filter(|o| (o.addr, &o.iface) != (peer.addr, &peer.iface))
-        {
-            let reason = format!(
-                "protocol name {} is already taken by neighbor {}",
-                peer.name,
-                Neighbor {
-                    addr: other.addr,
-                    iface: other.iface.clone()
-                }
-            );
-            self.refuse_because(neighbor, reason.clone(), s.via, now);
-            return Err(reason);
-        }
-        // A peer the include cannot hold is refused here, alone, not
-        // dropped later with the rest of its batch.
-        if let Err(e) = render::check_peer(&peer, group.password.as_ref()) {
-            let reason = format!("cannot be written into BIRD's config: {e}");
-            self.refuse_because(neighbor, reason.clone(), s.via, now);
-            return Err(reason);
-        }
+        let peer = admit.peer;
         let admitted = Admitted {
             name: peer.name.clone(),
-            group: group.name.clone(),
+            group: admit.group.clone(),
             already: false,
         };
         self.emit(Event::Adding {
             neighbor,
-            group: group.name.clone(),
+            group: admit.group,
             name: peer.name.clone(),
             via: s.via,
-            grounds,
+            grounds: admit.grounds,
             dry_run: config.agent.dry_run,
         });
         if !config.agent.dry_run {
@@ -934,7 +851,7 @@ impl Roster {
         self.removed_since_apply += gone.len();
         for p in &gone {
             self.runtime.remove(&p.name);
-            self.quiet.insert(p.addr, now);
+            self.memory.quiet(p.addr, now);
             self.emit(Event::removing(p, "removed by operator".to_string()));
         }
         self.dirty = true;
@@ -943,17 +860,21 @@ impl Roster {
         Ok(gone.into_iter().map(|p| p.name).collect())
     }
 
+    /// Counts and audits a refusal as [`Refusal::reported`] says.
     fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
-        self.refuse_because(neighbor, refusal.to_string(), via, now);
-    }
-
-    fn refuse_because(&mut self, neighbor: Neighbor, reason: String, via: Via, now: Instant) {
-        if !self.within_refusal_budget(neighbor.addr, reason.clone(), now) {
+        let (line, counted) = refusal.reported(via);
+        if counted {
+            *self
+                .refusal_counts
+                .entry(refusal.kind().into())
+                .or_default() += 1;
+        }
+        if !line || !self.within_refusal_budget(neighbor.addr, refusal.to_string(), now) {
             return;
         }
         self.emit(Event::Refusing {
             neighbor,
-            reason,
+            refusal: refusal.clone(),
             via,
         });
     }
@@ -1073,14 +994,16 @@ impl Roster {
                 self.pending.push(p);
                 continue;
             };
-            self.quiet.insert(p.addr, now);
+            self.memory.quiet(p.addr, now);
             let neighbor = Neighbor {
                 addr: p.addr,
                 iface: p.iface.clone(),
             };
-            let reason = format!("cannot be written into BIRD's config: {e}");
+            let refusal = Refusal::Unwritable {
+                error: e.to_string(),
+            };
             let via = Via::from_name(&p.via).unwrap_or(Via::Operator);
-            self.refuse_because(neighbor, reason, via, now);
+            self.refuse(neighbor, &refusal, via, now);
         }
         let mut next = self.peers.clone();
         for p in &self.pending {
@@ -1135,7 +1058,7 @@ impl Roster {
                 let names = self.pending.iter().map(|p| p.name.clone()).collect();
                 let now = Instant::now();
                 for p in std::mem::take(&mut self.pending) {
-                    self.quiet.insert(p.addr, now);
+                    self.memory.quiet(p.addr, now);
                 }
                 self.dirty = false;
                 self.emit(Event::RejectedByBird { names, text: bird });
@@ -1288,7 +1211,7 @@ impl Roster {
         self.config = Arc::new(config);
         self.config_tx.send_replace(Arc::clone(&self.config));
         self.publish_keys();
-        self.limits = Limits::new();
+        self.memory.limits = Limits::new();
         self.on_birdconf_changed();
     }
 }

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use autopeer::admission::{decide, match_group, Admit, Evidence, Limits, Refusal, RosterLookup};
+use autopeer::admission::{
+    self, match_group, Admit, Context, Decision, Evidence, Limits, Memory, Refusal, Request,
+    RosterLookup,
+};
 use autopeer::bird::conf::{scan_text, BirdConf};
 use autopeer::config::{Config, Group};
 use autopeer::sources::{Trust, Via};
@@ -25,6 +28,7 @@ name = "vip"
 template = "CLIENTS"
 prefixes = ["10.88.1.0/24"]
 rate = "unlimited"
+nbma_prefixes = ["192.0.2.0/24"]
 
 [[group]]
 name = "links"
@@ -38,6 +42,7 @@ template bgp CLIENTS { local as 65000; neighbor internal; }
 protocol bgp hq from CLIENTS { neighbor 10.88.0.10 internal; }
 protocol bgp link1 { neighbor fe80::9%vti3 as 65002; }
 protocol bgp dyn from CLIENTS { neighbor range 10.88.200.0/24 internal; }
+protocol bgp clients_10_88_0_3 from CLIENTS { neighbor 10.88.50.1 internal; }
 "#;
 
 #[derive(Default)]
@@ -68,6 +73,40 @@ fn setup() -> (Vec<Group>, BirdConf, Roster) {
 /// BIRD's own log file: verified evidence.
 fn ev() -> Evidence {
     Evidence::verified(Via::BirdLog, Trust::Bird)
+}
+
+/// [`admission::decide`] for one sighting, "already a peer" read as the
+/// refusal it was before the roster took it for success.
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    groups: &[Group],
+    bird: &BirdConf,
+    roster: &Roster,
+    memory: &mut Memory,
+    addr: IpAddr,
+    iface: Option<&str>,
+    evidence: Evidence,
+    now: Instant,
+) -> Result<Admit, Refusal> {
+    let req = Request {
+        addr,
+        iface,
+        evidence,
+        group: None,
+        nbma: None,
+    };
+    let ctx = Context {
+        groups,
+        birdconf: bird,
+        roster,
+        now,
+        wall: std::time::SystemTime::UNIX_EPOCH,
+    };
+    match admission::decide(req, ctx, memory) {
+        Decision::Admit(a) => Ok(a),
+        Decision::Already { name, .. } => Err(Refusal::InRoster { name }),
+        Decision::Refuse(r) => Err(r),
+    }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -135,7 +174,7 @@ fn every_refusal_and_its_reason() {
     ];
     for (addr, iface, want) in cases {
         // Fresh limits each time: only the table's refusal is under test.
-        let mut limits = Limits::new();
+        let mut limits = Memory::default();
         let got = decide(
             &groups,
             &bird,
@@ -158,7 +197,7 @@ fn every_refusal_and_its_reason() {
 fn max_peers_then_rate_and_rate_only_spent_on_success() {
     let (groups, bird, mut roster) = setup();
     let t0 = Instant::now();
-    let mut limits = Limits::new();
+    let mut limits = Memory::default();
     // Refusals before the rate check do not consume tokens.
     for _ in 0..5 {
         let r = decide(
@@ -242,7 +281,7 @@ fn max_peers_then_rate_and_rate_only_spent_on_success() {
         "group clients is full (max_peers 3)"
     );
     // The refused attempt left both tokens in place.
-    let mut again = limits.clone();
+    let mut again = limits.limits.clone();
     assert!(again.try_take("clients", Some(2), t2));
     assert!(again.try_take("clients", Some(2), t2));
     assert!(!again.try_take("clients", Some(2), t2));
@@ -309,4 +348,120 @@ prefixes = ["10.1.2.0/24", "2001:db8:1::/48"]
     let mut tied = groups.clone();
     tied[1].prefixes = tied[2].prefixes.clone();
     assert_eq!(match_group(&tied, ip("10.1.2.9")).unwrap().name, "narrow");
+}
+
+/// The rules that used to live in the roster and the NHRP server: each a
+/// typed refusal with a stable kind, decided by `decide` alone.
+#[test]
+fn quiet_group_nbma_names_and_the_operator() {
+    let (groups, bird, roster) = setup();
+    let now = Instant::now();
+    let ctx = Context {
+        groups: &groups,
+        birdconf: &bird,
+        roster: &roster,
+        now,
+        wall: std::time::SystemTime::UNIX_EPOCH,
+    };
+    let req = |addr: &str, via: Via, trust: Trust| Request {
+        addr: ip(addr),
+        iface: None,
+        evidence: Evidence::verified(via, trust),
+        group: None,
+        nbma: None,
+    };
+    let refusal = |d: Decision| match d {
+        Decision::Refuse(r) => (r.kind(), r.to_string()),
+        other => panic!("not a refusal: {other:?}"),
+    };
+    let mut m = Memory::default();
+
+    // Quiet after a removal: a knock is ignored, an operator's add is not
+    // (and ends the quiet period).
+    m.quiet(ip("10.88.0.7"), now);
+    let d = admission::decide(req("10.88.0.7", Via::BirdLog, Trust::Bird), ctx, &mut m);
+    assert_eq!(
+        refusal(d),
+        (
+            "recently_removed",
+            "removed or rejected recently; ignored for now".into()
+        )
+    );
+    let op = req("10.88.0.7", Via::Operator, Trust::Operator);
+    assert!(matches!(
+        admission::decide(op, ctx, &mut m),
+        Decision::Admit(_)
+    ));
+    let d = admission::decide(req("10.88.0.7", Via::BirdLog, Trust::Bird), ctx, &mut m);
+    assert!(matches!(d, Decision::Admit(_)), "{d:?}");
+
+    // The group asked for must exist, and is the only one considered.
+    let mut r = req("10.88.1.9", Via::Operator, Trust::Operator);
+    r.group = Some("nope");
+    assert_eq!(
+        refusal(admission::decide(r, ctx, &mut m)),
+        ("no_such_group", "no group named nope".into())
+    );
+    let mut r = req("10.88.0.9", Via::Operator, Trust::Operator);
+    r.group = Some("vip");
+    assert_eq!(
+        refusal(admission::decide(r, ctx, &mut m)).0,
+        "no_group",
+        "10.88.0.9 is outside vip"
+    );
+
+    // NHRP: nbma_prefixes.
+    let mut r = req("10.88.1.5", Via::Nhrp, Trust::Nhrp);
+    assert_eq!(
+        refusal(admission::decide(r, ctx, &mut m)),
+        ("nbma", "group vip needs an nbma address, none sent".into())
+    );
+    r.nbma = Some(ip("198.51.100.5"));
+    assert_eq!(
+        refusal(admission::decide(r, ctx, &mut m)),
+        (
+            "nbma",
+            "nbma 198.51.100.5 outside group vip's nbma_prefixes".into()
+        )
+    );
+    r.nbma = Some(ip("192.0.2.5"));
+    assert!(matches!(
+        admission::decide(r, ctx, &mut m),
+        Decision::Admit(_)
+    ));
+    // Another source is not asked for an NBMA address.
+    let d = admission::decide(req("10.88.1.6", Via::BirdLog, Trust::Bird), ctx, &mut m);
+    assert!(matches!(d, Decision::Admit(_)));
+
+    // Already a peer: success, with its group.
+    let d = admission::decide(req("10.88.0.2", Via::Nhrp, Trust::Nhrp), ctx, &mut m);
+    assert_eq!(
+        d,
+        Decision::Already {
+            name: "clients_10_88_0_2".into(),
+            group: String::new(),
+        },
+        "this test roster does not look names up"
+    );
+
+    // The name the peer would get is a protocol of bird.conf.
+    let mut m = Memory::default();
+    let d = admission::decide(req("10.88.0.3", Via::BirdLog, Trust::Bird), ctx, &mut m);
+    assert_eq!(
+        refusal(d),
+        (
+            "name_taken",
+            "protocol name clients_10_88_0_3 is already used in bird.conf".into()
+        )
+    );
+
+    // An operator is not held to the rate limit (rate 2 in clients).
+    let mut m = Memory::default();
+    for i in 0..5 {
+        let a = format!("10.88.3.{i}");
+        let d = admission::decide(req(&a, Via::Operator, Trust::Operator), ctx, &mut m);
+        assert!(matches!(d, Decision::Admit(_)), "{a}: {d:?}");
+    }
+    let d = admission::decide(req("10.88.3.9", Via::BirdLog, Trust::Bird), ctx, &mut m);
+    assert_eq!(refusal(d).0, "rate_limited");
 }
