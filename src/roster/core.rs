@@ -28,24 +28,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::book::Book;
 use super::budget::Budget;
-use super::runtime::{expires_at, observe, short_duration, Runtime};
-use super::{Admitted, GroupView, PeerView, Snapshot};
-use crate::admission::{self, Decision, Evidence, Limits, Memory, Refusal, RosterLookup};
-use crate::apply::{Applied, ApplyError};
+use super::job::Flight;
+pub use super::job::{AfterApply, Done, Job, Plan};
+use super::runtime::Runtime;
+use super::Admitted;
+use crate::admission::{self, Decision, Evidence, Memory, Refusal};
+use crate::apply::ApplyError;
 use crate::bird::conf::BirdConf;
-use crate::bird::protocols::Protocol;
-use crate::bird::render::{self, Peer};
+use crate::bird::render::Peer;
 use crate::config::Config;
 use crate::event::{Event, Neighbor};
 use crate::keyring::task::KeyringStatus;
-use crate::secret::Secret;
 use crate::sources::{Sighting, Via};
 
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Expiry needs a poll of BIRD at most this old.
-const POLL_FRESH: Duration = Duration::from_secs(300);
 /// Changed runtime facts are written to the state file at most this often.
 const STATE_WRITE_DELAY: Duration = Duration::from_secs(5);
 
@@ -67,155 +66,35 @@ impl Now {
     }
 }
 
-/// The peers, as admission sees them.
-#[derive(Debug, Default)]
-struct Book {
-    peers: BTreeMap<String, Peer>,
-    pending: Vec<Peer>,
-    in_flight: Vec<Peer>,
-    keyring: Option<KeyringStatus>,
-}
-
-impl Book {
-    fn all(&self) -> impl Iterator<Item = &Peer> {
-        self.peers
-            .values()
-            .chain(self.in_flight.iter())
-            .chain(self.pending.iter())
-    }
-}
-
-impl RosterLookup for Book {
-    fn find(&self, addr: IpAddr) -> Option<String> {
-        self.all().find(|p| p.addr == addr).map(|p| p.name.clone())
-    }
-
-    fn group_size(&self, group: &str) -> usize {
-        self.all().filter(|p| p.group == group).count()
-    }
-
-    fn keyed(&self, group: &str, addr: IpAddr) -> bool {
-        self.keyring
-            .as_ref()
-            .is_some_and(|k| admission::kernel_checks_key(k, group, addr))
-    }
-
-    fn named(&self, name: &str) -> Option<Peer> {
-        self.all().find(|p| p.name == name).cloned()
-    }
-}
-
-/// What the apply task is to write: every peer, and the new ones (which
-/// it may set aside, alone, if this BIRD's language cannot say them).
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub peers: Vec<Peer>,
-    /// The names of the new peers among `peers`.
-    pub new: Vec<String>,
-    /// Each keyed group's password (its peers' blocks carry it).
-    pub passwords: BTreeMap<String, Secret<String>>,
-    /// Template name to `local as`, for BIRD 1.6's iBGP peers.
-    pub local_as: BTreeMap<String, u32>,
-}
-
-impl Job {
-    /// The include for `dialect`: the text, and the new peers set aside
-    /// (with the reason) because it cannot hold them. Pure.
-    pub fn plan(&self, dialect: &render::Dialect) -> Plan {
-        let mut set_aside = Vec::new();
-        let mut list = Vec::with_capacity(self.peers.len());
-        for p in &self.peers {
-            if self.new.contains(&p.name) {
-                if let Err(e) = render::check_peer_in(p, self.passwords.get(&p.group), dialect) {
-                    set_aside.push((p.clone(), e.to_string()));
-                    continue;
-                }
-            }
-            list.push(p.clone());
-        }
-        let text = render::render_for(&list, &self.passwords, dialect).map_err(|e| e.to_string());
-        Plan { set_aside, text }
-    }
-}
-
-/// What [`Job::plan`] made.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub set_aside: Vec<(Peer, String)>,
-    /// The include's text (an error is a bug: every field was checked on
-    /// the way in).
-    pub text: Result<String, String>,
-}
-
-/// What came of a [`Job`]: the input [`Core::finish_apply`] takes.
-#[derive(Debug)]
-pub struct Done {
-    pub plan: Plan,
-    /// `None` when there was nothing to apply (render failed).
-    pub result: Option<Result<Applied, ApplyError>>,
-    pub millis: u128,
-}
-
-impl Default for Done {
-    /// An apply task that died: what was in flight is dropped, as for a
-    /// render failure (a bug either way), rather than retried forever.
-    fn default() -> Done {
-        Done {
-            plan: Plan {
-                set_aside: Vec::new(),
-                text: Err("the apply task failed".into()),
-            },
-            result: None,
-            millis: 0,
-        }
-    }
-}
-
-/// Bookkeeping of the apply in flight.
-#[derive(Debug)]
-struct Flight {
-    removed: usize,
-}
-
-/// What the task must do after [`Core::finish_apply`] besides emitting.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct AfterApply {
-    /// The include may hold something else now (a rollback failed): read
-    /// it back.
-    pub reread_include: bool,
-    /// Keys follow the peers and the count of configures.
-    pub keys_changed: bool,
-}
-
 pub struct Core {
-    config: Arc<Config>,
-    birdconf: BirdConf,
-    book: Book,
-    dirty: bool,
+    pub(super) config: Arc<Config>,
+    pub(super) birdconf: BirdConf,
+    pub(super) book: Book,
+    pub(super) dirty: bool,
     /// What autopeer last wrote or read back, to tell its own writes from
     /// an operator's edits.
-    last_text: Option<String>,
-    memory: Memory,
-    budget: Budget,
-    backoff: Duration,
+    pub(super) last_text: Option<String>,
+    pub(super) memory: Memory,
+    pub(super) budget: Budget,
+    pub(super) backoff: Duration,
     /// When the next apply is due.
-    deadline: Option<Instant>,
-    flight: Option<Flight>,
-    last_broken: Option<String>,
-    configured: u64,
-    runtime: HashMap<String, Runtime>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) flight: Option<Flight>,
+    pub(super) last_broken: Option<String>,
+    pub(super) configured: u64,
+    pub(super) runtime: HashMap<String, Runtime>,
     /// Expiry clocks start no earlier than this (the start time when the
     /// state file was missing or unreadable).
-    clock_floor: SystemTime,
-    polls: u64,
-    last_poll: Option<SystemTime>,
-    last_poll_ok: Option<Instant>,
-    bird_error: Option<String>,
-    state_deadline: Option<Instant>,
-    refusal_counts: BTreeMap<String, u64>,
-    removed_since_apply: usize,
-    started: SystemTime,
-    out: Vec<Event>,
+    pub(super) clock_floor: SystemTime,
+    pub(super) polls: u64,
+    pub(super) last_poll: Option<SystemTime>,
+    pub(super) last_poll_ok: Option<Instant>,
+    pub(super) bird_error: Option<String>,
+    pub(super) state_deadline: Option<Instant>,
+    pub(super) refusal_counts: BTreeMap<String, u64>,
+    pub(super) removed_since_apply: usize,
+    pub(super) started: SystemTime,
+    pub(super) out: Vec<Event>,
 }
 
 impl Core {
@@ -341,13 +220,13 @@ impl Core {
         });
     }
 
-    fn state_changed(&mut self, now: Instant) {
+    pub(super) fn state_changed(&mut self, now: Instant) {
         if self.state_deadline.is_none() {
             self.state_deadline = Some(now + STATE_WRITE_DELAY);
         }
     }
 
-    fn changed(&mut self, now: Instant, after: Duration) {
+    pub(super) fn changed(&mut self, now: Instant, after: Duration) {
         self.dirty = true;
         self.schedule(now, after);
     }
@@ -423,7 +302,7 @@ impl Core {
     }
 
     /// Counts and audits a refusal as [`Refusal::reported`] says.
-    fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
+    pub(super) fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
         let (line, counted) = refusal.reported(via);
         if counted {
             *self
@@ -496,104 +375,6 @@ impl Core {
 
     pub fn states_failed(&mut self, error: String) {
         self.bird_error = Some(error);
-    }
-
-    /// Folds one poll of BIRD into the peers' runtime facts; emits
-    /// [`Event::StateChanged`] when a session goes up or down (not on the
-    /// first poll after start, which only learns where things stand).
-    pub fn observe_states(&mut self, rows: &[Protocol], now: Now) {
-        self.polls += 1;
-        self.last_poll = Some(now.wall);
-        self.last_poll_ok = Some(now.mono);
-        self.bird_error = None;
-        let by_name: HashMap<&str, &Protocol> = rows.iter().map(|p| (p.name.as_str(), p)).collect();
-        let names: Vec<String> = self.book.peers.keys().cloned().collect();
-        let mut persist = false;
-        for name in names {
-            let rt = self.runtime.entry(name.clone()).or_default();
-            let before_known = rt.state.is_some();
-            let before_up = rt.is_up();
-            let before = rt.describe();
-            persist |= observe(rt, by_name.get(name.as_str()).copied(), now.wall);
-            let after_up = rt.is_up();
-            if self.polls > 1 && before_up != after_up && (before_known || after_up) {
-                let to = rt.describe();
-                self.out.push(Event::StateChanged {
-                    name,
-                    from: before,
-                    to,
-                });
-            }
-        }
-        // Facts of peers that left the roster are dropped.
-        let before = self.runtime.len();
-        let peers = &self.book.peers;
-        self.runtime.retain(|n, _| peers.contains_key(n));
-        persist |= self.runtime.len() != before;
-        if persist {
-            self.state_changed(now.mono);
-        }
-    }
-
-    /// When `peer` expires, if its group expires peers at all.
-    fn expiry_of(&self, peer: &Peer) -> Option<(SystemTime, Duration)> {
-        let expire = self
-            .config
-            .groups
-            .iter()
-            .find(|g| g.name == peer.group)?
-            .expire?;
-        let admitted = humantime::parse_rfc3339_weak(&peer.admitted).ok()?;
-        let rt = self.runtime.get(&peer.name).cloned().unwrap_or_default();
-        Some((expires_at(admitted, &rt, expire, self.clock_floor)?, expire))
-    }
-
-    /// The periodic check: closes the refusal audit window and removes
-    /// every peer whose expiry time has passed, in one apply.
-    pub fn tick(&mut self, now: Now) {
-        self.budget.close_window(now.mono, &mut self.out);
-        let fresh = self
-            .last_poll_ok
-            .is_some_and(|t| now.mono.saturating_duration_since(t) < POLL_FRESH);
-        if !fresh {
-            return;
-        }
-        let due: Vec<(Peer, Duration)> = self
-            .book
-            .peers
-            .values()
-            // Only peers the last poll listed: one missing from BIRD (its
-            // config broken elsewhere, not yet loaded) has no known state.
-            .filter(|p| {
-                self.runtime
-                    .get(&p.name)
-                    .is_some_and(|rt| rt.state.is_some())
-            })
-            .filter_map(|p| match self.expiry_of(p) {
-                Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
-                _ => None,
-            })
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        if self.config.agent.dry_run {
-            for (p, _) in &due {
-                tracing::info!(name = %p.name, "would expire [dry run]");
-            }
-            return;
-        }
-        for (p, expire) in due {
-            self.book.peers.remove(&p.name);
-            self.runtime.remove(&p.name);
-            self.removed_since_apply += 1;
-            self.out.push(Event::removing(
-                &p,
-                format!("not Established for {}", short_duration(expire)),
-            ));
-        }
-        self.changed(now.mono, Duration::ZERO);
-        self.state_changed(now.mono);
     }
 
     /// At start-up: some roster peer is missing from BIRD (autopeer died
@@ -752,142 +533,5 @@ impl Core {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.schedule(now, wait);
         wait
-    }
-
-    /// bird.conf was scanned again.
-    pub fn rescanned(&mut self, birdconf: BirdConf) {
-        self.birdconf = birdconf;
-    }
-
-    /// After a rescan and a read of the include: drop peers now configured
-    /// by hand, and retry a stuck apply now (BIRD's config may have been
-    /// fixed: not at the backoff's deadline; `schedule` keeps the earlier
-    /// one).
-    pub fn after_rescan(&mut self, now: Now) {
-        self.drop_now_static(now);
-        if self.dirty {
-            self.backoff = BACKOFF_MIN;
-            self.schedule(now.mono, Duration::ZERO);
-        }
-    }
-
-    /// The owned include as read now: an operator's edit shows as a
-    /// deleted block, a removal.
-    pub fn include_read(&mut self, text: String, now: Now) {
-        if self.last_text.as_deref() == Some(text.as_str()) {
-            return;
-        }
-        let parsed = match render::parse(&text) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %crate::event::escape(&e.to_string()), "own include edited into something unreadable; keeping the roster in memory");
-                return;
-            }
-        };
-        let kept: BTreeMap<String, Peer> =
-            parsed.into_iter().map(|p| (p.name.clone(), p)).collect();
-        let removed: Vec<Peer> = self
-            .book
-            .peers
-            .values()
-            .filter(|p| !kept.contains_key(&p.name))
-            .cloned()
-            .collect();
-        for p in removed {
-            self.out.push(Event::removing(
-                &p,
-                "deleted from the include by hand".to_string(),
-            ));
-        }
-        self.book.peers = kept;
-        self.last_text = Some(text);
-        self.changed(now.mono, Duration::ZERO);
-    }
-
-    /// A neighbor an operator has since configured by hand is no longer
-    /// autopeer's: drop autopeer's copy so BIRD holds one protocol for it.
-    fn drop_now_static(&mut self, now: Now) {
-        let statics: Vec<(String, String)> = self
-            .book
-            .peers
-            .values()
-            .filter_map(|p| {
-                self.birdconf
-                    .neighbors
-                    .iter()
-                    .find(|n| n.addr == p.addr)
-                    .map(|n| (p.name.clone(), format!("{}:{}", n.file.display(), n.line)))
-            })
-            .collect();
-        for (name, place) in statics {
-            if let Some(p) = self.book.peers.remove(&name) {
-                self.out.push(Event::removing(
-                    &p,
-                    format!("now configured statically at {place}"),
-                ));
-                self.changed(now.mono, Duration::ZERO);
-            }
-        }
-    }
-
-    /// A new config: rate buckets start afresh.
-    pub fn reload(&mut self, config: Arc<Config>) {
-        tracing::info!("config reloaded");
-        self.config = config;
-        self.memory.limits = Limits::new();
-    }
-
-    /// The roster as it stands.
-    pub fn snapshot(&self, now: Now) -> Snapshot {
-        let mut peers: Vec<PeerView> = self
-            .book
-            .peers
-            .values()
-            .map(|p| PeerView {
-                peer: p.clone(),
-                pending: false,
-                runtime: self.runtime.get(&p.name).cloned().unwrap_or_default(),
-                expires: self.expiry_of(p).map(|(at, _)| at),
-            })
-            .chain(
-                self.book
-                    .in_flight
-                    .iter()
-                    .chain(self.book.pending.iter())
-                    .map(|p| PeerView {
-                        peer: p.clone(),
-                        pending: true,
-                        runtime: Runtime::default(),
-                        expires: None,
-                    }),
-            )
-            .collect();
-        peers.sort_by(|a, b| a.peer.name.cmp(&b.peer.name));
-        let groups = self
-            .config
-            .groups
-            .iter()
-            .map(|g| GroupView {
-                name: g.name.clone(),
-                template: g.template.clone(),
-                prefixes: g.prefixes.clone(),
-                peers: self.book.group_size(&g.name),
-                max_peers: g.max_peers,
-                rate: g.rate,
-                expire: g.expire,
-                next_admission: self.memory.limits.wait_time(&g.name, g.rate, now.mono),
-            })
-            .collect();
-        Snapshot {
-            peers,
-            groups,
-            dirty: self.dirty || self.flight.is_some(),
-            dry_run: self.config.agent.dry_run,
-            refusals: self.refusal_counts.clone(),
-            last_poll: self.last_poll,
-            bird_error: self.bird_error.clone(),
-            started: self.started,
-            keyring: self.book.keyring.clone(),
-        }
     }
 }

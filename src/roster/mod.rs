@@ -8,7 +8,9 @@
 //! Every decision goes out as an [`Event`]: logged, audited.
 //!
 //! Rooms:
-//! - [`core`]: the state and its transitions, pure (state, input, now);
+//! - [`core`]: the state and its transitions, pure (state, input, now),
+//!   with the peers as admission sees them (`book`), what `show` sees
+//!   (`view`) and what goes to and comes back from an apply ([`job`]);
 //! - [`task`]: the owner task, the I/O around the core;
 //! - [`applier`]: the apply child task (at most one in flight);
 //! - [`runtime`]: session facts and expiry times; [`state_file`]: their
@@ -31,11 +33,16 @@ use crate::keyring::task::KeyringStatus;
 use crate::sources::Sighting;
 
 pub mod applier;
+mod book;
 pub mod budget;
 pub mod core;
+mod edits;
+mod expiry;
+pub mod job;
 pub mod runtime;
 pub mod state_file;
 pub mod task;
+mod view;
 
 pub use runtime::{expires_at, observe, short_duration, Runtime};
 pub use task::Roster;
