@@ -77,28 +77,24 @@ impl Scene {
         self.now = self.now.after(d);
     }
 
+    /// A sighting in BIRD's own log.
     fn knock(&mut self, addr: &str) -> Result<String, String> {
-        let s = Sighting {
-            addr: addr.parse().unwrap(),
-            port: None,
-            iface: None,
-            via: Via::BirdLog,
-            trust: Trust::Bird,
-            at: self.now.wall,
-        };
-        self.core
-            .admit(&s, None, None, self.now)
-            .map(|a| a.name)
-            .map_err(|r| r.kind().to_string())
+        self.sight(addr, Via::BirdLog, Trust::Bird)
     }
 
+    /// An operator's `add`.
     fn add(&mut self, addr: &str) -> Result<String, String> {
+        self.sight(addr, Via::Operator, Trust::Operator)
+    }
+
+    /// The peer's name, or the refusal's kind.
+    fn sight(&mut self, addr: &str, via: Via, trust: Trust) -> Result<String, String> {
         let s = Sighting {
             addr: addr.parse().unwrap(),
             port: None,
             iface: None,
-            via: Via::Operator,
-            trust: Trust::Operator,
+            via,
+            trust,
             at: self.now.wall,
         };
         self.core
