@@ -37,8 +37,8 @@ impl Budget {
     }
 
     /// True when a refusal of `addr` for `reason` gets its own audit line:
-    /// not the same refusal within [`REFUSAL_QUIET`], and within
-    /// [`REFUSAL_BUDGET`] (else it is counted for the window's summary,
+    /// not the same refusal within `REFUSAL_QUIET`, and within
+    /// `REFUSAL_BUDGET` (else it is counted for the window's summary,
     /// which goes to `out`).
     pub fn allows(
         &mut self,

@@ -49,7 +49,7 @@ pub struct Plan {
     pub text: Result<String, String>,
 }
 
-/// What came of a [`Job`]: the input [`Core::finish_apply`] takes.
+/// What came of a [`Job`]: the input [`super::core::Core::finish_apply`] takes.
 #[derive(Debug)]
 pub struct Done {
     pub plan: Plan,
@@ -80,7 +80,7 @@ pub(super) struct Flight {
     pub(super) removed: usize,
 }
 
-/// What the task must do after [`Core::finish_apply`] besides emitting.
+/// What the task must do after [`super::core::Core::finish_apply`] besides emitting.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct AfterApply {
     /// The include may hold something else now (a rollback failed): read

@@ -1,6 +1,6 @@
 //! `[agent] state`: the persisted runtime facts,
 //! `[peers.NAME] last_established = "RFC3339"`. Parsing and rendering are
-//! pure; [`read`] and [`write`] do the file I/O.
+//! pure; [`read`] and [`fn@write`] do the file I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
