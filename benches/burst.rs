@@ -10,7 +10,7 @@
 //!   loaded with one `birdc configure`, timed until they all exist;
 //! - the naive cost: one `birdc configure` per peer, measured for the
 //!   first 100 peers and extrapolated to N with a least-squares line
-//!   (BIRD's configure cost is linear in config size, DESIGN.md fact 5).
+//!   (BIRD's configure cost is linear in config size, docs/facts.md fact 5).
 //! - the same N lines in one single write (all at once).
 //!
 //! Run: `cargo bench --bench burst [-- --peers N]`. Needs root and bird2.
@@ -31,25 +31,16 @@ const POLL: Duration = Duration::from_millis(25);
 const LIMIT: Duration = Duration::from_secs(300);
 const NAIVE_SAMPLE: usize = 100;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A fresh dir with bird.conf, an empty owned include and an empty
 /// `knocks.log`, and BIRD running on it.
-fn setup(prefix: &str) -> (tempfile::TempDir, Bird) {
+fn setup(prefix: &str) -> (tempfile::TempDir, RealBird) {
     let dir = tempdir(prefix);
     let d = dir.path();
-    layout(d);
-    fs::write(d.join("etc/bird.conf"), bird_conf(d, port())).unwrap();
+    let files = BirdFiles::router(d);
+    fs::write(&files.conf, bird_conf(d, free_port())).unwrap();
     fs::write(d.join("etc/autopeer.conf"), render::render(&[]).unwrap()).unwrap();
     fs::write(d.join("log/knocks.log"), "").unwrap();
-    let bird = Bird::start(d, Duration::from_secs(30));
+    let bird = RealBird::launch(files, &[], Duration::from_secs(30));
     (dir, bird)
 }
 
@@ -76,11 +67,7 @@ fn run_daemon(rt: &tokio::runtime::Runtime, n: usize, spread: Duration) -> Daemo
         autopeer_toml(d, &bird.ctl, &knocks, "100ms", "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(
-        &config,
-        &d.join("run/daemon.out"),
-        &d.join("run/autopeer.ctl"),
-    );
+    let daemon = start_daemon(&d.join("run"), &config);
     // Let the observer's first poll pass.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -202,7 +189,9 @@ fn main() {
     if !common::benchmarking("burst") {
         return;
     }
-    require_root_and_bird();
+    if !root_and_bird("burst") {
+        return;
+    }
     let n = arg("--peers", 1000);
     print_machine();
     println!("burst: {n} distinct sightings, batch 100ms (default), real bird2, template passive");

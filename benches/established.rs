@@ -23,85 +23,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use autopeer::bird::client::Connection;
+use common::harness::lab::{lab_allowed, Lab, LAB_TOOLS};
 use common::*;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A lab from bird/lab; `down` on drop.
-struct Lab {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Lab {
-    fn up(clients: usize) -> Lab {
-        let mut lab = Lab {
-            dir: tempdir("apestab"),
-            env: HashMap::new(),
-        };
-        let n = clients.to_string();
-        lab.script(&["up", "--clients", &n, "--no-start"]);
-        let out = lab.script(&["env"]);
-        for line in out.lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                let v = v.trim_matches('\'').replace("\\ ", " ");
-                lab.env.insert(k.to_string(), v);
-            }
-        }
-        lab
-    }
-
-    /// `bird/lab CMD DIR ARGS...`; panics (after `down` by drop) on failure.
-    fn script(&self, args: &[&str]) -> String {
-        let (cmd, rest) = args.split_first().unwrap();
-        let out = Command::new(repo().join("bird/lab"))
-            .arg(cmd)
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .expect("run bird/lab");
-        assert!(
-            out.status.success(),
-            "bird/lab {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn get(&self, key: &str) -> String {
-        self.env
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| panic!("bird/lab env has no {key}"))
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        PathBuf::from(self.get(key))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = Command::new(repo().join("bird/lab"))
-            .arg("down")
-            .arg(self.dir.path())
-            .output();
-        if let Ok(o) = out {
-            if !o.status.success() {
-                eprintln!("bird/lab down: {}", String::from_utf8_lossy(&o.stderr));
-            }
-        }
-    }
-}
 
 /// Polls rr every 20 ms until `done(rows)`; returns when it first held.
 async fn wait_rr(
@@ -153,15 +81,10 @@ fn main() {
     if !common::benchmarking("established") {
         return;
     }
-    require_root_and_bird();
-    let args: Vec<String> = std::env::args().collect();
-    let k: usize = args
-        .iter()
-        .position(|a| a == "--clients")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .clamp(1, 20);
+    if !root_and_bird("established") || !lab_allowed(LAB_TOOLS, "benchmark established") {
+        return;
+    }
+    let k: usize = arg("--clients", 5).clamp(1, 20);
     print_machine();
     println!("established: {k} bird2 clients in the namespace lab, one at a time, no MD5");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -169,7 +92,7 @@ fn main() {
         .build()
         .unwrap();
 
-    let lab = Lab::up(k);
+    let lab = Lab::up(&["--clients", &k.to_string(), "--no-start"]);
     let nodes: Vec<String> = lab
         .get("CLIENT_NODES")
         .split_whitespace()
@@ -197,9 +120,9 @@ fn main() {
     );
 
     // --- autopeer -----------------------------------------------------
-    lab.script(&["stop", "rr"]);
+    lab.stop("rr");
     fs::write(&conf_path, &verbose).unwrap();
-    lab.script(&["start", "rr"]);
+    lab.start("rr");
     let run = lab.dir.path().join("ap");
     fs::create_dir_all(&run).unwrap();
     let d = run.display();
@@ -237,14 +160,14 @@ rate = "unlimited"
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &run.join("daemon.out"), &run.join("autopeer.ctl"));
+    let daemon = start_daemon(&run, &config);
     std::thread::sleep(Duration::from_millis(500));
     let mut ap = Vec::new();
     let mut share = Vec::new();
     for (node, addr) in nodes.iter().zip(&addrs) {
         let name = format!("clients_{}", addr.replace('.', "_"));
         let t0 = Instant::now();
-        lab.script(&["start", node]);
+        lab.start(node);
         let up = rt.block_on(wait_rr(&ctl, Duration::from_secs(60), |rows| {
             rows.iter().any(|p| p.name == name && established(p))
         }));
@@ -254,11 +177,11 @@ rate = "unlimited"
     }
     daemon.stop();
     for node in &nodes {
-        lab.script(&["stop", node]);
+        lab.stop(node);
     }
 
     // --- native dynamic BGP ------------------------------------------
-    lab.script(&["stop", "rr"]);
+    lab.stop("rr");
     let include_line = format!("include \"{}\";", include.display());
     assert!(
         verbose.contains(&include_line),
@@ -274,11 +197,11 @@ rate = "unlimited"
         ),
     );
     fs::write(&conf_path, native).unwrap();
-    lab.script(&["start", "rr"]);
+    lab.start("rr");
     let mut nat = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let t0 = Instant::now();
-        lab.script(&["start", node]);
+        lab.start(node);
         let up = rt.block_on(wait_rr(&ctl, Duration::from_secs(60), |rows| {
             rows.iter()
                 .filter(|p| p.name.starts_with("dyn") && established(p))

@@ -29,15 +29,6 @@ use std::time::{Duration, Instant};
 use autopeer::bird::render;
 use common::*;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Sum of voluntary + involuntary context switches over all threads.
 fn switches(pid: u32) -> u64 {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -93,8 +84,10 @@ fn main() {
     if !common::benchmarking("footprint") {
         return;
     }
-    require_root_and_bird();
-    let n = arg("--peers", 10_000) as usize;
+    if !root_and_bird("footprint") {
+        return;
+    }
+    let n: usize = arg("--peers", 10_000);
     let window = Duration::from_secs(arg("--window", 60));
     let settle = Duration::from_secs(arg("--settle", 20));
     let log_in_etc = std::env::args().any(|a| a == "--bird-log-in-etc");
@@ -112,15 +105,15 @@ fn main() {
 
     let dir = tempdir("apfoot");
     let d = dir.path();
-    layout(d);
-    let mut conf = bird_conf(d, port());
+    let files = BirdFiles::router(d);
+    let mut conf = bird_conf(d, free_port());
     if log_in_etc {
         // BIRD logs beside bird.conf: every line it logs is a change in a
         // directory autopeer watches.
         conf = conf.replace("/log/bird.log", "/etc/bird.log");
         std::os::unix::fs::symlink(d.join("etc/bird.log"), d.join("log/bird.log")).unwrap();
     }
-    fs::write(d.join("etc/bird.conf"), conf).unwrap();
+    fs::write(&files.conf, conf).unwrap();
     let t = Instant::now();
     let text = render::render(&peers(n)).unwrap();
     println!(
@@ -131,7 +124,7 @@ fn main() {
     fs::write(d.join("etc/autopeer.conf"), text).unwrap();
     fs::write(d.join("log/quiet.log"), "").unwrap();
     let t = Instant::now();
-    let bird = Bird::start(d, Duration::from_secs(120));
+    let bird = RealBird::launch(files, &[], Duration::from_secs(120));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,11 +158,7 @@ fn main() {
     .unwrap();
     let configures_before = bird.commands("configure");
     let t = Instant::now();
-    let daemon = Daemon::start(
-        &config,
-        &d.join("run/daemon.out"),
-        &d.join("run/autopeer.ctl"),
-    );
+    let daemon = start_daemon(&d.join("run"), &config);
     let pid = daemon.pid();
     println!(
         "daemon: ready (control socket bound) {:.3} s after exec, VmRSS {} kB",

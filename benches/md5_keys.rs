@@ -1,5 +1,6 @@
 //! MD5 keys at scale (issue 4, item 7): why autopeer keys BIRD's listener
-//! with prefix keys instead of relying on per-neighbor keys (DESIGN fact 4).
+//! with prefix keys instead of relying on per-neighbor keys (docs/facts.md
+//! fact 4).
 //!
 //! 1. Kernel: exact (per-neighbor, `TCP_MD5SIG`) keys installed on one
 //!    listening socket until the kernel says ENOMEM, with this host's
@@ -18,26 +19,19 @@
 //! Prints figures, never fails on slowness. BIRD is killed by pid, pass or
 //! fail; traffic stays on loopback.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::fd::AsFd;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autopeer::keyring::{self, connect_signed, sys::setsockopt_md5};
+use common::{arg, birdc, prereq, BirdFiles, RealBird};
 
 const KEY: &[u8] = b"bench-group-key";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn optmem_max() -> usize {
     std::fs::read_to_string("/proc/sys/net/core/optmem_max")
@@ -98,31 +92,9 @@ fn kernel_keys() {
     );
 }
 
-struct Bird {
-    child: Child,
-}
-
-impl Drop for Bird {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn birdc(ctl: &Path, args: &[&str]) -> String {
-    Command::new("birdc")
-        .arg("-s")
-        .arg(ctl)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
 /// Part 2: N MD5 protocols on one real BIRD listener.
 fn bird_protocols(n: usize) {
-    if Command::new("bird").arg("--version").output().is_err() {
-        println!("bird: not installed, part 2 skipped");
+    if !prereq::runnable("md5_keys part 2", common::harness::bird::missing_bird()) {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -130,7 +102,7 @@ fn bird_protocols(n: usize) {
         .tempdir_in("/tmp")
         .expect("tempdir");
     let d = dir.path();
-    let port = 21000 + (std::process::id() % 1000) as u16;
+    let port = common::free_port();
     let mut conf = format!(
         "router id 10.0.0.1;\nprotocol device {{ }}\n\
          template bgp mdpeers {{ local 127.0.0.1 port {port} as 65001; strict bind yes; multihop; \
@@ -143,28 +115,14 @@ fn bird_protocols(n: usize) {
             i % 250 + 1
         ));
     }
-    std::fs::write(d.join("bird.conf"), conf).expect("write bird.conf");
-    let ctl = d.join("bird.ctl");
+    let files = BirdFiles::flat(d);
+    std::fs::write(&files.conf, conf).expect("write bird.conf");
     let t = Instant::now();
-    let child = Command::new("bird")
-        .arg("-f")
-        .arg("-c")
-        .arg(d.join("bird.conf"))
-        .arg("-s")
-        .arg(&ctl)
-        .arg("-P")
-        .arg(d.join("bird.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn bird");
-    let mut bird = Bird { child };
+    let bird = RealBird::launch(files, &[], Duration::from_secs(60));
+    let ctl = bird.ctl.clone();
+    // The socket answers before BIRD has opened its listener and keyed it:
+    // give it the half second the first look waited for before.
     std::thread::sleep(Duration::from_millis(500));
-    if let Ok(Some(status)) = bird.child.try_wait() {
-        println!("bird: exited at start ({status}), part 2 skipped");
-        return;
-    }
     // Wait until every protocol has left its first state.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut started, mut failed) = (0, 0);
@@ -278,10 +236,12 @@ fn main() {
         println!("md5_keys: a benchmark; run it with `cargo bench --bench md5_keys`");
         return;
     }
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this benchmark needs root (MD5 keys for loopback sources, BIRD)"
-    );
+    if !prereq::runnable(
+        "benchmark md5_keys",
+        prereq::root("MD5 keys for loopback sources, BIRD"),
+    ) {
+        return;
+    }
     let protocols = arg("--protocols", 1200);
     let clients = arg("--clients", 2000);
     machine();

@@ -89,12 +89,12 @@ async fn run(batch: &str, n: usize) -> Figures {
     let dir = tempdir("apreact");
     let d = dir.path();
     // bird.conf is only read (the template must exist); no BIRD runs.
-    layout(d);
-    fs::write(d.join("etc/bird.conf"), bird_conf(d, port())).unwrap();
+    let files = BirdFiles::router(d);
+    fs::write(&files.conf, bird_conf(d, free_port())).unwrap();
     fs::write(d.join("etc/autopeer.conf"), render::render(&[]).unwrap()).unwrap();
-    let log = d.join("log/bird.log");
+    let log = files.log.clone();
     fs::write(&log, "").unwrap();
-    let ctl = d.join("run/bird.ctl");
+    let ctl = files.ctl.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     fake_bird(&ctl, tx);
     let config = d.join("run/autopeer.toml");
@@ -103,11 +103,7 @@ async fn run(batch: &str, n: usize) -> Figures {
         autopeer_toml(d, &ctl, &log, batch, "10.99.0.0/16", 100_000),
     )
     .unwrap();
-    let daemon = Daemon::start(
-        &config,
-        &d.join("run/daemon.out"),
-        &d.join("run/autopeer.ctl"),
-    );
+    let daemon = start_daemon(&d.join("run"), &config);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut f = OpenOptions::new().append(true).open(&log).unwrap();
@@ -160,13 +156,7 @@ fn main() {
     if !common::benchmarking("reaction") {
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    let n = args
-        .iter()
-        .position(|a| a == "--sightings")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let n: usize = arg("--sightings", 200);
     print_machine();
     println!("reaction: {n} sightings one at a time, real daemon, fake BIRD socket");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -202,7 +202,7 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
     out
 }
 
-/// Which configured sources are unverified (DESIGN.md § Trust), and what
+/// Which configured sources are unverified (docs/facts.md § Trust), and what
 /// `[sources] unverified` makes of them: one finding per log file BIRD
 /// does not write, and one saying what the policy means when there is any.
 pub fn check_trust(config: &Config, bc: &BirdConf) -> Vec<Finding> {
@@ -330,7 +330,7 @@ fn info(key: impl Into<String>, message: impl Into<String>) -> Finding {
 /// The keyed listener (`[bird] keyring = "auto"` and some group has a
 /// key): every group can be keyed, autopeer may duplicate BIRD's socket,
 /// BIRD listens for each family that has keys, and BIRD's per-neighbor
-/// keys fit in `net.core.optmem_max` (fact 4) for the roster now and for
+/// keys fit in `net.core.optmem_max` (docs/facts.md fact 4) for the roster now and for
 /// every keyed group at `max_peers`.
 pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
     let mut out = Vec::new();

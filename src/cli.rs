@@ -1,4 +1,4 @@
-//! The command line of DESIGN.md § Interface (normative: tests outside this
+//! The command line of man/autopeer.8 (normative: tests outside this
 //! repository drive exactly these subcommands and flags).
 //!
 //! Only parsing lives here; `main.rs` dispatches.

@@ -8,7 +8,7 @@
 //! here is reading the config file itself and `password_file`s. Passwords
 //! never appear in a [`Problem`] or in `Debug` output.
 //!
-//! Decisions not fixed by DESIGN.md (documented defaults):
+//! Decisions of our own (documented defaults, man/autopeer.conf.5):
 //! - `max_peers` defaults to [`DEFAULT_MAX_PEERS`] (1000); 0 is a problem.
 //! - `rate` defaults to [`DEFAULT_RATE`] (60 admissions per minute); the
 //!   string `"unlimited"` turns the limit off; 0 is a problem.
@@ -35,7 +35,7 @@ use crate::secret::Secret;
 pub const DEFAULT_MAX_PEERS: usize = 1000;
 /// Default `[[group]] rate`, admissions per minute.
 pub const DEFAULT_RATE: u32 = 60;
-/// Longest accepted MD5 key (DESIGN fact 11: longer ones fail at run time).
+/// Longest accepted MD5 key (docs/facts.md fact 11: longer ones fail at run time).
 pub use crate::bird::lang::MAX_PASSWORD_LEN;
 /// Longest group name; names become BIRD symbol prefixes (`clients_10_0_0_1`).
 pub const MAX_GROUP_NAME_LEN: usize = 32;
@@ -256,7 +256,7 @@ pub enum NhrpPolicy {
 }
 
 /// `[sources] unverified`: what a sighting nobody vouches for may do
-/// (DESIGN.md § Trust).
+/// (docs/facts.md § Trust).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnverifiedPolicy {
     /// Unverified lines (shared syslog files, kernel, netfilter, JUNOS)

@@ -20,10 +20,12 @@
 //!     (each + oneshot reply)--------------> |   one Msg channel,         |
 //! nhrp server (0-1x) + a task per nhrpd     |   mpsc(64), for all of     |
 //!   connection (Nx) --Admit (+ oneshot,     |   these                    |
-//!     3 s limit), Emit (try_send)---------> |                            |
+//!     3 s limit); Emit via EventSink -----> |                            |
 //! keyring (1x, 1 s tick, key work in        |                            |
-//!   spawn_blocking) --KeyringState, Emit--> |                            |
-//!                                           +----------------------------+
+//!   spawn_blocking) --Emit via EventSink--> |                            |
+//!   (EventSink: try_send Msg::Emit; logged  +----------------------------+
+//!    only when the channel is full or gone)
+//!   keyring --watch Option<KeyringStatus>--> roster (show status, trust)
 //!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
 //!   roster --watch Arc<Config>------> nhrp server
 //!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
@@ -63,6 +65,7 @@ use crate::audit::AuditLog;
 use crate::bird::conf;
 use crate::config::Config;
 use crate::config::JournalMode;
+use crate::event::EventSink;
 use crate::roster::{Msg, Roster};
 use crate::sources::{journal, nhrp, tail, OneSighting, Sighting};
 
@@ -102,7 +105,9 @@ pub async fn run(
         }
     };
     let audit_reopen = audit.reopen_handle();
-    let roster = Roster::new(Arc::clone(&config), Some(audit))?;
+    let mut roster = Roster::new(Arc::clone(&config), Some(audit))?;
+    let (keyring_status, keyring_rx) = crate::keyring::task::status_channel();
+    roster.follow_keyring(keyring_rx);
     let token = CancellationToken::new();
     let (sighting_tx, sighting_rx) = mpsc::channel(4096);
     let (msg_tx, msg_rx) = mpsc::channel(64);
@@ -137,19 +142,22 @@ pub async fn run(
         msg_tx.clone(),
         token.clone(),
     ));
+    // Events decided outside the roster (NHRP answers, the keyring): the
+    // roster logs, audits and streams them; if it is busy or gone
+    // (shutting down) each is at least logged.
+    let emit = msg_tx.clone();
+    let events = EventSink::new(move |e| {
+        if let Err(err) = emit.try_send(Msg::Emit(e)) {
+            if let Msg::Emit(e) = err.into_inner() {
+                e.log();
+            }
+        }
+    });
     let nhrp_task = match &config.sources.nhrp_socket {
         Some(path) => {
             let listener = nhrp::bind(path)?;
-            let emit = msg_tx.clone();
-            let events: nhrp::EventSink = Arc::new(move |e: crate::event::Event| {
-                // The roster logs, audits and streams it; if it is gone
-                // (shutting down) the event is at least logged.
-                if let Err(err) = emit.try_send(Msg::Emit(e)) {
-                    if let Msg::Emit(e) = err.into_inner() {
-                        e.log();
-                    }
-                }
-            });
+            let sink = events.clone();
+            let events: nhrp::EventSink = Arc::new(move |e| sink.emit(e));
             let ctx = nhrp::NhrpContext {
                 config: roster.config_watch(),
                 roster: msg_tx.clone(),
@@ -168,7 +176,8 @@ pub async fn run(
     };
     let keyring_task = tokio::spawn(crate::keyring::task::run(
         roster.key_watch(),
-        msg_tx.clone(),
+        keyring_status,
+        events,
         token.clone(),
     ));
     let hup = tokio::spawn(reload_on_sighup(

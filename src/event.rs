@@ -1,7 +1,7 @@
 //! Every decision an operator can see, in one enum.
 //!
 //! An [`Event`] is logged (tracing), written to the audit log (one human
-//! line, DESIGN.md § Audit log) and, later, streamed to `watch` clients,
+//! line, docs/facts.md § Audit log) and, later, streamed to `watch` clients,
 //! all from here, so the three never disagree. No secret ever enters an
 //! event: events carry addresses, names and BIRD's own error text only.
 
@@ -138,7 +138,7 @@ pub enum Event {
     /// log takes; they were counted, not written one by one.
     RefusalsNotAudited { count: u64, seconds: u64 },
     /// A protocol an operator disabled at runtime was disabled again after
-    /// autopeer's own `configure` re-enabled it (DESIGN.md fact 9).
+    /// autopeer's own `configure` re-enabled it (docs/facts.md fact 9).
     KeptDisabled { name: String },
     /// An NHRP registration (nhrpd's `authorize-binding`) was answered.
     /// `outcome` is the BGP side: admitted, already present, or why not.
@@ -182,7 +182,7 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyringChange {
     /// Keys installed on a listener not keyed before (start, BIRD restart,
-    /// a re-created listener: fact 8).
+    /// a re-created listener: docs/facts.md fact 8).
     Keyed,
     /// The kernel refused some keys.
     Failed,
@@ -510,6 +510,36 @@ impl Event {
             o.insert("event".into(), self.kind().into());
         }
         v
+    }
+}
+
+/// Where a task that does not own the event stream hands its events (the
+/// keyring task, the NHRP server): the daemon wires it to the roster, which
+/// logs, audits and streams each one. The sender needs to know nothing of
+/// the receiver. Emitting never waits: a sink that cannot pass an event on
+/// (the receiver busy or gone) must at least log it.
+#[derive(Clone)]
+pub struct EventSink(std::sync::Arc<dyn Fn(Event) + Send + Sync>);
+
+impl EventSink {
+    /// A sink that calls `f` for each event; `f` must not block.
+    pub fn new(f: impl Fn(Event) + Send + Sync + 'static) -> EventSink {
+        EventSink(std::sync::Arc::new(f))
+    }
+
+    /// A sink that only logs (nothing streams or audits the events).
+    pub fn log_only() -> EventSink {
+        EventSink::new(|e| e.log())
+    }
+
+    pub fn emit(&self, event: Event) {
+        (self.0)(event);
+    }
+}
+
+impl fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventSink")
     }
 }
 

@@ -1,9 +1,9 @@
 //! Watches BIRD's protocol states: polls `show protocols` and sends every
-//! row to the roster as [`Msg::States`] (DESIGN.md fact 10: session
+//! row to the roster as [`Msg::States`] (docs/facts.md fact 10: session
 //! up/down is not logged, so state comes from polling).
 //!
 //! One connection is kept open and re-opened after a failure. The
-//! interval adapts to what a poll costs (fact 5: `show protocols` takes
+//! interval adapts to what a poll costs (docs/facts.md fact 5: `show protocols` takes
 //! seconds at 10,000 protocols): [`next_interval`]. It must not decide
 //! anything: expiry and events are the roster's.
 

@@ -1,4 +1,4 @@
-//! The failure rules of `apply::apply` (DESIGN.md § Failure rules), each
+//! The failure rules of `apply::apply` (docs/facts.md § Failure rules), each
 //! proved against the real bird2 on loopback (RealBird) or, where BIRD has
 //! to misbehave on cue, against FakeBird:
 //!
@@ -8,7 +8,7 @@
 //! - an error in another included file leaves the new include in place;
 //! - BIRD down: nothing is written;
 //! - an unwritable include: nothing changes, BIRD is not asked anything;
-//! - an operator's `disable` survives autopeer's `configure` (fact 9);
+//! - an operator's `disable` survives autopeer's `configure` (docs/facts.md fact 9);
 //! - BIRD dying or hanging mid-apply: `Unavailable { written: true }`, no
 //!   panic, no hang.
 //!

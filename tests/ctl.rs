@@ -7,6 +7,8 @@
 //! Tests needing root or birdc: with CI=true a missing prerequisite fails
 //! the test; elsewhere it skips with a one-line reason.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream as StdStream;
@@ -24,32 +26,9 @@ use autopeer::roster::{
     Admitted, GroupView, Msg, PeerView, Roster, Runtime, Snapshot, EXPIRY_CHECK,
 };
 use autopeer::sources::tail::TailStats;
+use common::prereq;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// True when the prerequisite is there; else skip (or fail under CI).
-fn require(what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if ci() {
-        panic!("CI=true but {what} is missing");
-    }
-    eprintln!("skipping: {what} is missing");
-    false
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-fn have_birdc() -> bool {
-    Path::new("/usr/sbin/birdc").exists()
-}
 
 fn peer(name: &str, addr: &str) -> Peer {
     Peer {
@@ -484,7 +463,7 @@ async fn watch_dumps_then_streams_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_root_add_is_denied() {
-    if !require("root (to run a client as nobody)", is_root()) {
+    if !prereq::runnable("non-root add", prereq::root("to run a client as nobody")) {
         return;
     }
     let r = start_server(snapshot(1), None).await;
@@ -532,7 +511,10 @@ async fn non_root_add_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn birdc_talks_to_the_control_socket() {
-    if !require("/usr/sbin/birdc (bird2)", have_birdc()) {
+    if !prereq::runnable(
+        "birdc test",
+        prereq::file("/usr/sbin/birdc", "apt install bird2"),
+    ) {
         return;
     }
     let r = start_server(snapshot(1), None).await;
@@ -1135,10 +1117,10 @@ async fn watch_streams_hostile_text_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_is_the_kernels_record_not_proc() {
     use std::os::unix::fs::PermissionsExt;
-    if !require("root (to run clients as nobody)", is_root())
-        || !require("/usr/bin/python3", Path::new("/usr/bin/python3").exists())
-        || !require("/usr/bin/setpriv", Path::new("/usr/bin/setpriv").exists())
-    {
+    let missing = prereq::root("to run clients as nobody")
+        .or_else(|| prereq::file("/usr/bin/python3", "apt install python3"))
+        .or_else(|| prereq::file("/usr/bin/setpriv", "apt install util-linux"));
+    if !prereq::runnable("group membership test", missing) {
         return;
     }
     // A group id nobody has: the socket's group for this test.

@@ -4,15 +4,14 @@
 //! bird.conf. Needs only the bird binary (no root); with CI=true a missing
 //! binary fails the test, elsewhere it skips with a one-line reason.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use autopeer::bird::conf::scan;
 use autopeer::bird::render;
 use autopeer::config::Config;
-
-const BIRD: &str = "/usr/sbin/bird";
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,23 +83,11 @@ fn example_bird_conf_satisfies_the_example_groups() {
 }
 
 fn have_bird() -> bool {
-    if Path::new(BIRD).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {BIRD} is missing (apt install bird2)");
-    }
-    eprintln!("skipping bird -p: {BIRD} missing");
-    false
+    common::bird::have_bird("bird -p of the examples")
 }
 
 fn bird_p(conf: &Path) {
-    let out = Command::new(BIRD)
-        .arg("-p")
-        .arg("-c")
-        .arg(conf)
-        .output()
-        .expect("run bird -p");
+    let out = common::bird::parse_only(conf, &[]);
     assert!(
         out.status.success(),
         "bird -p -c {}: {}{}",

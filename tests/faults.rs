@@ -1,5 +1,5 @@
 //! Fault injection against the real `autopeer` binary and the real bird2 on
-//! loopback (DESIGN.md § Failure rules, issue 7 item 3):
+//! loopback (docs/facts.md § Failure rules, issue 7 item 3):
 //!
 //! - `sigkill_during_apply_leaves_old_or_new_roster`: `kill -9` of the
 //!   daemon at random points of an apply, 200 times (`AUTOPEER_KILLS`
@@ -44,9 +44,11 @@ use std::time::{Duration, Instant};
 use autopeer::bird::client::Connection;
 use autopeer::bird::protocols::Protocol;
 use autopeer::bird::render;
-use common::bird::{free_port, require_bird, RealBird, BIRD};
+use common::bird::{free_port, parse_only, require_bird, BirdFiles, RealBird};
+use common::daemon::{Daemon, AUTOPEER};
 
-const AUTOPEER: &str = env!("CARGO_BIN_EXE_autopeer");
+/// How long the daemon may take to bind its control socket.
+const DAEMON_UP: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -156,11 +158,8 @@ unverified = "admit"
     }
 
     fn start_daemon(&self) -> Daemon {
-        Daemon::start(
-            self.daemon_command(),
-            self.path("daemon.log"),
-            self.path("autopeer.ctl"),
-        )
+        Daemon::spawn(self.daemon_command(), &self.path("daemon.log"))
+            .ready(&self.path("autopeer.ctl"), DAEMON_UP)
     }
 
     /// Appends one BIRD-format `Unexpected connect` line per address, all
@@ -219,100 +218,15 @@ fn parse_include(path: &Path) -> BTreeMap<String, IpAddr> {
 
 /// `bird -p -c CONF` exits 0; `ns`: run it inside that mount namespace.
 fn assert_bird_parses(conf: &Path, ns: Option<u32>) {
-    let mut cmd = match ns {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.arg("-t")
-                .arg(pid.to_string())
-                .arg("-m")
-                .arg("--")
-                .arg(BIRD);
-            c
-        }
-        None => Command::new(BIRD),
+    let out = match ns {
+        Some(pid) => parse_only(conf, &["nsenter", "-t", &pid.to_string(), "-m", "--"]),
+        None => parse_only(conf, &[]),
     };
-    let out = cmd
-        .arg("-p")
-        .arg("-c")
-        .arg(conf)
-        .output()
-        .expect("run bird -p");
     assert!(
         out.status.success(),
         "bird -p rejects the config: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The autopeer daemon binary, killed by pid on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Spawns `cmd` (stderr appended to `log`) and waits up to 15 s until
-    /// its control socket `ctl` accepts: from then on the tail is live (it
-    /// starts before the socket is bound).
-    fn start(mut cmd: Command, log: PathBuf, ctl: PathBuf) -> Daemon {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn autopeer");
-        let mut d = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("autopeer exited early ({status}):\n{}", d.log_text());
-            }
-            if std::os::unix::net::UnixStream::connect(&ctl).is_ok() {
-                return d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "autopeer control socket did not come up:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// VmRSS of the daemon in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/PID/status")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// Sends `sig` to a process we spawned and have not reaped yet.
@@ -974,16 +888,6 @@ impl Drop for MountNs {
     }
 }
 
-/// A bird inside the namespace, killed by pid on drop.
-struct NsBird(Child);
-
-impl Drop for NsBird {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn disk_full_or_read_only_include_changes_nothing() {
     if !require_bird() {
@@ -1001,18 +905,11 @@ fn disk_full_or_read_only_include_changes_nothing() {
     let ns_inc_dir = ns.path(&inc_dir);
     std::fs::write(&include, render::render(&[]).unwrap()).unwrap();
     let bird_ctl = lab.path("bird.ctl");
-    let bird = NsBird(
-        ns.command(BIRD)
-            .arg("-f")
-            .arg("-c")
-            .arg(lab.path("bird.conf"))
-            .arg("-s")
-            .arg(&bird_ctl)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bird in the namespace"),
+    let ns_pid = ns.pid().to_string();
+    let bird = RealBird::launch(
+        BirdFiles::flat(lab.dir.path()),
+        &["nsenter", "-t", &ns_pid, "-m", "--"],
+        Duration::from_secs(10),
     );
     eventually(
         "BIRD in the namespace answers",
@@ -1025,7 +922,7 @@ fn disk_full_or_read_only_include_changes_nothing() {
         .arg("-c")
         .arg(lab.path("autopeer.toml"))
         .arg("run");
-    let _daemon = Daemon::start(daemon_cmd, lab.path("daemon.log"), lab.ctl());
+    let _daemon = Daemon::spawn(daemon_cmd, &lab.path("daemon.log")).ready(&lab.ctl(), DAEMON_UP);
     let log = || lab.daemon_log();
     let applied = |addr: IpAddr| {
         let start = Instant::now();

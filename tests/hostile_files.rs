@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::attacker::{as_attacker, attackers_dir, can_switch_user, unjam};
-use common::lab::{autopeer, read, Daemon};
+use common::daemon::{autopeer, Daemon};
+use common::lab::read;
 
 /// How long a `check` may take here: it reads a few small files.
 const CHECK_DEADLINE: Duration = Duration::from_secs(20);

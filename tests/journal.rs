@@ -30,7 +30,8 @@ use autopeer::sources::journal::{find_journalctl, Journal, JournalOptions, Journ
 use autopeer::sources::tail::{TailStats, Tailer};
 use autopeer::sources::{Sighting, Trust, Via};
 use common::bird::{free_port, loopback_conf, RealBird};
-use common::lab::{read, wait_for_dump, Daemon};
+use common::daemon::Daemon;
+use common::lab::{read, wait_for_dump};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,18 +74,11 @@ fn allowed() -> bool {
         "unshare",
         "setpriv",
     ];
-    if !common::lab::lab_allowed(&tools, "journal test") {
-        return false;
-    }
-    if Path::new(JOURNALD).exists() {
-        return true;
-    }
-    let reason = format!("{JOURNALD} missing (apt install systemd)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the journal test cannot run: {reason}");
-    }
-    eprintln!("skipping journal test: {reason}");
-    false
+    common::prereq::runnable(
+        "journal test",
+        common::lab::missing_prerequisite(&tools)
+            .or_else(|| common::prereq::file(JOURNALD, "apt install systemd")),
+    )
 }
 
 /// The private mount namespace, held by a `sleep` we started; killed by

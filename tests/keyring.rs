@@ -35,14 +35,10 @@ const T: Duration = Duration::from_millis(600);
 static OWN_SOCKETS: Mutex<()> = Mutex::new(());
 
 fn require_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but keyring tests need root (pidfd_getfd, TCP_MD5SIG)");
-    }
-    eprintln!("skipping keyring test: not root");
-    false
+    common::prereq::runnable(
+        "keyring test",
+        common::prereq::root("pidfd_getfd, TCP_MD5SIG"),
+    )
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -121,11 +117,11 @@ fn prefix_key_admits_only_signers_in_prefix() {
     let mut ring = Keyring::new();
 
     // Before keying: anyone gets in unsigned, nobody signed (the kernel
-    // drops a signed SYN that the listener has no key for, fact 1).
+    // drops a signed SYN that the listener has no key for, docs/facts.md fact 1).
     assert!(knocks("127.0.0.3", to, None));
     assert!(!knocks("127.0.0.2", to, Some(KEY)));
 
-    // 127.0.0.0/8 minus the exempted host 127.0.0.9 (fact 13).
+    // 127.0.0.0/8 minus the exempted host 127.0.0.9 (docs/facts.md fact 13).
     let pieces = keyring::key_prefixes(&[net("127.0.0.0/8")], &[net("127.0.0.9/32")]);
     assert_eq!(pieces.len(), 24);
     let p = KeyPlan {
@@ -252,7 +248,7 @@ fn new_listener_inode_is_rekeyed_and_families_are_kept_apart() {
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
 
-    // The listener is closed and re-created on the same port (fact 8).
+    // The listener is closed and re-created on the same port (docs/facts.md fact 8).
     drop(listener);
     let listener = TcpListener::bind(to).unwrap();
     assert!(
@@ -318,7 +314,7 @@ fn host_length_prefix_key_is_the_exact_key() {
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
 }
 
-/// Fact 4, measured: how many keys one socket holds under optmem_max, and
+/// docs/facts.md fact 4, measured: how many keys one socket holds under optmem_max, and
 /// that [`keyring::BYTES_PER_KEY`] matches this kernel within a slab step.
 #[test]
 fn optmem_per_key() {
@@ -605,7 +601,7 @@ fn signed_knock_and_restart(mode: Mode) {
     assert!(knocks("127.0.0.3", to, None));
 
     // restart all: every protocol goes down at once, BIRD re-creates its
-    // listener (fact 8) with no keys on it.
+    // listener (docs/facts.md fact 8) with no keys on it.
     let out = birdc(bird, "restart all");
     assert!(out.contains("restarted"), "birdc: {out}");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -731,7 +727,7 @@ fn dual_stack_listener_gets_ipv4_keys_mapped() {
 
 /// BIRD's own exact key for an MD5 static neighbor inside the group prefix
 /// is left alone by sync and remove_all, and the neighbor is exempted from
-/// the group key (fact 13), so its own key decides.
+/// the group key (docs/facts.md fact 13), so its own key decides.
 #[test]
 fn real_bird_exact_keys_are_left_alone() {
     if !require_bird() {
@@ -917,19 +913,10 @@ const PYTHON: &str = "/usr/bin/python3";
 
 /// python3 runs the decoy; with CI=true its absence is a failure.
 fn require_python() -> bool {
-    if Command::new(PYTHON)
-        .arg("-c")
-        .arg("pass")
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but python3 (for the decoy process) is missing");
-    }
-    eprintln!("skipping decoy test: python3 missing");
-    false
+    common::prereq::runnable(
+        "decoy test",
+        common::prereq::runs(PYTHON, &["-c", "pass"], "apt install python3"),
+    )
 }
 
 /// An unprivileged process (uid 65534) that calls itself `bird`, listens

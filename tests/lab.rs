@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::lab::{lab_allowed, read, wait_for, write_config, Daemon, Lab, LAB_TOOLS};
+use common::daemon::{autopeer_check, Daemon};
+use common::lab::{lab_allowed, read, wait_for, write_config, Lab, LAB_TOOLS};
 
 fn allowed() -> bool {
     lab_allowed(LAB_TOOLS, "namespace lab test")
@@ -36,15 +36,8 @@ fn knocking_peers_are_admitted_end_to_end() {
     let include = lab.path("RR_INCLUDE");
     let daemon_log = d.join("autopeer.out");
 
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "autopeer check failed:\n{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, check_out) = autopeer_check(&config);
+    assert!(ok, "autopeer check failed:\n{check_out}");
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
@@ -104,7 +97,7 @@ fn knocking_peers_are_admitted_end_to_end() {
     assert!(lab.established("clients_10_88_0_2", 10), "{}", dump());
 
     // An operator disables a peer at runtime; autopeer's next configure
-    // must not bring it back (DESIGN.md fact 9).
+    // must not bring it back (docs/facts.md fact 9).
     let out = lab.birdc(&["disable", "clients_10_88_0_2"]);
     assert!(out.contains("disabled"), "{out}");
 

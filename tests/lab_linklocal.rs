@@ -19,7 +19,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::lab::{lab_allowed, read, wait_for_dump, Daemon};
+use common::daemon::{autopeer_check, Daemon};
+use common::lab::{lab_allowed, read, wait_for_dump};
 
 /// Two namespaces and a veth pair, deleted on drop.
 struct Link {
@@ -216,15 +217,8 @@ neighbor = "internal"
         ),
     )
     .unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, check_out) = autopeer_check(&config);
+    assert!(ok, "{check_out}");
     let daemon_log = dir.path().join("autopeer.out");
     let daemon = Daemon::start(&config, &daemon_log);
     let name =

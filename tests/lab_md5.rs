@@ -1,7 +1,7 @@
 //! The namespace lab's MD5, IPv6 and GoBGP clients (bird/lab `--password`,
 //! `--wrong-key`, `--ipv6`, `--gobgp`) behave as the MD5-group work needs,
 //! before any keyring exists: signed knocks die in the rr's kernel without a
-//! log line (DESIGN.md fact 1) while the unsigned static neighbor stays up,
+//! log line (docs/facts.md fact 1) while the unsigned static neighbor stays up,
 //! and unsigned IPv6 and GoBGP knocks do reach BIRD's log and can be peered
 //! by hand. It must not start autopeer or install keys: that is the
 //! keyring's own test.

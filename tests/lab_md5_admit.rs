@@ -19,24 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, MD5_LAB_TOOLS};
+use common::daemon::{autopeer_check as check, Daemon};
+use common::lab::{lab_allowed, read, wait_for_dump, write_config, Lab, MD5_LAB_TOOLS};
 
 const PASSWORD: &str = "lab-md5-admit-key";
 
 fn allowed() -> bool {
     lab_allowed(MD5_LAB_TOOLS, "namespace lab MD5 admission test")
-}
-
-/// `autopeer -c CONFIG check`: whether it succeeded, and its stdout.
-fn check(config: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .args(["-c", config.to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]
@@ -109,7 +98,7 @@ fn md5_peers_with_the_group_key_are_admitted_and_rekeyed_after_a_bird_restart() 
     let keys = lab.listener_keys().join(" ");
     assert!(keys.contains("10.88.0.5/32"), "{keys}");
     assert!(!keys.contains("10.88.0.0/25"), "{keys}");
-    // Fact 13: the unsigned static neighbor can still open a handshake,
+    // docs/facts.md fact 13: the unsigned static neighbor can still open a handshake,
     // an unsigned one from a keyed address cannot.
     assert!(lab.unsigned_connect("c4"), "c4 cut off\n{}", dump());
     assert!(!lab.unsigned_connect("c2"), "c2 not keyed\n{}", dump());

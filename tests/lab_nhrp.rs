@@ -39,25 +39,16 @@ const ZEBRA: &str = "/usr/lib/frr/zebra";
 const NHRPD: &str = "/usr/lib/frr/nhrpd";
 
 fn prerequisites() -> bool {
-    let reason = if !rustix::process::geteuid().is_root() {
-        Some("not root".to_owned())
-    } else if !Path::new(NHRPD).exists() || !Path::new(ZEBRA).exists() {
-        Some(format!("{NHRPD} missing (apt install frr)"))
-    } else if frr_ids().is_none() {
-        Some("no user frr (apt install frr)".to_owned())
-    } else {
-        None
-    };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the nhrpd lab cannot run: {r}")
-        }
-        Some(r) => {
-            eprintln!("skipping nhrpd lab: {r}");
-            false
-        }
-    }
+    use common::prereq;
+    let missing = prereq::root("the lab makes namespaces")
+        .or_else(|| prereq::file(NHRPD, "apt install frr"))
+        .or_else(|| prereq::file(ZEBRA, "apt install frr"))
+        .or_else(|| {
+            frr_ids()
+                .is_none()
+                .then(|| "no user frr (apt install frr)".to_owned())
+        });
+    prereq::runnable("nhrpd lab", missing)
 }
 
 /// uid and gid of user frr, from /etc/passwd.
@@ -284,7 +275,8 @@ async fn real_nhrpd_connects_and_reconnects() {
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
-use common::lab::{autopeer, read, repo, wait_for, Daemon, Lab as BirdLab, Watcher, LAB_TOOLS};
+use common::daemon::{autopeer, Daemon, Watcher};
+use common::lab::{read, repo, wait_for, Lab as BirdLab, LAB_TOOLS};
 
 fn lab_allowed() -> bool {
     common::lab::lab_allowed(LAB_TOOLS, "NHRP namespace lab test")

@@ -14,9 +14,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::lab::{
-    autopeer, lab_allowed, read, wait_for, write_config, Daemon, Lab, Watcher, LAB_TOOLS,
-};
+use common::daemon::{autopeer, Daemon, Watcher};
+use common::lab::{lab_allowed, read, wait_for, write_config, Lab, LAB_TOOLS};
 
 fn allowed() -> bool {
     lab_allowed(LAB_TOOLS, "namespace lab test")

@@ -1,5 +1,5 @@
 //! End to end, with real BIRD in network namespaces (bird/lab): which
-//! evidence may admit a peer (DESIGN.md § Trust). An unprivileged user
+//! evidence may admit a peer (docs/facts.md § Trust). An unprivileged user
 //! (uid 65534, via setpriv) appends to a shared syslog-format file that
 //! `[sources] logs` lists: a `logger -t bird` style line, a line in BIRD's
 //! own file format, and a forged netfilter `kernel:` line. With the default
@@ -20,9 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::lab::{
-    autopeer, lab_allowed, read, wait_for_dump, write_config, Daemon, Lab, LAB_TOOLS,
-};
+use common::daemon::{autopeer, autopeer_check as check, Daemon};
+use common::lab::{lab_allowed, read, wait_for_dump, write_config, Lab, LAB_TOOLS};
 
 /// The uid and gid the forger runs as (nobody).
 const NOBODY: &str = "65534";
@@ -115,19 +114,6 @@ fn dump_files(lab: &Lab, shared: &Path) -> String {
         ("include", lab.path("RR_INCLUDE")),
         ("shared", shared.to_path_buf()),
     ])
-}
-
-/// `autopeer -c CONFIG check`: its stdout and stderr, and whether it passed.
-fn check(config: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-c")
-        .arg(config)
-        .arg("check")
-        .output()
-        .unwrap();
-    let report =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), report)
 }
 
 /// Starts the daemon and waits until its control socket answers `status`

@@ -15,9 +15,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::daemon::{autopeer_check, Daemon};
 use common::lab::{
-    autopeer_check, lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Daemon, Lab,
-    LAB_TOOLS, MD5_LAB_TOOLS,
+    lab_allowed, read, rr_bird_prepared, wait_for_dump, write_config, Lab, LAB_TOOLS, MD5_LAB_TOOLS,
 };
 
 const VERSION_TOOLS: &[&str] = &["bird", "birdc", "ip", "unshare", "chroot"];
@@ -107,7 +107,7 @@ fn matrix(version: &str, greeting: &str) {
     assert!(lab.established("clients_10_88_0_2", 20), "{}", dump());
 
     // An operator's runtime `disable` survives autopeer's next configure
-    // (DESIGN.md fact 9), read from this version's replies.
+    // (docs/facts.md fact 9), read from this version's replies.
     let out = lab.birdc(&["disable", "clients_10_88_0_2"]);
     assert!(out.contains("disabled"), "{out}");
     lab.start("c3");
@@ -128,7 +128,7 @@ fn matrix(version: &str, greeting: &str) {
     // Knocks from the address of a disabled protocol: the static neighbor
     // configured `disabled;` in bird.conf (BIRD 3.1 logs its knocks as
     // unknown). Its client redials every ~2 s. One admitted peer stays up:
-    // with every BGP protocol down BIRD closes its listener (DESIGN.md
+    // with every BGP protocol down BIRD closes its listener (docs/facts.md
     // fact 8) and nobody could knock: c3 keeps it open.
     let knock = "Unexpected connect from unknown address 10.88.0.4 ";
     let knocks0 = log_count(&lab, knock);

@@ -12,6 +12,8 @@
 //!
 //! Reads files only; runs no daemon.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -572,13 +574,18 @@ fn the_examples_in_the_conf_page_are_valid() {
 
 // ------------------------------------------------------------ rendering
 
+/// groff renders the pages (.ci/run installs it): else skip, or fail
+/// with CI=true.
+fn have_groff() -> bool {
+    common::prereq::runnable(
+        "groff check",
+        common::prereq::runs("groff", &["--version"], "apt install groff-base"),
+    )
+}
+
 #[test]
 fn groff_renders_both_pages_without_warnings() {
-    let probe = std::process::Command::new("groff")
-        .arg("--version")
-        .output();
-    if probe.is_err() {
-        eprintln!("skipping: groff is not installed (apt-get install groff)");
+    if !have_groff() {
         return;
     }
     for page in ["man/autopeer.8", "man/autopeer.conf.5"] {
@@ -603,12 +610,7 @@ fn groff_renders_both_pages_without_warnings() {
 #[test]
 fn groff_check_catches_a_broken_page() {
     // Proves the test above can fail: a bad request draws a warning.
-    if std::process::Command::new("groff")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: groff is not installed");
+    if !have_groff() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,9 +2,9 @@
 //! back (round trip, hand deletions, hand edits), and that real BIRD
 //! (`bird -p`, Debian bird2) accepts every rendered roster.
 
+mod common;
+
 use std::net::IpAddr;
-use std::path::Path;
-use std::process::Command;
 
 use autopeer::bird::render::{
     is_iface, is_symbol, parse, peer_name, render, NeighborAs, Peer, RenderError,
@@ -457,14 +457,7 @@ const BIRD: &str = "/usr/sbin/bird";
 
 /// True when the test may run; panics when CI=true and BIRD is missing.
 fn have_bird() -> bool {
-    if Path::new(BIRD).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {BIRD} is missing (install Debian bird2)");
-    }
-    eprintln!("skipping: {BIRD} not found (Debian bird2)");
-    false
+    common::bird::have_bird("bird -p of rendered rosters")
 }
 
 const BIRD_CONF: &str = r#"
@@ -687,12 +680,7 @@ fn a_groups_own_key_is_rendered_parsed_back_and_accepted_by_bird() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bird.conf"), BIRD_CONF).unwrap();
     std::fs::write(dir.path().join("autopeer.conf"), &text).unwrap();
-    let out = Command::new(BIRD)
-        .arg("-p")
-        .arg("-c")
-        .arg(dir.path().join("bird.conf"))
-        .output()
-        .unwrap();
+    let out = common::bird::parse_only(&dir.path().join("bird.conf"), &[]);
     assert!(
         out.status.success(),
         "{}\n{text}",
@@ -707,13 +695,7 @@ fn bird_parses(extra: &str, text: &str) -> Result<(), String> {
     let conf = dir.path().join("bird.conf");
     std::fs::write(&conf, format!("{extra}\n{BIRD_CONF}")).map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("autopeer.conf"), text).map_err(|e| e.to_string())?;
-    // `bird -p` parses and exits; it starts no daemon, so nothing to reap.
-    let out = Command::new(BIRD)
-        .arg("-p")
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = common::bird::parse_only(&conf, &[]);
     if out.status.success() {
         Ok(())
     } else {
@@ -855,12 +837,7 @@ fn every_keyword_of_the_installed_bird_is_refused_as_a_name() {
             format!("router id 10.0.0.1;\nfunction f() {{ return {w}; }}\n"),
         )
         .unwrap();
-        let out = Command::new(BIRD)
-            .arg("-p")
-            .arg("-c")
-            .arg(&conf)
-            .output()
-            .unwrap();
+        let out = common::bird::parse_only(&conf, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         if !err.contains("CF_SYM_UNDEFINED") {
             keywords.push(w.clone());

@@ -315,20 +315,13 @@ fn check_says_what_bird_1_6_cannot_do() {
 /// The root of a prepared BIRD version (`/` for 2.0), or None with a
 /// one-line skip (a failure under CI=true).
 fn root_of(version: &str) -> Option<std::path::PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bird/roots");
-    let out = Command::new(script)
-        .args(["path", version])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        return Some(String::from_utf8(out.stdout).unwrap().trim().into());
+    match common::lab::bird_root(version) {
+        Ok(root) => Some(root),
+        Err(why) => {
+            common::prereq::runnable(&format!("BIRD {version}"), Some(why));
+            None
+        }
     }
-    let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but BIRD {version} is missing: {why}");
-    }
-    eprintln!("skipping BIRD {version}: {why}");
-    None
 }
 
 /// `bird -p` of BIRD `version` (binary `daemon`) on bird.conf = `head` +

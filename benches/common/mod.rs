@@ -1,40 +1,57 @@
 //! Shared pieces of the benchmark programs in `benches/`: the machine
-//! line, a real bird2 on loopback (killed by pid on drop), the autopeer
-//! daemon binary (killed by pid on drop), config text, BIRD polling and
-//! percentiles.
+//! line, the benchmarks' bird.conf and autopeer.toml, BIRD polling and
+//! percentiles. Starting BIRD, the daemon and the namespace lab, and the
+//! CI-or-skip rule, come from the tests' harness (`tests/common/`,
+//! included below as [`harness`] so that there is one copy).
 //!
 //! Benchmarks print figures; they never fail because something is slow.
-//! They do fail (panic, after cleanup by the guards' `Drop`) when a
-//! prerequisite is missing or the thing measured never happens.
+//! They do fail (panic, after cleanup by the guards' `Drop`) when the
+//! thing measured never happens, and when a prerequisite is missing with
+//! `CI=true` (elsewhere they print one line and measure nothing).
 //! Network traffic: none leaves the host; BIRD binds 127.0.0.1 on a high
 //! port and its template is `passive on`, so the 10.x neighbors are never
 //! dialed.
 #![allow(dead_code)]
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "../../tests/common/mod.rs"]
+pub mod harness;
+
+// What the benchmarks use of the harness; not every one uses each.
+#[allow(unused_imports)]
+pub use harness::bird::{free_port, BirdFiles, RealBird, BIRD};
+#[allow(unused_imports)]
+pub use harness::daemon::{status_kb, Daemon};
+pub use harness::prereq;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use autopeer::bird::client::Connection;
 use autopeer::bird::render::{self, Peer};
 
-pub const BIRD: &str = "/usr/sbin/bird";
 pub const BIRDC: &str = "/usr/sbin/birdc";
-/// The autopeer daemon built with the bench (release) profile.
-pub const AUTOPEER: &str = env!("CARGO_BIN_EXE_autopeer");
 
-/// Panics unless we are root and bird2 is installed (a benchmark that
-/// cannot measure must not print a figure).
-pub fn require_root_and_bird() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this benchmark needs root (it runs bird)"
-    );
-    assert!(
-        Path::new(BIRD).exists() && Path::new(BIRDC).exists(),
-        "{BIRD} or {BIRDC} missing (apt install bird2)"
-    );
+/// True when benchmark `name` can run: root and bird2 (a benchmark that
+/// cannot measure must not print a figure). Else skip, or fail with
+/// `CI=true` ([`prereq::runnable`]).
+pub fn root_and_bird(name: &str) -> bool {
+    prereq::runnable(
+        &format!("benchmark {name}"),
+        prereq::root("it runs bird")
+            .or_else(|| prereq::file(BIRD, "apt install bird2"))
+            .or_else(|| prereq::file(BIRDC, "apt install bird2")),
+    )
+}
+
+/// The value after `--NAME` on the command line, or `default`.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `nproc`, `uname -r`, CPU model, `bird --version`, one line each.
@@ -65,21 +82,6 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("tempdir in /tmp")
-}
-
-/// A BGP port for this process (base from our pid, away from the tests').
-pub fn port() -> u16 {
-    30000 + (std::process::id() % 3000) as u16 * 10
-}
-
-/// The directory layout of one benchmark run under a temp root, as on a
-/// router: `etc/` holds bird.conf and the owned include (and nothing that
-/// changes on its own: autopeer watches it), `log/` BIRD's log and the
-/// tailed file, `run/` the sockets, pid, state and audit files.
-pub fn layout(root: &Path) {
-    for sub in ["etc", "log", "run"] {
-        fs::create_dir_all(root.join(sub)).expect("create layout dir");
-    }
 }
 
 /// bird.conf for the benchmarks (`ROOT/etc/bird.conf`): BIRD's log file
@@ -150,7 +152,7 @@ rate = "unlimited"
     )
 }
 
-/// One BIRD-format trigger line (DESIGN.md fact 2), with its newline.
+/// One BIRD-format trigger line (docs/facts.md, fact 2), with its newline.
 pub fn knock_line(addr: &str, port: u16) -> String {
     format!(
         "2026-11-23 06:54:53.477 <WARN> BGP: Unexpected connect from unknown address {addr} (port {port})\n"
@@ -188,140 +190,12 @@ pub fn peers(n: usize) -> Vec<Peer> {
         .collect()
 }
 
-/// A real bird, SIGKILLed by pid on drop.
-pub struct Bird {
-    pub root: PathBuf,
-    pub ctl: PathBuf,
-    pub conf: PathBuf,
-    child: Child,
-}
-
-impl Bird {
-    /// Start `bird -f` on `ROOT/etc/bird.conf` (already written, includes
-    /// present; control socket `ROOT/run/bird.ctl`) and wait up to `wait`
-    /// for its control socket.
-    pub fn start(root: &Path, wait: Duration) -> Bird {
-        let conf = root.join("etc/bird.conf");
-        let ctl = root.join("run/bird.ctl");
-        let stderr = fs::File::create(root.join("run/bird.stderr")).expect("stderr file");
-        let child = Command::new(BIRD)
-            .arg("-f")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(&ctl)
-            .arg("-P")
-            .arg(root.join("run/bird.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn bird");
-        let mut bird = Bird {
-            root: root.to_owned(),
-            ctl,
-            conf,
-            child,
-        };
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Ok(Some(status)) = bird.child.try_wait() {
-                panic!(
-                    "bird exited at start ({status}): {}",
-                    fs::read_to_string(root.join("run/bird.stderr")).unwrap_or_default()
-                );
-            }
-            if std::os::unix::net::UnixStream::connect(&bird.ctl).is_ok() {
-                return bird;
-            }
-            assert!(Instant::now() < deadline, "bird did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.root.join("log/bird.log")).unwrap_or_default()
-    }
-
-    /// How often BIRD was sent exactly `cmd` (`debug commands 2`).
-    pub fn commands(&self, cmd: &str) -> usize {
-        self.log().matches(&format!("<TRACE> CLI: {cmd}\n")).count()
-    }
-}
-
-impl Drop for Bird {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.ctl);
-    }
-}
-
-/// The autopeer daemon (`autopeer -c CONFIG run`), SIGKILLed by pid on
-/// drop unless stopped.
-pub struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    /// Start it with stdout/stderr to `out` and wait (up to 20 s) for its
-    /// control socket `ctl`: the tail's watches are live before it binds.
-    pub fn start(config: &Path, out: &Path, ctl: &Path) -> Daemon {
-        let log = fs::File::create(out).expect("daemon output file");
-        let child = Command::new(AUTOPEER)
-            .arg("-c")
-            .arg(config)
-            .arg("run")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start autopeer");
-        let mut d = Daemon { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ctl.exists() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!(
-                    "autopeer exited at start ({status}): {}",
-                    fs::read_to_string(out).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "autopeer did not come up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        d
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM and wait up to 15 s (then SIGKILL).
-    pub fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The daemon (`autopeer -c CONFIG run`), output to `dir/daemon.out`,
+/// ready once `dir/autopeer.ctl` accepts (up to 20 s); SIGKILLed by pid
+/// on drop unless stopped.
+pub fn start_daemon(dir: &Path, config: &Path) -> Daemon {
+    Daemon::start_quiet(config, &dir.join("daemon.out"))
+        .ready(&dir.join("autopeer.ctl"), Duration::from_secs(20))
 }
 
 /// Names of BIRD's protocols starting with `prefix`; empty when BIRD
@@ -388,15 +262,6 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
 
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
-}
-
-/// The process's `/proc/PID/status` field (e.g. `VmRSS`), in kB.
-pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// `cargo test --all-targets` runs every bench binary without `--bench`:

@@ -4,7 +4,7 @@
 //! The loop is read → [`Framer`] → [`ReplyAssembler`] → typed value. Every
 //! call has a time-out; a dropped socket is an error, never a hang. Commands
 //! are checked before they reach the socket: BIRD spins forever on a line of
-//! 4095+ bytes and drops a client with 1 KiB of unread input (DESIGN fact 7),
+//! 4095+ bytes and drops a client with 1 KiB of unread input (docs/facts.md fact 7),
 //! so a command is at most [`MAX_COMMAND`] bytes with no CR, LF or NUL.
 //!
 //! The pure helpers that read replies into types (`parse_*`) live here too

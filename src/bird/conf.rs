@@ -8,10 +8,10 @@
 //! It is not a BIRD parser. A lexer ([`lex`]: words, strings, `{ } ; %`
 //! and other punctuation, with `#` and `/* */` comments) feeds a block
 //! tracker. `include` is handled the way BIRD's lexer does it
-//! (reference/bird/README.md § 4.1): only at the start of a line, relative to
+//! (docs/facts.md § BIRD config-language facts): only at the start of a line, relative to
 //! the including file's directory, globs in alphabetical order with
 //! directories skipped, an empty glob in an existing directory is fine,
-//! depth at most 8. Strings have no escapes (§ 4.2).
+//! depth at most 8. Strings have no escapes (same section).
 //!
 //! The lexer and the block tracker are pure; only [`scan`] reads files,
 //! each through [`readsafe`] (regular files of at most

@@ -95,7 +95,7 @@ pub const TOO_LONG: u16 = 9000;
 pub const PARSE_ERROR: u16 = 9001;
 
 /// Longest command line accepted, in bytes (BIRD itself chokes on long
-/// input, DESIGN.md fact 7; ours are short).
+/// input, docs/facts.md fact 7; ours are short).
 pub const MAX_LINE: usize = 1024;
 
 /// One parsed command.

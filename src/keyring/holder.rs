@@ -6,6 +6,9 @@
 //! instead: its inode in `/proc/PID/net/unix` (per network namespace), and
 //! the processes whose `/proc/PID/fd` hold that inode.
 //!
+//! The listeners themselves are the LISTEN rows of `/proc/PID/net/tcp`
+//! and `tcp6` ([`parse_proc_net_tcp`]) whose inode BIRD holds.
+//!
 //! Everything here is read from a `/proc` root given as a path, so the
 //! unit tests run it on fixture trees. The text of `/proc/net/unix` can be
 //! forged by anyone who binds a socket to a path with a newline in it: a
@@ -17,9 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-
-use super::parse_socket_link;
 
 /// One row of `/proc/net/unix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +179,144 @@ pub fn find_holders(proc: &Path, ctl: &Path, creator: Option<i32>) -> Vec<Holder
     out
 }
 
+/// One row of `/proc/PID/net/tcp` or `tcp6`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: SocketAddr,
+    /// Kernel TCP state; `0x0A` is LISTEN.
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// The kernel's `TCP_LISTEN`.
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// Parse `/proc/net/tcp` or `/proc/net/tcp6` text. Accepts rows such as
+///
+/// ```text
+///    1: 0100007F:8709 00000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 57488 2 00000000d87eb0ec 100 0 0 10 0
+///    1: 00000000000000000000000001000000:8707 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 57486 1 0000000017c6f915 100 0 0 10 0
+/// ```
+///
+/// Addresses are 32-bit words printed in host byte order (`%08X` of the
+/// in-memory network-order word); the port is already in host order. The
+/// header line and malformed rows are skipped.
+pub fn parse_proc_net_tcp(text: &str) -> Vec<TcpEntry> {
+    text.lines().filter_map(parse_tcp_row).collect()
+}
+
+fn parse_tcp_row(line: &str) -> Option<TcpEntry> {
+    let mut it = line.split_whitespace();
+    let sl = it.next()?;
+    if !sl.ends_with(':') {
+        return None;
+    }
+    let local = parse_hex_sockaddr(it.next()?)?;
+    let _remote = it.next()?;
+    let state = u8::from_str_radix(it.next()?, 16).ok()?;
+    // tx:rx, tr:when, retrnsmt, uid, timeout, then inode.
+    let inode = it.nth(5)?.parse().ok()?;
+    Some(TcpEntry {
+        local,
+        state,
+        inode,
+    })
+}
+
+fn parse_hex_word(hex: &str) -> Option<[u8; 4]> {
+    if hex.len() != 8 {
+        return None;
+    }
+    Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+}
+
+fn parse_hex_sockaddr(s: &str) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    if port.len() != 4 {
+        return None;
+    }
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(parse_hex_word(addr)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for (i, chunk) in b.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&parse_hex_word(addr.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The inode in a `/proc/PID/fd/N` link target such as `socket:[57488]`.
+pub fn parse_socket_link(target: &str) -> Option<u64> {
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1058 1 00000000f011cffd 100 0 0 10 0
+   1: 0100007F:8709 00000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 57488 2 00000000d87eb0ec 100 0 0 10 0
+   2: 0100007F:8709 0100007F:E9B6 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000008b7e5d5 20 0 0 10 -1
+   3: 020200C0:9C2E 507100CB:0050 06 00000000:00000000 03:000015C6 00000000     0        0 0 3 0000000076218b66
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:8708 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 57487 1 000000002493a4f8 100 0 0 10 0
+   1: 00000000000000000000000001000000:8707 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 57486 1 0000000017c6f915 100 0 0 10 0
+   2: B80D0120000000000000000001000000:00B3 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000017c6f915 100 0 0 10 0
+";
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn parses_proc_net_tcp_v4() {
+        let rows = parse_proc_net_tcp(TCP);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].local, "0.0.0.0:2024".parse().unwrap());
+        assert_eq!(rows[1].local, "127.0.0.1:34569".parse().unwrap());
+        assert_eq!((rows[1].state, rows[1].inode), (TCP_LISTEN, 57488));
+        assert_eq!(rows[2].state, 1);
+        assert_eq!(rows[3].local, "192.0.2.2:39982".parse().unwrap());
+        assert_eq!(rows[3].inode, 0);
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn parses_proc_net_tcp6_byte_order() {
+        let rows = parse_proc_net_tcp(TCP6);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].local, "[::]:34568".parse().unwrap());
+        assert_eq!(rows[1].local, "[::1]:34567".parse().unwrap());
+        assert_eq!(rows[2].local, "[2001:db8::1]:179".parse().unwrap());
+        assert_eq!(rows[2].inode, 99);
+    }
+
+    #[test]
+    fn malformed_rows_are_skipped() {
+        let bad = "   0: 0100007F:87 00000000:0000 0A x x x x x 5\n\
+                   1: ZZ00007F:8709 00000000:0000 0A 0:0 0:0 0 0 0 7\n\
+                   2: 0100007F:8709\n\
+                   garbage\n\u{0}\u{ff}\n";
+        assert!(parse_proc_net_tcp(bad).is_empty());
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(parse_socket_link("socket:[57488]"), Some(57488));
+        assert_eq!(parse_socket_link("pipe:[57488]"), None);
+        assert_eq!(parse_socket_link("socket:[x]"), None);
+        assert_eq!(parse_socket_link("/dev/null"), None);
+    }
 
     const UNIX: &str = "Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0001 01 27534 /run/bird/bird.ctl

@@ -369,8 +369,9 @@ impl Core {
         self.out.push(event);
     }
 
-    pub fn keyring_state(&mut self, k: KeyringStatus) {
-        self.book.keyring = Some(k);
+    /// The keyring task's latest status (`None`: not reported).
+    pub fn keyring_state(&mut self, k: Option<KeyringStatus>) {
+        self.book.keyring = k;
     }
 
     pub fn states_failed(&mut self, error: String) {

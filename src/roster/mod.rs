@@ -84,8 +84,6 @@ pub enum Msg {
     /// An event decided elsewhere (the NHRP server's answers to nhrpd):
     /// logged, audited and streamed from here like the roster's own.
     Emit(Event),
-    /// The keyring task's latest state, for `show status`.
-    KeyringState(KeyringStatus),
 }
 
 /// The answer to [`Msg::Admit`].

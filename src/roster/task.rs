@@ -20,7 +20,7 @@ use crate::bird::conf;
 use crate::bird::render::{self, Peer};
 use crate::config::Config;
 use crate::event::Event;
-use crate::keyring::task::KeyInputs;
+use crate::keyring::task::{KeyInputs, KeyringStatus};
 use crate::sources::Sighting;
 
 /// How many events a slow `watch` client may fall behind before it is
@@ -46,6 +46,9 @@ pub struct Roster {
     /// What the keyring task keys from (config, bird.conf scan, peers,
     /// configures).
     key_tx: watch::Sender<KeyInputs>,
+    /// The keyring task's status (`None`: no keyring task, or it has not
+    /// reported yet); its value is copied into the core when it changes.
+    keyring: Option<watch::Receiver<Option<KeyringStatus>>>,
     /// bird.conf changed while an apply was in flight: rescan after it
     /// (the include then holds what autopeer wrote, not an operator's
     /// edit).
@@ -105,6 +108,7 @@ impl Roster {
             config_tx: watch::channel(Arc::clone(&config)).0,
             key_tx: watch::channel(key_inputs(&core)).0,
             rescan_after_apply: false,
+            keyring: None,
             core,
         };
         Ok(roster)
@@ -118,6 +122,13 @@ impl Roster {
     /// The roster as it stands.
     pub fn snapshot(&self) -> super::Snapshot {
         self.core.snapshot(now())
+    }
+
+    /// Reads the keyring task's status from `status` (see
+    /// [`crate::keyring::task::status_channel`]).
+    pub fn follow_keyring(&mut self, mut status: watch::Receiver<Option<KeyringStatus>>) {
+        self.core.keyring_state(status.borrow_and_update().clone());
+        self.keyring = Some(status);
     }
 
     /// Follows the config in force (it changes on reload).
@@ -139,6 +150,7 @@ impl Roster {
         shutdown: CancellationToken,
     ) {
         let mut resume = self.resume();
+        let mut keyring = self.keyring.take();
         let mut applying: Option<JoinHandle<Done>> = None;
         let mut writing: Option<JoinHandle<()>> = None;
         let mut sightings_open = true;
@@ -179,6 +191,7 @@ impl Roster {
                     }
                 }
                 _ = join(&mut writing) => writing = None,
+                k = keyring_changed(&mut keyring) => self.core.keyring_state(k),
                 _ = sleep_until(deadline), if deadline.is_some() => {}
                 _ = sleep_until(state_deadline), if state_deadline.is_some() => {
                     if let Some(text) = self.core.take_state() {
@@ -261,7 +274,6 @@ impl Roster {
             Msg::States(rows) => self.core.observe_states(&rows, now()),
             Msg::StatesFailed(error) => self.core.states_failed(error),
             Msg::Emit(event) => self.core.relay(event, now()),
-            Msg::KeyringState(k) => self.core.keyring_state(k),
         }
     }
 
@@ -376,6 +388,20 @@ async fn join<T: Default>(h: &mut Option<JoinHandle<T>>) -> T {
         }),
         None => std::future::pending().await,
     }
+}
+
+/// The keyring's next status; never resolves without a keyring task (or
+/// once it is gone, keeping its last status).
+async fn keyring_changed(
+    rx: &mut Option<watch::Receiver<Option<KeyringStatus>>>,
+) -> Option<KeyringStatus> {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+        *rx = None;
+    }
+    std::future::pending().await
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

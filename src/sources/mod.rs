@@ -88,7 +88,7 @@ impl fmt::Display for Via {
     }
 }
 
-/// How much a sighting can be trusted (DESIGN.md § Trust).
+/// How much a sighting can be trusted (docs/facts.md § Trust).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trust {
     /// Claims to be BIRD but provably is not: a journal entry with BIRD's

@@ -198,7 +198,7 @@ struct Tracked {
     /// The current line passed [`MAX_LINE_LEN`]; drop bytes until its newline.
     overlong: bool,
     /// BIRD's own log file, not a shared one: only here may a line in
-    /// BIRD's file format be trusted (DESIGN.md fact 14). False until
+    /// BIRD's file format be trusted (docs/facts.md fact 14). False until
     /// [`Tailer::set_bird_files`] says otherwise: a file nobody vouched
     /// for is a shared one.
     birds: bool,

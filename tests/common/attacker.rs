@@ -5,22 +5,18 @@
 
 use std::path::Path;
 
+use super::prereq;
+
 pub const NOBODY: u32 = 65534;
 
-/// True when the attacker's uid can be used; else skip (or fail under CI).
+/// True when the attacker's uid can be used; else skip or, with
+/// `CI=true`, fail ([`prereq::runnable`]).
 pub fn can_switch_user() -> bool {
-    let reason = if !rustix::process::geteuid().is_root() {
-        "not root (setpriv to another uid needs it)"
-    } else if !Path::new("/usr/bin/setpriv").exists() {
-        "/usr/bin/setpriv missing"
-    } else {
-        return true;
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but cannot run as another user: {reason}");
-    }
-    eprintln!("skipping: {reason}");
-    false
+    prereq::runnable(
+        "hostile-file test",
+        prereq::root("setpriv to another uid needs it")
+            .or_else(|| prereq::file("/usr/bin/setpriv", "apt install util-linux")),
+    )
 }
 
 /// A directory that uid 65534 owns (it plays `/var/log/bird` or `/etc/bird`).

@@ -1,9 +1,7 @@
-//! Shared helpers of the namespace-lab tests (tests/lab*.rs): the skip
-//! logic (CI=true turns a missing prerequisite into a failure), `Lab` (a
-//! lab brought up by bird/lab and taken down on drop), `Daemon` (the
-//! autopeer binary, killed by its pid on drop), `Watcher` (`autopeer watch
-//! --json`), the autopeer config they share, and small waiting/reading
-//! helpers.
+//! The namespace lab of tests (tests/lab*.rs) and benchmarks: its
+//! prerequisites (through [`prereq::runnable`]), `Lab` (a lab brought up
+//! by bird/lab and taken down on drop), the autopeer config the lab tests
+//! share, and small waiting/reading helpers.
 //!
 //! Test-only code: it may panic on a broken lab. It must not start
 //! anything it does not end on drop, nor touch anything outside the lab's
@@ -12,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use super::prereq;
 
 /// The tools every lab test needs.
 pub const LAB_TOOLS: &[&str] = &["bird", "birdc", "ip"];
@@ -30,37 +29,13 @@ pub fn repo() -> PathBuf {
 /// None when the lab can run (root, and every one of `tools` installed);
 /// Some(reason) otherwise.
 pub fn missing_prerequisite(tools: &[&str]) -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
+    prereq::root("the lab makes namespaces").or_else(|| prereq::tools(tools))
 }
 
-/// True when the lab can run. With `CI=true` a missing prerequisite is a
-/// failure (panic); otherwise the test skips with the one-line
-/// `skipping {what}: {reason}`.
+/// True when the lab can run; else skip or, with `CI=true`, fail
+/// ([`prereq::runnable`]).
 pub fn lab_allowed(tools: &[&str], what: &str) -> bool {
-    match missing_prerequisite(tools) {
-        None => true,
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the namespace lab cannot run: {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping {what}: {reason}");
-            false
-        }
-    }
+    prereq::runnable(what, missing_prerequisite(tools))
 }
 
 /// A lab brought up by bird/lab; `down` runs on drop, pass or fail.
@@ -125,10 +100,21 @@ impl Lab {
 
     /// `bird/lab start NODE`, which must succeed.
     pub fn start(&self, node: &str) {
-        let out = self.script(&["start", node]);
+        self.must(&["start", node]);
+    }
+
+    /// `bird/lab stop NODE`, which must succeed.
+    pub fn stop(&self, node: &str) {
+        self.must(&["stop", node]);
+    }
+
+    /// `bird/lab CMD DIR REST...`, which must succeed.
+    fn must(&self, args: &[&str]) {
+        let out = self.script(args);
         assert!(
             out.status.success(),
-            "start {node}: {}",
+            "{}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -251,153 +237,6 @@ impl Drop for Lab {
     }
 }
 
-/// The autopeer daemon, ended by its pid on drop.
-pub struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    /// `autopeer -c CONFIG -v run`, stdout and stderr appended to LOG.
-    pub fn start(config: &Path, log: &Path) -> Daemon {
-        Daemon::spawn(config, log, true, &[])
-    }
-
-    /// [`Daemon::start`] through `prefix`, a program that execs its
-    /// arguments in place (`nsenter -t PID -m --`), so the pid stays ours.
-    pub fn start_with(prefix: &[&str], config: &Path, log: &Path) -> Daemon {
-        Daemon::spawn(config, log, true, prefix)
-    }
-
-    /// `autopeer -c CONFIG run` (without `-v`), output appended to LOG.
-    pub fn start_quiet(config: &Path, log: &Path) -> Daemon {
-        Daemon::spawn(config, log, false, &[])
-    }
-
-    fn spawn(config: &Path, log: &Path, verbose: bool, prefix: &[&str]) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = match prefix.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_autopeer"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_autopeer")),
-        };
-        cmd.arg("-c").arg(config);
-        if verbose {
-            cmd.arg("-v");
-        }
-        let child = cmd
-            .arg("run")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start autopeer");
-        Daemon { child }
-    }
-
-    /// The daemon's pid (nsenter execs it in place, so also with a prefix).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    pub fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "autopeer exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("autopeer did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `autopeer watch --json`, killed by its pid on drop; its stdout lines
-/// are collected by a thread.
-pub struct Watcher {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Watcher {
-    pub fn start(socket: &Path) -> Watcher {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-            .args(["-s", socket.to_str().unwrap(), "watch", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start autopeer watch");
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                match l {
-                    Ok(l) => sink.lock().unwrap().push(l),
-                    Err(_) => break,
-                }
-            }
-        });
-        Watcher { child, lines }
-    }
-
-    /// Every line so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The lines so far that are JSON.
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `autopeer -s SOCKET ARGS...`: its exit code (-1 when killed) and its
-/// stdout followed by its stderr.
-pub fn autopeer(socket: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-s")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 /// Polls COND every 100 ms; panics after SECS.
 pub fn wait_for(what: &str, secs: u64, cond: impl FnMut() -> bool) {
     if !poll(secs, cond) {
@@ -483,34 +322,27 @@ neighbor = "internal"
 }
 
 /// True when `bird/roots` has prepared BIRD `version` (1.6, 2.17, 3.1; 2.0
-/// is the host's own). With `CI=true` a missing root is a failure (.ci/run
-/// prepares them all); otherwise the test skips with one line.
+/// is the host's own); else skip or, with `CI=true`, fail (.ci/run
+/// prepares them all).
 pub fn rr_bird_prepared(version: &str, what: &str) -> bool {
+    prereq::runnable(what, missing_bird_root(version))
+}
+
+/// None when `bird/roots` has prepared BIRD `version`; else its reason.
+pub fn missing_bird_root(version: &str) -> Option<String> {
+    bird_root(version).err()
+}
+
+/// The root `bird/roots` prepared for BIRD `version` (`/` for 2.0), or
+/// why there is none.
+pub fn bird_root(version: &str) -> Result<PathBuf, String> {
     let out = Command::new(repo().join("bird/roots"))
         .args(["path", version])
         .output()
         .expect("run bird/roots");
     if out.status.success() {
-        return true;
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().into());
     }
     let reason = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but BIRD {version} is missing: {reason}");
-    }
-    eprintln!("skipping {what}: {reason}");
-    false
-}
-
-/// `autopeer -c CONFIG check`: whether it passed, and its stdout.
-pub fn autopeer_check(config: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autopeer"))
-        .arg("-c")
-        .arg(config)
-        .arg("check")
-        .output()
-        .expect("run autopeer check");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    Err(format!("BIRD {version} is missing: {reason}"))
 }

@@ -1,13 +1,25 @@
-//! Shared test helpers: the lab transcripts in `fixtures/transcripts/` and
-//! `FakeBird`, a scripted BIRD control socket on a temp UNIX socket.
+//! The harness of every test and benchmark that starts real processes,
+//! shared: benches include this directory with
+//! `#[path = "../../tests/common/mod.rs"]`, so there is one copy.
+//!
+//! - [`prereq`]: the CI-or-skip rule, written once;
+//! - [`bird`]: a real BIRD in a temp dir (tests' or a router's layout);
+//! - [`lab`]: the namespace lab of `bird/lab`;
+//! - [`daemon`]: the autopeer binary (`run`, `watch`, client commands);
+//! - [`attacker`]: another account's privileges for hostile-file tests;
+//! - here: the lab transcripts in `fixtures/transcripts/` and `FakeBird`,
+//!   a scripted BIRD control socket on a temp UNIX socket.
 //!
 //! Test-only code: it may panic on broken fixtures, it must not touch
-//! anything outside its temp directory.
+//! anything outside its temp directory, and it ends only processes it
+//! started, by their pid.
 #![allow(dead_code)]
 
 pub mod attacker;
 pub mod bird;
+pub mod daemon;
 pub mod lab;
+pub mod prereq;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
