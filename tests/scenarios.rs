@@ -4,6 +4,8 @@
 //! they must give. No BIRD, no root, no clock: milliseconds. The real-BIRD
 //! tests (tests/roster.rs, tests/faults.rs) stay as end-to-end proof.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use autopeer::apply::{Applied, ApplyError};
 use autopeer::bird::client::ClientError;
 use autopeer::bird::conf::scan_text;
-use autopeer::bird::protocols::{ProtoState, Protocol};
+use autopeer::bird::protocols::ProtoState;
 use autopeer::bird::render::{self, Dialect};
 use autopeer::config::Config;
 use autopeer::event::Event;
@@ -168,17 +170,7 @@ fn unavailable() -> Result<Applied, ApplyError> {
     })
 }
 
-fn row(name: &str, state: ProtoState, info: &str) -> Protocol {
-    Protocol {
-        name: name.into(),
-        proto: "BGP".into(),
-        table: None,
-        state,
-        since: "08:00:00".into(),
-        info: info.into(),
-        bgp: None,
-    }
-}
+use common::protocol_row as row;
 
 const S: Duration = Duration::from_secs(1);
 
