@@ -1,19 +1,47 @@
 //! Wires the tasks of `autopeer run` together.
 //!
+//! Every task and channel (`mpsc(N)`: bounded queue of N; `oneshot`: one
+//! reply; `watch`: latest value only; `broadcast(N)`: fan-out ring):
+//!
 //! ```text
-//!   tail (1x, all [sources] logs) --Sighting--+ |        |
-//!   journal (0-1x, journalctl child) -Sighting-+-> one sighting per line --> |
-//!   bird.conf watcher (1x, notify) --Msg------> | roster | --apply--> BIRD
-//!   signals (SIGHUP)              --Msg------> |  (1x)  |    (write, check,
-//!   observer (1x, show protocols) --States---> |        |     configure)
-//!   ctl server (1x) + clients (Nx) --Msg+oneshot-> |    | --Event broadcast--> watch clients (Nx)
-//!   nhrp event socket (optional, Nx nhrpd) --Admit+oneshot, Emit--> |
-//!                                               |        | --config watch--> nhrp
-//!                                               |        | --key watch (config, bird.conf,
-//!                                               |        |    peers, configures)--> keyring (1x)
-//!   keyring (1x, 1 s tick) --Emit via EventSink--> |  |    (prefix keys on BIRD's listeners)
-//!   keyring --watch<Option<KeyringStatus>>--> roster (show status, trust)
+//! tail (1x, [sources] logs) ---Sighting--+--> mpsc(4096) --> one_sighting (1x:
+//! journal (0-1x, journalctl) -Sighting--+    a line seen twice passes once)
+//!                                                  |
+//!                                            mpsc(4096) Sighting
+//!                                                  v
+//! notify thread -> unbounded -> debounce    +----------------------------+
+//!   (1x, 300 ms) --BirdConfChanged--------> |                            |
+//! SIGHUP (1x) --Reload--------------------> |   roster owner task (1x)   |
+//!   (+ the audit log's reopen AtomicBool)   |   roster/task.rs: the I/O  |
+//! observer (1x, show protocols)             |   around roster/core.rs,   |
+//!   --States, StatesFailed----------------> |   the pure state and its   |
+//! ctl server (1x) + a task per client (Nx)  |   transitions              |
+//!   --Admit, Remove, Snapshot, Subscribe    |                            |
+//!     (each + oneshot reply)--------------> |   one Msg channel,         |
+//! nhrp server (0-1x) + a task per nhrpd     |   mpsc(64), for all of     |
+//!   connection (Nx) --Admit (+ oneshot,     |   these                    |
+//!     3 s limit); Emit via EventSink -----> |                            |
+//! keyring (1x, 1 s tick, key work in        |                            |
+//!   spawn_blocking) --Emit via EventSink--> |                            |
+//!   (EventSink: try_send Msg::Emit; logged  +----------------------------+
+//!    only when the channel is full or gone)
+//!   keyring --watch Option<KeyringStatus>--> roster (show status, trust)
+//!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
+//!   roster --watch Arc<Config>------> nhrp server
+//!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
+//!                                     peers, count of configures)
+//!   roster --> daemon log, audit log (written in the owner task)
+//!
+//!   the roster's children, JoinHandles its select polls:
+//!   apply (0-1 in flight, roster/applier.rs): Job --> connect to BIRD,
+//!       render for its version, write, configure --> Done
+//!   resume check (once, at start): is a roster peer missing from BIRD?
+//!   state-file write (0-1 at a time, spawn_blocking)
 //! ```
+//!
+//! The roster owner task never awaits BIRD: an apply runs as its child, so
+//! the control socket, NHRP and sightings are answered while BIRD is slow,
+//! stopped or dead; sightings during an apply go into the next one.
 //!
 //! The NHRP server asks the roster for a decision and answers nhrpd at
 //! once; its own decisions (with the NBMA address) go back to the roster

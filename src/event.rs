@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::admission::Grounds;
+use crate::admission::{Grounds, Refusal};
 use crate::sources::Via;
 
 /// True for a character that must not reach a log line, the audit log, a
@@ -109,10 +109,10 @@ pub enum Event {
         grounds: Grounds,
         dry_run: bool,
     },
-    /// A sighting was refused.
+    /// A sighting was refused; `watch --json` gives the refusal's `kind`.
     Refusing {
         neighbor: Neighbor,
-        reason: String,
+        refusal: Refusal,
         via: Via,
     },
     /// A peer left the roster.
@@ -246,9 +246,9 @@ impl Event {
             ),
             Event::Refusing {
                 neighbor,
-                reason,
+                refusal,
                 via,
-            } => format!("refusing neighbor {neighbor}: {reason} (via {via})"),
+            } => format!("refusing neighbor {neighbor}: {refusal} (via {via})"),
             Event::Removing {
                 neighbor,
                 group,
@@ -320,10 +320,11 @@ impl Event {
             }
             Event::Refusing {
                 neighbor,
-                reason,
+                refusal,
                 via,
             } => {
-                tracing::info!(peer = %e(&neighbor.to_string()), reason = ?e(reason), %via, "refused")
+                let kind = refusal.kind();
+                tracing::info!(peer = %e(&neighbor.to_string()), reason = ?e(&refusal.to_string()), kind, %via, "refused")
             }
             Event::Removing {
                 neighbor,
@@ -460,9 +461,10 @@ impl Event {
                         "via": via.as_str(), "trust": grounds.as_str(), "dry_run": dry_run}),
             Event::Refusing {
                 neighbor,
-                reason,
+                refusal,
                 via,
-            } => json!({"neighbor": neighbor.to_string(), "reason": reason, "via": via.as_str()}),
+            } => json!({"neighbor": neighbor.to_string(), "reason": refusal.to_string(),
+                        "kind": refusal.kind(), "via": via.as_str()}),
             Event::Removing {
                 neighbor,
                 group,
@@ -592,13 +594,15 @@ mod tests {
         );
         let r = Event::Refusing {
             neighbor: n,
-            reason: "no group matches".into(),
+            refusal: crate::admission::Refusal::NoGroup,
             via: Via::Syslog,
         };
         assert_eq!(
             r.audit_text().unwrap(),
             "refusing neighbor 10.88.0.2: no group matches (via syslog)"
         );
+        assert_eq!(r.to_json()["kind"], "no_group");
+        assert_eq!(r.to_json()["reason"], "no group matches");
         let ll = Neighbor {
             addr: "fe80::1".parse().unwrap(),
             iface: Some("vti3".into()),

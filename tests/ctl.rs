@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use autopeer::bird::protocols::{ProtoState, Protocol};
+use autopeer::bird::protocols::ProtoState;
 use autopeer::bird::render::{self, NeighborAs, Peer};
 use autopeer::config::Config;
 use autopeer::ctl::server::{Context, Server};
@@ -639,17 +639,7 @@ neighbor = "internal"
     Roster::new(Arc::new(config), Some(audit)).unwrap()
 }
 
-fn row(name: &str, state: ProtoState, info: &str) -> Protocol {
-    Protocol {
-        name: name.into(),
-        proto: "BGP".into(),
-        table: None,
-        state,
-        since: "08:00:00".into(),
-        info: info.into(),
-        bgp: None,
-    }
-}
+use common::protocol_row as row;
 
 #[tokio::test(start_paused = true)]
 async fn expiry_removes_due_peers_in_one_batch_at_the_next_check() {

@@ -312,32 +312,75 @@ fn start_server(cfg: Config, roster: mpsc::Sender<Msg>) -> Server {
     }
 }
 
-/// A roster that admits 10.200.0.5 and 10.201.0.0/16, refuses the rest, and
-/// never answers for 10.200.9.9 (a roster stuck behind a slow BIRD).
-fn fake_roster() -> mpsc::Sender<Msg> {
+/// A roster that decides by the real `admission::decide` over `groups`
+/// (so group match and `nbma_prefixes` are the real rules), refuses
+/// 10.200.0.6 by a deny of its own, and never answers for 10.200.9.9 (a
+/// roster stuck behind a slow BIRD).
+fn fake_roster(cfg: &Config) -> mpsc::Sender<Msg> {
+    use autopeer::admission::{self, Context, Decision, Evidence, Memory, Refusal, Request};
+    struct Empty;
+    impl admission::RosterLookup for Empty {
+        fn find(&self, _: IpAddr) -> Option<String> {
+            None
+        }
+        fn group_size(&self, _: &str) -> usize {
+            0
+        }
+    }
+    let groups = cfg.groups.clone();
     let (tx, mut rx) = mpsc::channel::<Msg>(64);
     tokio::spawn(async move {
         let mut stuck = Vec::new();
+        let bird = autopeer::bird::conf::BirdConf::default();
+        let mut memory = Memory::default();
         while let Some(m) = rx.recv().await {
             if let Msg::Admit {
-                sighting, reply, ..
+                sighting,
+                group,
+                nbma,
+                reply,
             } = m
             {
                 let a = sighting.addr.to_string();
                 assert_eq!(sighting.via, autopeer::sources::Via::Nhrp);
+                assert_eq!(group, None, "nhrp leaves the group to admission");
                 if a == "10.200.9.9" {
                     stuck.push(reply);
                     continue;
                 }
-                let ok = a == "10.200.0.5" || a.starts_with("10.201.");
-                let _ = reply.send(if ok {
-                    Ok(Admitted {
-                        name: format!("spokes_{}", a.replace('.', "_")),
-                        group: "spokes".into(),
+                let d = admission::decide(
+                    Request {
+                        addr: sighting.addr,
+                        iface: None,
+                        evidence: Evidence::verified(sighting.via, sighting.trust),
+                        group: None,
+                        nbma,
+                    },
+                    Context {
+                        groups: &groups,
+                        birdconf: &bird,
+                        roster: &Empty,
+                        now: std::time::Instant::now(),
+                        wall: std::time::SystemTime::now(),
+                    },
+                    &mut memory,
+                );
+                let _ = reply.send(match d {
+                    _ if a == "10.200.0.6" => Err(Refusal::Denied {
+                        group: "test".into(),
+                        entry: "10.200.0.6/32".parse().unwrap(),
+                    }),
+                    Decision::Admit(ad) => Ok(Admitted {
+                        name: ad.peer.name,
+                        group: ad.group,
                         already: false,
-                    })
-                } else {
-                    Err("denied by test".into())
+                    }),
+                    Decision::Already { name, group } => Ok(Admitted {
+                        name,
+                        group,
+                        already: true,
+                    }),
+                    Decision::Refuse(r) => Err(r),
                 });
             }
         }
@@ -390,7 +433,8 @@ async fn server_decides_per_policy_and_survives_garbage() {
         nhrp::bind(&dir.path().join("file")),
         Err(nhrp::ServeError::NotASocket { .. })
     ));
-    let srv = start_server(config(dir.path(), "enforce", "100ms"), fake_roster());
+    let cfg = config(dir.path(), "enforce", "100ms");
+    let srv = start_server(cfg.clone(), fake_roster(&cfg));
     let s = UnixStream::connect(&srv.path).await.unwrap();
     let (rd, mut wr) = s.into_split();
     let mut rd = BufReader::new(rd);
@@ -461,7 +505,7 @@ async fn server_decides_per_policy_and_survives_garbage() {
     ), "{lines:#?}");
     assert!(lines
         .iter()
-        .any(|l| l.contains("10.200.0.6") && l.contains("denied by test")));
+        .any(|l| l.contains("10.200.0.6") && l.contains("denied by group test")));
     assert!(lines
         .iter()
         .any(|l| l.contains("10.99.0.1") && l.contains("no group matches")));
@@ -504,7 +548,8 @@ async fn server_decides_per_policy_and_survives_garbage() {
 #[tokio::test]
 async fn advise_always_accepts_but_reports_the_refusal() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_server(config(dir.path(), "advise", "100ms"), fake_roster());
+    let cfg = config(dir.path(), "advise", "100ms");
+    let srv = start_server(cfg.clone(), fake_roster(&cfg));
     let s = UnixStream::connect(&srv.path).await.unwrap();
     let (rd, mut wr) = s.into_split();
     let mut rd = BufReader::new(rd);

@@ -524,6 +524,7 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
             let answer = ask(ctx, |reply| Msg::Admit {
                 sighting,
                 group,
+                nbma: None,
                 reply,
             })
             .await;

@@ -41,7 +41,6 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::match_group;
 use crate::config::{Config, NhrpPolicy};
 use crate::event::{escape, Event};
 use crate::roster::Msg;
@@ -663,36 +662,15 @@ struct Verdict {
     outcome: String,
 }
 
-/// Matches the spoke to a group, checks `nbma_prefixes`, then asks the
-/// roster (which applies deny, limits and rate, and batches the BGP change).
+/// Asks the roster, which decides by [`crate::admission::decide`] (group,
+/// `nbma_prefixes`, deny, limits, rate) from its state and batches the BGP
+/// change.
 async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
-    let config = Arc::clone(&ctx.config.borrow());
     let refused = |outcome: String| Verdict {
         admitted: false,
         timed_out: false,
         outcome,
     };
-    let group = match match_group(&config.groups, b.remote_addr) {
-        Some(g) => g,
-        None => return refused("no group matches".into()),
-    };
-    if !group.nbma_prefixes.is_empty() {
-        match b.remote_nbma {
-            None => {
-                return refused(format!(
-                    "group {} needs an nbma address, none sent",
-                    group.name
-                ))
-            }
-            Some(n) if !group.nbma_prefixes.iter().any(|p| p.contains(&n)) => {
-                return refused(format!(
-                    "nbma {n} outside group {}'s nbma_prefixes",
-                    group.name
-                ))
-            }
-            Some(_) => {}
-        }
-    }
     let (tx, rx) = oneshot::channel();
     let msg = Msg::Admit {
         sighting: Sighting {
@@ -703,7 +681,8 @@ async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
             trust: Trust::Nhrp,
             at: SystemTime::now(),
         },
-        group: Some(group.name.clone()),
+        group: None,
+        nbma: b.remote_nbma,
         reply: tx,
     };
     let answer = tokio::time::timeout(DECIDE_TIMEOUT, async {
@@ -721,7 +700,7 @@ async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
                 format!("admitted to group {} as {}", a.group, a.name)
             },
         },
-        Ok(Some(Err(reason))) => refused(reason),
+        Ok(Some(Err(refusal))) => refused(refusal.to_string()),
         Ok(None) => refused("roster not running".into()),
         Err(_) => Verdict {
             admitted: false,

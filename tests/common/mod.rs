@@ -295,3 +295,21 @@ async fn read_line(
         }
     }
 }
+
+/// One row of BIRD's `show protocols` for a BGP protocol, as the parser
+/// gives it (roster and scenario tests feed these as the observer would).
+pub fn protocol_row(
+    name: &str,
+    state: autopeer::bird::protocols::ProtoState,
+    info: &str,
+) -> autopeer::bird::protocols::Protocol {
+    autopeer::bird::protocols::Protocol {
+        name: name.into(),
+        proto: "BGP".into(),
+        table: None,
+        state,
+        since: "08:00:00".into(),
+        info: info.into(),
+        bgp: None,
+    }
+}

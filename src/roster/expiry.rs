@@ -1,0 +1,114 @@
+//! What BIRD says of each session, and expiry (module doc of
+//! [`super::core`]). Pure: part of the core.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use super::core::{Core, Now};
+use super::runtime::{expires_at, observe, short_duration};
+use crate::bird::protocols::Protocol;
+use crate::bird::render::Peer;
+use crate::event::Event;
+
+/// Expiry needs a poll of BIRD at most this old.
+const POLL_FRESH: Duration = Duration::from_secs(300);
+
+impl Core {
+    /// Folds one poll of BIRD into the peers' runtime facts; emits
+    /// [`Event::StateChanged`] when a session goes up or down (not on the
+    /// first poll after start, which only learns where things stand).
+    pub fn observe_states(&mut self, rows: &[Protocol], now: Now) {
+        self.polls += 1;
+        self.last_poll = Some(now.wall);
+        self.last_poll_ok = Some(now.mono);
+        self.bird_error = None;
+        let by_name: HashMap<&str, &Protocol> = rows.iter().map(|p| (p.name.as_str(), p)).collect();
+        let names: Vec<String> = self.book.peers.keys().cloned().collect();
+        let mut persist = false;
+        for name in names {
+            let rt = self.runtime.entry(name.clone()).or_default();
+            let before_known = rt.state.is_some();
+            let before_up = rt.is_up();
+            let before = rt.describe();
+            persist |= observe(rt, by_name.get(name.as_str()).copied(), now.wall);
+            let after_up = rt.is_up();
+            if self.polls > 1 && before_up != after_up && (before_known || after_up) {
+                let to = rt.describe();
+                self.out.push(Event::StateChanged {
+                    name,
+                    from: before,
+                    to,
+                });
+            }
+        }
+        // Facts of peers that left the roster are dropped.
+        let before = self.runtime.len();
+        let peers = &self.book.peers;
+        self.runtime.retain(|n, _| peers.contains_key(n));
+        persist |= self.runtime.len() != before;
+        if persist {
+            self.state_changed(now.mono);
+        }
+    }
+
+    /// When `peer` expires, if its group expires peers at all.
+    pub(super) fn expiry_of(&self, peer: &Peer) -> Option<(SystemTime, Duration)> {
+        let expire = self
+            .config
+            .groups
+            .iter()
+            .find(|g| g.name == peer.group)?
+            .expire?;
+        let admitted = humantime::parse_rfc3339_weak(&peer.admitted).ok()?;
+        let rt = self.runtime.get(&peer.name).cloned().unwrap_or_default();
+        Some((expires_at(admitted, &rt, expire, self.clock_floor)?, expire))
+    }
+
+    /// The periodic check: closes the refusal audit window and removes
+    /// every peer whose expiry time has passed, in one apply.
+    pub fn tick(&mut self, now: Now) {
+        self.budget.close_window(now.mono, &mut self.out);
+        let fresh = self
+            .last_poll_ok
+            .is_some_and(|t| now.mono.saturating_duration_since(t) < POLL_FRESH);
+        if !fresh {
+            return;
+        }
+        let due: Vec<(Peer, Duration)> = self
+            .book
+            .peers
+            .values()
+            // Only peers the last poll listed: one missing from BIRD (its
+            // config broken elsewhere, not yet loaded) has no known state.
+            .filter(|p| {
+                self.runtime
+                    .get(&p.name)
+                    .is_some_and(|rt| rt.state.is_some())
+            })
+            .filter_map(|p| match self.expiry_of(p) {
+                Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
+                _ => None,
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        if self.config.agent.dry_run {
+            for (p, _) in &due {
+                tracing::info!(name = %p.name, "would expire [dry run]");
+            }
+            return;
+        }
+        for (p, expire) in due {
+            self.book.peers.remove(&p.name);
+            self.runtime.remove(&p.name);
+            self.removed_since_apply += 1;
+            self.out.push(Event::removing(
+                &p,
+                format!("not Established for {}", short_duration(expire)),
+            ));
+        }
+        self.changed(now.mono, Duration::ZERO);
+        self.state_changed(now.mono);
+    }
+}

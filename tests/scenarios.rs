@@ -1,0 +1,481 @@
+//! Scenario tests of the roster's pure core (`roster::core`): each is a list
+//! of inputs at given times (sightings, operator commands, BIRD's protocol
+//! table, apply results, restarts) and the events, deadlines and apply jobs
+//! they must give. No BIRD, no root, no clock: milliseconds. The real-BIRD
+//! tests (tests/roster.rs, tests/faults.rs) stay as end-to-end proof.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use autopeer::apply::{Applied, ApplyError};
+use autopeer::bird::client::ClientError;
+use autopeer::bird::conf::scan_text;
+use autopeer::bird::protocols::ProtoState;
+use autopeer::bird::render::{self, Dialect};
+use autopeer::config::Config;
+use autopeer::event::Event;
+use autopeer::roster::core::{Core, Done, Job, Now};
+use autopeer::sources::{Sighting, Trust, Via};
+
+const BIRD: &str = "router id 10.88.0.1;\ntemplate bgp CLIENTS { local 10.88.0.1 as 65000; }\n";
+
+fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
+    let expire = expire
+        .map(|e| format!("expire = \"{e}\"\n"))
+        .unwrap_or_default();
+    let text = format!(
+        r#"[bird]
+socket = "/nonexistent/bird.ctl"
+config = "/nonexistent/bird.conf"
+include = "/nonexistent/autopeer.conf"
+keyring = "off"
+[agent]
+socket = "/nonexistent/autopeer.ctl"
+batch = "{batch}"
+[sources]
+logs = []
+[[group]]
+name = "clients"
+template = "CLIENTS"
+prefixes = ["10.88.0.0/24"]
+neighbor = "internal"
+rate = "unlimited"
+{expire}"#
+    );
+    Arc::new(Config::load_str(&text, Path::new("/nonexistent")).unwrap())
+}
+
+/// A roster core and a clock that only moves when told.
+struct Scene {
+    core: Core,
+    now: Now,
+}
+
+impl Scene {
+    fn new(config: Arc<Config>) -> Scene {
+        Scene::restart(config, String::new(), None, epoch())
+    }
+
+    /// A core started from an include's text and a state file's text.
+    fn restart(config: Arc<Config>, include: String, state: Option<&str>, now: Now) -> Scene {
+        let include = if include.is_empty() {
+            render::render(&[]).unwrap()
+        } else {
+            include
+        };
+        let peers = render::parse(&include).unwrap();
+        let birdconf = scan_text(BIRD, Path::new("bird.conf")).unwrap();
+        Scene {
+            core: Core::new(config, birdconf, include, peers, state, now),
+            now,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+    }
+
+    /// A sighting in BIRD's own log.
+    fn knock(&mut self, addr: &str) -> Result<String, String> {
+        self.sight(addr, Via::BirdLog, Trust::Bird)
+    }
+
+    /// An operator's `add`.
+    fn add(&mut self, addr: &str) -> Result<String, String> {
+        self.sight(addr, Via::Operator, Trust::Operator)
+    }
+
+    /// The peer's name, or the refusal's kind.
+    fn sight(&mut self, addr: &str, via: Via, trust: Trust) -> Result<String, String> {
+        let s = Sighting {
+            addr: addr.parse().unwrap(),
+            port: None,
+            iface: None,
+            via,
+            trust,
+            at: self.now.wall,
+        };
+        self.core
+            .admit(&s, None, None, self.now)
+            .map(|a| a.name)
+            .map_err(|r| r.kind().to_string())
+    }
+
+    /// The audit lines decided since the last call.
+    fn lines(&mut self) -> Vec<String> {
+        self.core
+            .take_events()
+            .iter()
+            .filter_map(|e| e.audit_text())
+            .collect()
+    }
+
+    /// How long until the next apply is due (`None`: none due).
+    fn due_in(&self) -> Option<Duration> {
+        self.core
+            .apply_due()
+            .map(|d| d.saturating_duration_since(self.now.mono))
+    }
+
+    fn begin(&mut self) -> Option<Job> {
+        self.core.begin_apply(self.now)
+    }
+
+    /// Finishes `job` as BIRD answered `result` (the include as planned
+    /// for BIRD 2).
+    fn finish(&mut self, job: Job, result: Result<Applied, ApplyError>) {
+        let plan = job.plan(&Dialect::Bird2);
+        self.core.finish_apply(
+            Done {
+                plan,
+                result: Some(result),
+                millis: 1,
+            },
+            self.now,
+        );
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.core.peers().map(|p| p.name.clone()).collect()
+    }
+
+    /// The include the last successful job wrote.
+    fn include(&self) -> String {
+        let peers: Vec<_> = self.core.peers().cloned().collect();
+        render::render(&peers).unwrap()
+    }
+}
+
+fn epoch() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    }
+}
+
+fn ok() -> Result<Applied, ApplyError> {
+    Ok(Applied::default())
+}
+
+fn unavailable() -> Result<Applied, ApplyError> {
+    Err(ApplyError::Unavailable {
+        written: false,
+        source: ClientError::Closed {
+            command: "configure".into(),
+        },
+    })
+}
+
+use common::protocol_row as row;
+
+const S: Duration = Duration::from_secs(1);
+
+#[test]
+fn batching_gathers_sightings_and_coalesces_those_during_an_apply() {
+    let mut sc = Scene::new(config("2s", None));
+    assert_eq!(sc.knock("10.88.0.2").unwrap(), "clients_10_88_0_2");
+    assert_eq!(sc.due_in(), Some(2 * S));
+    sc.advance(S);
+    sc.knock("10.88.0.3").unwrap();
+    // The first sighting's deadline stands.
+    assert_eq!(sc.due_in(), Some(S));
+    assert!(sc.begin().is_none(), "not yet due");
+    sc.advance(S);
+    let job = sc.begin().expect("due");
+    assert_eq!(job.new, ["clients_10_88_0_2", "clients_10_88_0_3"]);
+    assert_eq!(
+        sc.lines(),
+        [
+            "adding neighbor 10.88.0.2 to group clients (via bird-log)",
+            "adding neighbor 10.88.0.3 to group clients (via bird-log)",
+        ]
+    );
+    // At most one apply in flight: sightings meanwhile wait for the next.
+    sc.knock("10.88.0.4").unwrap();
+    sc.advance(3 * S);
+    sc.knock("10.88.0.5").unwrap();
+    assert_eq!(sc.due_in(), None, "nothing starts while one is in flight");
+    assert!(sc.begin().is_none());
+    // A knock of a peer in flight is "already a peer", not a second one.
+    assert_eq!(sc.knock("10.88.0.2").unwrap(), "clients_10_88_0_2");
+    let snap = sc.core.snapshot(sc.now);
+    assert!(snap.dirty);
+    assert_eq!(snap.peers.iter().filter(|p| p.pending).count(), 4);
+    sc.finish(job, ok());
+    assert_eq!(sc.names(), ["clients_10_88_0_2", "clients_10_88_0_3"]);
+    assert!(sc
+        .core
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::Applied { added: 2, .. })));
+    // The next apply is due at once (0.4's batch ran out), and takes both.
+    assert_eq!(sc.due_in(), Some(Duration::ZERO));
+    let job = sc.begin().unwrap();
+    assert_eq!(job.new, ["clients_10_88_0_4", "clients_10_88_0_5"]);
+    assert_eq!(job.peers.len(), 4);
+    sc.finish(job, ok());
+    assert_eq!(sc.names().len(), 4);
+    assert!(!sc.core.dirty());
+    assert_eq!(sc.due_in(), None);
+    assert_eq!(sc.core.configured(), 2);
+}
+
+#[test]
+fn backoff_doubles_to_a_minute_and_loses_nothing() {
+    let mut sc = Scene::new(config("0s", None));
+    sc.knock("10.88.0.2").unwrap();
+    sc.lines();
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let job = sc.begin().expect("due");
+        sc.finish(job, unavailable());
+        let events = sc.core.take_events();
+        let wait = sc.due_in().unwrap();
+        assert!(
+            matches!(events[..], [Event::BirdUnavailable { retry_secs, .. }] if retry_secs == wait.as_secs()),
+            "{events:?}"
+        );
+        waits.push(wait.as_secs());
+        // The peer is pending again, not lost.
+        assert_eq!(sc.core.pending(), 1);
+        sc.advance(wait);
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
+    // Success resets the backoff.
+    sc.knock("10.88.0.3").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, unavailable());
+    assert_eq!(sc.due_in(), Some(S));
+}
+
+#[test]
+fn rejection_drops_the_batch_and_quiets_it_rollback_keeps_the_roster() {
+    let mut sc = Scene::new(config("0s", None));
+    sc.knock("10.88.0.2").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    let before = sc.include();
+    sc.knock("10.88.0.3").unwrap();
+    sc.knock("10.88.0.4").unwrap();
+    sc.lines();
+    let job = sc.begin().unwrap();
+    sc.finish(
+        job,
+        Err(ApplyError::Rejected {
+            text: "autopeer.conf:9:1 syntax error".into(),
+        }),
+    );
+    let lines = sc.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("clients_10_88_0_3"), "{lines:?}");
+    // BIRD restored the old include: the roster is what it was.
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
+    assert_eq!(sc.include(), before);
+    assert!(!sc.core.dirty());
+    // Their knocks are ignored for a while, counted, not audited...
+    assert_eq!(sc.knock("10.88.0.3"), Err("recently_removed".into()));
+    assert!(sc.lines().is_empty());
+    // ...but an operator's add overrides, and after ten minutes they may.
+    assert_eq!(sc.add("10.88.0.3").unwrap(), "clients_10_88_0_3");
+    sc.advance(601 * S);
+    assert_eq!(sc.knock("10.88.0.4").unwrap(), "clients_10_88_0_4");
+    let snap = sc.core.snapshot(sc.now);
+    assert_eq!(snap.refusals.get("recently_removed"), Some(&1));
+}
+
+#[test]
+fn expiry_removes_due_peers_in_one_apply_only_with_a_fresh_poll() {
+    let cfg = config("0s", Some("1h"));
+    let mut sc = Scene::new(Arc::clone(&cfg));
+    for a in ["10.88.0.2", "10.88.0.3", "10.88.0.4"] {
+        sc.knock(a).unwrap();
+    }
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    let rows = |_: &Scene| {
+        vec![
+            row("clients_10_88_0_2", ProtoState::Start, "Active"),
+            row("clients_10_88_0_3", ProtoState::Up, "Established"),
+            row("clients_10_88_0_4", ProtoState::Start, "Connect"),
+        ]
+    };
+    sc.core.observe_states(&rows(&sc), sc.now);
+    // Not due before an hour.
+    sc.advance(59 * 60 * S);
+    sc.core.observe_states(&rows(&sc), sc.now);
+    sc.core.tick(sc.now);
+    assert!(sc.lines().is_empty());
+    // An hour on, but the last poll is stale: BIRD could not be asked.
+    sc.advance(10 * 60 * S);
+    sc.core.tick(sc.now);
+    assert!(sc.lines().is_empty(), "no expiry without a fresh poll");
+    sc.core.observe_states(&rows(&sc), sc.now);
+    sc.core.tick(sc.now);
+    let lines = sc.lines();
+    assert_eq!(
+        lines,
+        [
+            "removing neighbor 10.88.0.2 from group clients: not Established for 1h",
+            "removing neighbor 10.88.0.4 from group clients: not Established for 1h",
+        ]
+    );
+    // Both in one apply, due at once; the Established one stays.
+    assert_eq!(sc.due_in(), Some(Duration::ZERO));
+    let job = sc.begin().unwrap();
+    assert_eq!(job.peers.len(), 1);
+    sc.finish(job, ok());
+    assert_eq!(sc.names(), ["clients_10_88_0_3"]);
+    assert!(sc
+        .core
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::Applied { removed: 2, .. })));
+}
+
+#[test]
+fn operator_edits_removals_and_hand_configured_neighbors() {
+    let mut sc = Scene::new(config("0s", None));
+    for a in ["10.88.0.2", "10.88.0.3", "10.88.0.4"] {
+        sc.knock(a).unwrap();
+    }
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    // `autopeer remove` by address and by name.
+    assert_eq!(
+        sc.core.remove("10.88.0.2", sc.now).unwrap(),
+        ["clients_10_88_0_2"]
+    );
+    assert!(sc.core.remove("10.88.0.99", sc.now).is_err());
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.2 from group clients: removed by operator"]
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    // An operator deletes a block from the include by hand.
+    let peers: Vec<_> = sc
+        .core
+        .peers()
+        .filter(|p| p.name != "clients_10_88_0_3")
+        .cloned()
+        .collect();
+    sc.core
+        .include_read(render::render(&peers).unwrap(), sc.now);
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.3 from group clients: deleted from the include by hand"]
+    );
+    assert_eq!(sc.names(), ["clients_10_88_0_4"]);
+    // Reading back what autopeer itself wrote changes nothing.
+    sc.core.include_read(sc.include(), sc.now);
+    assert!(sc.lines().is_empty());
+    // The operator configures 10.88.0.4 by hand in bird.conf.
+    let bc = scan_text(
+        &format!("{BIRD}protocol bgp mine from CLIENTS {{ neighbor 10.88.0.4 internal; }}\n"),
+        Path::new("bird.conf"),
+    )
+    .unwrap();
+    sc.core.rescanned(bc);
+    sc.core.after_rescan(sc.now);
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.4 from group clients: now configured statically at bird.conf:3"]
+    );
+    assert!(sc.names().is_empty());
+    // And autopeer no longer admits it.
+    assert_eq!(sc.knock("10.88.0.4"), Err("static".into()));
+}
+
+#[test]
+fn restart_recovers_expiry_clocks_from_the_state_file_or_restarts_them() {
+    let cfg = config("0s", Some("1h"));
+    let mut sc = Scene::new(Arc::clone(&cfg));
+    sc.knock("10.88.0.2").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.core.observe_states(
+        &[row("clients_10_88_0_2", ProtoState::Up, "Established")],
+        sc.now,
+    );
+    sc.advance(10 * 60 * S);
+    sc.core.observe_states(
+        &[row("clients_10_88_0_2", ProtoState::Start, "Active")],
+        sc.now,
+    );
+    let down_at = sc.now.wall;
+    assert!(sc.core.state_due().is_some(), "a persisted fact changed");
+    let state = sc.core.take_state().unwrap();
+    assert!(state.contains("down_since"), "{state}");
+    let include = sc.include();
+
+    // Restart 30 minutes later with the state file: the clock runs on
+    // from when the session went down.
+    let later = sc.now.after(30 * 60 * S);
+    let sc2 = Scene::restart(Arc::clone(&cfg), include.clone(), Some(&state), later);
+    let snap = sc2.core.snapshot(later);
+    assert_eq!(snap.peers[0].expires, Some(down_at + 3600 * S));
+    // Without it, the clock restarts at the restart.
+    let sc3 = Scene::restart(Arc::clone(&cfg), include.clone(), None, later);
+    assert_eq!(
+        sc3.core.snapshot(later).peers[0].expires,
+        Some(later.wall + 3600 * S)
+    );
+    // An unreadable one likewise.
+    let sc4 = Scene::restart(Arc::clone(&cfg), include, Some("not = [toml"), later);
+    assert_eq!(
+        sc4.core.snapshot(later).peers[0].expires,
+        Some(later.wall + 3600 * S)
+    );
+
+    // A roster peer BIRD does not have (autopeer died between the write
+    // and `configure`): configured again at once.
+    let mut sc5 = sc2;
+    assert_eq!(sc5.due_in(), None);
+    sc5.core.missing_from_bird(sc5.now);
+    assert_eq!(sc5.due_in(), Some(Duration::ZERO));
+    let job = sc5.begin().unwrap();
+    assert!(job.new.is_empty());
+    assert_eq!(job.peers.len(), 1);
+}
+
+#[test]
+fn a_peer_the_include_cannot_hold_is_set_aside_alone() {
+    let mut sc = Scene::new(config("0s", None));
+    sc.knock("10.88.0.2").unwrap();
+    sc.knock("10.88.0.3").unwrap();
+    sc.lines();
+    let job = sc.begin().unwrap();
+    // BIRD 1.6 cannot say `neighbor ... internal` without the template's
+    // `local as`: with no local AS known, every new peer is set aside.
+    let plan = job.plan(&Dialect::Bird1 {
+        local_as: Default::default(),
+    });
+    assert_eq!(plan.set_aside.len(), 2);
+    let addr: IpAddr = "10.88.0.2".parse().unwrap();
+    sc.core.finish_apply(
+        Done {
+            plan,
+            result: Some(ok()),
+            millis: 1,
+        },
+        sc.now,
+    );
+    let lines = sc.lines();
+    assert!(
+        lines[0].starts_with(&format!(
+            "refusing neighbor {addr}: cannot be written into BIRD's config:"
+        )),
+        "{lines:?}"
+    );
+    assert!(sc.names().is_empty());
+    assert_eq!(sc.knock("10.88.0.2"), Err("recently_removed".into()));
+}
