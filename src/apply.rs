@@ -1,7 +1,7 @@
 //! Putting a new roster into BIRD safely: atomic write, `configure check`,
 //! `configure`, byte-exact rollback.
 //!
-//! The sequence for one apply (DESIGN.md § Failure rules):
+//! The sequence for one apply (docs/facts.md § Failure rules):
 //!
 //! 1. connect to BIRD first: when BIRD is down nothing is written;
 //! 2. keep the old include's bytes, write the new one atomically
@@ -12,7 +12,7 @@
 //!    [`ApplyError::BrokenElsewhere`];
 //! 4. note which protocols are down (an operator's `birdc disable`);
 //! 5. `configure`;
-//! 6. disable again what `configure` re-enabled (DESIGN.md fact 9).
+//! 6. disable again what `configure` re-enabled (docs/facts.md, fact 9).
 //!
 //! No decisions are made here: the roster task decides what to write.
 
@@ -32,7 +32,7 @@ pub struct Target {
     /// The include file autopeer owns.
     pub include: PathBuf,
     /// The time-out for each BIRD command (`configure` of 10,000 protocols
-    /// takes ~8 s, DESIGN.md fact 5).
+    /// takes ~8 s, docs/facts.md, fact 5).
     pub timeout: Duration,
 }
 

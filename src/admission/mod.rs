@@ -16,7 +16,7 @@
 //! bird.conf and in the roster) and whether the include can hold the peer.
 //! A rate token is consumed only when everything before it passed.
 //!
-//! Trust (DESIGN.md § Trust): a [`Trust::Forged`] sighting is always
+//! Trust (docs/facts.md § Trust): a [`Trust::Forged`] sighting is always
 //! refused. A [`Trust::Unverified`] one (a shared syslog file, a kernel,
 //! netfilter or JUNOS line) admits only under `[sources] unverified =
 //! "admit"`, or, for a line relayed from BIRD ([`Via::Syslog`]), when the
