@@ -644,6 +644,9 @@ async fn start_up_configures_a_roster_bird_has_not_loaded() {
     // runs the empty roster, the include holds a peer.
     let files = Files::new();
     let bird = files.start_bird();
+    // BIRD answers a command only from its main loop, after it read its
+    // config: the include written below is then surely not loaded yet.
+    assert!(clients(&bird_names(&bird.ctl).await).is_empty());
     let addr: IpAddr = "10.99.0.40".parse().unwrap();
     let peer = render::Peer {
         name: render::peer_name("clients", addr, None),
