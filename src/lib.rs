@@ -14,8 +14,13 @@
 //! - [`bird::protocols`]: `show protocols [all]` into typed protocol states.
 //! - [`bird::conf`]: scanner of bird.conf and its includes (plus a small loader).
 //! - [`bird::render`]: the owned include file, rendered and parsed back.
+//! - [`bird::lang`]: the one copy of BIRD's language rules (symbols, keywords,
+//!   interface names, keys) that config, render, the log parsers and the keyring use.
 //! - [`sources::lines`]: one parser per known log-line format.
-//! - [`admission`]: group match, deny list, limits; every refusal has a reason.
+//! - [`admission`]: all admission policy in one `decide` (group, trust, deny,
+//!   bird.conf, roster, limits, NHRP); every refusal a typed `Refusal` with a stable `kind()`.
+//! - [`roster::core`]: the roster's state and transitions, plain functions of
+//!   (state, input, now); `tests/scenarios.rs` drives it without BIRD.
 //! - [`config`]: the TOML schema and its validation.
 //! - [`ctl::proto`]: the control socket's commands and BIRD-framed replies.
 //! - [`sources::nhrp`] (parser half): nhrpd's event-socket messages.
@@ -27,7 +32,8 @@
 //!   (a `journalctl` child; only BIRD's own process is trusted).
 //! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
 //! - [`fsx`]: files in directories other accounts may write (never followed, never reused).
-//! - [`roster`]: the one task that owns the roster; everything else sends it messages.
+//! - [`roster`]: the one task that owns the roster (the I/O around [`roster::core`]);
+//!   everything else sends it messages; applies run as its child task.
 //! - [`daemon`]: wires the tasks together; [`lifecycle`]: systemd notify.
 //! - [`observer`]: polls BIRD's `show protocols` at an adaptive interval.
 //! - [`ctl::server`], [`ctl::client`]: autopeer's own control socket
