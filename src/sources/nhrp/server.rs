@@ -200,16 +200,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Frame::Oversized(id) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(max = MAX_MESSAGE, "nhrp: message over the size cap");
-            return match id {
-                Some(id) => {
-                    s.rejected.fetch_add(1, Ordering::Relaxed);
-                    Some(reply(id, false))
-                }
-                None => {
-                    s.unanswerable.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            };
+            return refuse(id, s);
         }
         Frame::Message(b) => b,
     };
@@ -218,16 +209,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         Err(e) => {
             s.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %escape(&e.to_string()), "nhrp: malformed message");
-            return match leading_event_id(&bytes) {
-                Some(id) => {
-                    s.rejected.fetch_add(1, Ordering::Relaxed);
-                    Some(reply(id, false))
-                }
-                None => {
-                    s.unanswerable.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            };
+            return refuse(leading_event_id(&bytes), s);
         }
     };
     let id = match msg.event_id() {
@@ -289,6 +271,21 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         outcome: verdict.outcome,
     });
     Some(reply(id, accept))
+}
+
+/// The answer to a message that cannot be used: `reject` when its eventid
+/// is known, else none (counted as unanswerable).
+fn refuse(id: Option<u32>, s: &NhrpStats) -> Option<String> {
+    match id {
+        Some(id) => {
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            Some(reply(id, false))
+        }
+        None => {
+            s.unanswerable.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// The BGP side of a decision.
