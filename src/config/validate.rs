@@ -59,17 +59,13 @@ impl Config {
             }
         };
 
-        let keyring = match raw.bird.keyring.as_str() {
-            "auto" => Keyring::Auto,
-            "off" => Keyring::Off,
-            other => {
-                p.push(Problem::new(
-                    "bird.keyring",
-                    format!("must be \"auto\" or \"off\", not {other:?}"),
-                ));
-                Keyring::Auto
-            }
-        };
+        let keyring = one_of(
+            &raw.bird.keyring,
+            "bird.keyring",
+            ("auto", Keyring::Auto),
+            &[("off", Keyring::Off)],
+            &mut p,
+        );
         let bird = BirdSection {
             socket: abs(raw.bird.socket),
             config: abs(raw.bird.config),
@@ -99,40 +95,27 @@ impl Config {
             dry_run: raw.agent.dry_run,
         };
 
-        let nhrp_policy = match raw.sources.nhrp_policy.as_str() {
-            "enforce" => NhrpPolicy::Enforce,
-            "advise" => NhrpPolicy::Advise,
-            other => {
-                p.push(Problem::new(
-                    "sources.nhrp_policy",
-                    format!("must be \"enforce\" or \"advise\", not {other:?}"),
-                ));
-                NhrpPolicy::Enforce
-            }
-        };
-        let unverified = match raw.sources.unverified.as_str() {
-            "refuse" => UnverifiedPolicy::Refuse,
-            "admit" => UnverifiedPolicy::Admit,
-            other => {
-                p.push(Problem::new(
-                    "sources.unverified",
-                    format!("must be \"refuse\" or \"admit\", not {other:?}"),
-                ));
-                UnverifiedPolicy::Refuse
-            }
-        };
-        let journal = match raw.sources.journal.as_str() {
-            "auto" => JournalMode::Auto,
-            "on" => JournalMode::On,
-            "off" => JournalMode::Off,
-            other => {
-                p.push(Problem::new(
-                    "sources.journal",
-                    format!("must be \"auto\", \"on\" or \"off\", not {other:?}"),
-                ));
-                JournalMode::Auto
-            }
-        };
+        let nhrp_policy = one_of(
+            &raw.sources.nhrp_policy,
+            "sources.nhrp_policy",
+            ("enforce", NhrpPolicy::Enforce),
+            &[("advise", NhrpPolicy::Advise)],
+            &mut p,
+        );
+        let unverified = one_of(
+            &raw.sources.unverified,
+            "sources.unverified",
+            ("refuse", UnverifiedPolicy::Refuse),
+            &[("admit", UnverifiedPolicy::Admit)],
+            &mut p,
+        );
+        let journal = one_of(
+            &raw.sources.journal,
+            "sources.journal",
+            ("auto", JournalMode::Auto),
+            &[("on", JournalMode::On), ("off", JournalMode::Off)],
+            &mut p,
+        );
         let sources = SourcesSection {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
@@ -235,6 +218,34 @@ impl Config {
         }
         p
     }
+}
+
+/// The value of the word `word` at `key`: `default` or one of `others`.
+/// Any other word is a problem naming the words allowed, and counts as the
+/// default so that checking goes on.
+fn one_of<T: Copy>(
+    word: &str,
+    key: &str,
+    default: (&str, T),
+    others: &[(&str, T)],
+    p: &mut Vec<Problem>,
+) -> T {
+    let choices = || std::iter::once(&default).chain(others);
+    if let Some(&(_, v)) = choices().find(|(w, _)| *w == word) {
+        return v;
+    }
+    let mut words: Vec<String> = choices().map(|(w, _)| format!("{w:?}")).collect();
+    let last = words.pop().unwrap_or_default();
+    let allowed = if words.is_empty() {
+        last
+    } else {
+        format!("{} or {last}", words.join(", "))
+    };
+    p.push(Problem::new(
+        key,
+        format!("must be {allowed}, not {word:?}"),
+    ));
+    default.1
 }
 
 /// 1-based line and column of byte offset `at` in `text`.
@@ -542,6 +553,27 @@ mod tests {
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn a_word_not_allowed_is_named_with_the_words_that_are() {
+        let mut p = Vec::new();
+        let mut mode = |w| {
+            one_of(
+                w,
+                "sources.journal",
+                ("auto", 0),
+                &[("on", 1), ("off", 2)],
+                &mut p,
+            )
+        };
+        assert_eq!((mode("auto"), mode("on"), mode("off")), (0, 1, 2));
+        assert_eq!(mode("yes"), 0);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p[0].to_string(),
+            "sources.journal: must be \"auto\", \"on\" or \"off\", not \"yes\""
+        );
     }
 
     #[test]
