@@ -377,9 +377,11 @@ impl Event {
             } => {
                 let listener = e(listener.as_deref().unwrap_or(""));
                 let detail = e(detail);
-                match change {
-                    KeyringChange::Keyed | KeyringChange::Removed => {
-                        tracing::info!(
+                // The same fields at either level; tracing wants the level
+                // fixed where the event is written.
+                macro_rules! keyring_at {
+                    ($level:ident) => {
+                        tracing::$level!(
                             change = change.as_str(),
                             ?pid,
                             ?listener,
@@ -387,19 +389,13 @@ impl Event {
                             ?detail,
                             "keyring"
                         )
-                    }
+                    };
+                }
+                match change {
+                    KeyringChange::Keyed | KeyringChange::Removed => keyring_at!(info),
                     KeyringChange::Failed
                     | KeyringChange::MissingListener
-                    | KeyringChange::Error => {
-                        tracing::warn!(
-                            change = change.as_str(),
-                            ?pid,
-                            ?listener,
-                            keys,
-                            ?detail,
-                            "keyring"
-                        )
-                    }
+                    | KeyringChange::Error => keyring_at!(warn),
                 }
             }
         }
