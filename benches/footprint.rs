@@ -158,7 +158,23 @@ fn main() {
     .unwrap();
     let configures_before = bird.commands("configure");
     let t = Instant::now();
-    let daemon = start_daemon(&d.join("run"), &config);
+    // `--heaptrack FILE`: heaptrack's preload library records every
+    // allocation of the daemon (and only of the daemon) into FILE.raw,
+    // interpreted into FILE.gz after it stops (`heaptrack_print FILE.gz`).
+    let heaptrack = std::env::args()
+        .skip_while(|a| a != "--heaptrack")
+        .nth(1)
+        .map(std::path::PathBuf::from);
+    let daemon = match &heaptrack {
+        None => start_daemon(&d.join("run"), &config),
+        Some(out) => {
+            let mut cmd = Daemon::command(&config, false, &[]);
+            cmd.env("LD_PRELOAD", HEAPTRACK_PRELOAD)
+                .env("DUMP_HEAPTRACK_OUTPUT", out.with_extension("raw"));
+            Daemon::spawn(cmd, &d.join("run/daemon.out"))
+                .ready(&d.join("run/autopeer.ctl"), Duration::from_secs(60))
+        }
+    };
     let pid = daemon.pid();
     println!(
         "daemon: ready (control socket bound) {:.3} s after exec, VmRSS {} kB",
@@ -195,6 +211,91 @@ fn main() {
         "configure sent by the daemon during start and idle: {}",
         bird.commands("configure") - configures_before
     );
+    memory_map(pid);
     daemon.stop();
     drop(bird);
+    if let Some(out) = heaptrack {
+        interpret_heaptrack(&out);
+    }
+}
+
+const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+const HEAPTRACK_INTERPRET: &str = "/usr/lib/heaptrack/libexec/heaptrack_interpret";
+
+/// FILE.raw (the preload library's trace) -> FILE.gz for `heaptrack_print`.
+fn interpret_heaptrack(out: &std::path::Path) {
+    let raw = out.with_extension("raw");
+    let gz = out.with_extension("gz");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{HEAPTRACK_INTERPRET} < '{}' | gzip > '{}'",
+            raw.display(),
+            gz.display()
+        ))
+        .status();
+    let _ = fs::remove_file(&raw);
+    match status {
+        Ok(s) if s.success() => println!(
+            "heaptrack: {} (heaptrack_print --print-peaks 1 {})",
+            gz.display(),
+            gz.display()
+        ),
+        other => println!("heaptrack: cannot interpret {}: {other:?}", raw.display()),
+    }
+}
+
+/// Where the daemon's resident memory is, from `/proc/PID/smaps`: the
+/// binary and libraries (file-backed), the main malloc arena (`[heap]`),
+/// the other threads' glibc arenas (anonymous regions inside a 64 MiB
+/// aligned reservation), thread stacks (anonymous, below a guard page)
+/// and the rest (large allocations glibc maps by themselves, tokio).
+fn memory_map(pid: u32) {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    const ARENA: u64 = 64 << 20;
+    // (start, end, perms, path, rss kB)
+    let mut maps: Vec<(u64, u64, String, String, u64)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                let perms = f.next().unwrap_or("").to_owned();
+                let path = f.nth(3).unwrap_or("").to_owned();
+                maps.push((a, b, perms, path, 0));
+                continue;
+            }
+        }
+        if first == "Rss:" {
+            if let (Some(m), Some(kb)) = (maps.last_mut(), f.next().and_then(|v| v.parse().ok())) {
+                m.4 = kb;
+            }
+        }
+    }
+    let (mut file, mut heap, mut arenas, mut stacks, mut other) = (0, 0, 0, 0, 0);
+    let mut n_arenas = 0;
+    for (i, (start, _end, perms, path, rss)) in maps.iter().enumerate() {
+        let after_guard = i > 0
+            && maps
+                .get(i - 1)
+                .is_some_and(|p| p.2.starts_with("---") && p.1 == *start && p.3.is_empty());
+        if path.starts_with('/') {
+            file += rss;
+        } else if path == "[heap]" {
+            heap += rss;
+        } else if path.is_empty() && start % ARENA == 0 && perms.starts_with("rw") {
+            arenas += rss;
+            n_arenas += 1;
+        } else if path == "[stack]" || (after_guard && perms.starts_with("rw") && path.is_empty()) {
+            stacks += rss;
+        } else {
+            other += rss;
+        }
+    }
+    println!(
+        "daemon memory (kB, /proc/PID/smaps Rss): binary+libs {file}, main arena [heap] {heap}, \
+         {n_arenas} thread arena(s) {arenas}, thread stacks {stacks}, other anonymous {other}"
+    );
 }

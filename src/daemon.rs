@@ -170,6 +170,8 @@ pub async fn run(
     let observer = tokio::spawn(crate::observer::run(
         config.bird.socket.clone(),
         msg_tx.clone(),
+        // It changes when the roster configured BIRD or re-read bird.conf.
+        Some(roster.key_watch()),
         token.clone(),
     ));
     // Events decided outside the roster (NHRP answers, the keyring): the

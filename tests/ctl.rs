@@ -661,7 +661,8 @@ async fn expiry_removes_due_peers_in_one_batch_at_the_next_check() {
         row("clients_10_88_0_5", ProtoState::Up, "Established"),
         row("clients_10_88_0_6", ProtoState::Start, "Active"),
         row("others_10_99_0_2", ProtoState::Start, "Active"),
-    ]))
+    ]
+    .into()))
     .await
     .unwrap();
     // The snapshot already shows when they expire.
@@ -839,11 +840,9 @@ async fn the_state_file_keeps_expiry_clocks_across_a_restart() {
     let (tx, rx) = mpsc::channel(8);
     let token = CancellationToken::new();
     let task = tokio::spawn(roster.run(srx, rx, token.clone()));
-    tx.send(Msg::States(vec![row(
-        "clients_10_88_0_6",
-        ProtoState::Start,
-        "Active",
-    )]))
+    tx.send(Msg::States(
+        vec![row("clients_10_88_0_6", ProtoState::Start, "Active")].into(),
+    ))
     .await
     .unwrap();
     let (stx, srx) = tokio::sync::oneshot::channel();

@@ -48,6 +48,27 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Changed runtime facts are written to the state file at most this often.
 const STATE_WRITE_DELAY: Duration = Duration::from_secs(5);
 
+/// A text's length and its SipHash under keys drawn at random per
+/// process: equal texts give equal digests; a text made to collide
+/// with autopeer's own would need those keys, which never leave memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextDigest {
+    len: usize,
+    hash: u64,
+}
+
+impl TextDigest {
+    pub fn of(text: &str) -> TextDigest {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        TextDigest {
+            len: text.len(),
+            hash: KEYS.get_or_init(Default::default).hash_one(text),
+        }
+    }
+}
+
 /// The time of an input: the monotonic clock for deadlines, the wall clock
 /// for what is written down.
 #[derive(Debug, Clone, Copy)]
@@ -72,8 +93,8 @@ pub struct Core {
     pub(super) book: Book,
     pub(super) dirty: bool,
     /// What autopeer last wrote or read back, to tell its own writes from
-    /// an operator's edits.
-    pub(super) last_text: Option<String>,
+    /// an operator's edits: a digest, not the text (2 MB at 10,000 peers).
+    pub(super) last_text: Option<TextDigest>,
     pub(super) memory: Memory,
     pub(super) budget: Budget,
     pub(super) backoff: Duration,
@@ -124,7 +145,7 @@ impl Core {
                 ..Book::default()
             },
             dirty: false,
-            last_text: Some(include_text),
+            last_text: Some(TextDigest::of(&include_text)),
             memory: Memory::default(),
             budget: Budget::new(now.mono),
             backoff: BACKOFF_MIN,
@@ -519,7 +540,7 @@ impl Core {
         for p in std::mem::take(&mut self.book.in_flight) {
             self.book.peers.insert(p.name.clone(), p);
         }
-        self.last_text = Some(text);
+        self.last_text = Some(TextDigest::of(&text));
     }
 
     /// Nothing was written: what was in flight is pending again.

@@ -1,12 +1,11 @@
 //! What BIRD says of each session, and expiry (module doc of
 //! [`super::core`]). Pure: part of the core.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::core::{Core, Now};
 use super::runtime::{expires_at, observe, short_duration};
-use crate::bird::protocols::Protocol;
+use crate::bird::protocols::ProtocolRows;
 use crate::bird::render::Peer;
 use crate::event::Event;
 
@@ -17,25 +16,28 @@ impl Core {
     /// Folds one poll of BIRD into the peers' runtime facts; emits
     /// [`Event::StateChanged`] when a session goes up or down (not on the
     /// first poll after start, which only learns where things stand).
-    pub fn observe_states(&mut self, rows: &[Protocol], now: Now) {
+    pub fn observe_states<R: ProtocolRows + ?Sized>(&mut self, rows: &R, now: Now) {
         self.polls += 1;
         self.last_poll = Some(now.wall);
         self.last_poll_ok = Some(now.mono);
         self.bird_error = None;
-        let by_name: HashMap<&str, &Protocol> = rows.iter().map(|p| (p.name.as_str(), p)).collect();
-        let names: Vec<String> = self.book.peers.keys().cloned().collect();
+        let table = rows.to_table();
         let mut persist = false;
-        for name in names {
-            let rt = self.runtime.entry(name.clone()).or_default();
+        for name in self.book.peers.keys() {
+            let row = table.get(name).map(|r| r.to_protocol());
+            let rt = match self.runtime.get_mut(name.as_str()) {
+                Some(rt) => rt,
+                None => self.runtime.entry(name.clone()).or_default(),
+            };
             let before_known = rt.state.is_some();
             let before_up = rt.is_up();
             let before = rt.describe();
-            persist |= observe(rt, by_name.get(name.as_str()).copied(), now.wall);
+            persist |= observe(rt, row.as_ref(), now.wall);
             let after_up = rt.is_up();
             if self.polls > 1 && before_up != after_up && (before_known || after_up) {
                 let to = rt.describe();
                 self.out.push(Event::StateChanged {
-                    name,
+                    name: name.clone(),
                     from: before,
                     to,
                 });
