@@ -141,6 +141,18 @@ fn main() {
         secs(t.elapsed()),
         status_kb(bird.pid(), "VmRSS").unwrap_or(0)
     );
+    let reply_bytes = rt.block_on(async {
+        let mut c = autopeer::bird::client::Connection::connect(&bird.ctl, Duration::from_secs(60))
+            .await
+            .expect("connect to bird");
+        let before = c.bytes_read();
+        let table = c.protocol_table(None).await.expect("show protocols");
+        (c.bytes_read() - before, table.len(), table.heap_bytes())
+    });
+    println!(
+        "show protocols: {} bytes of reply for {} protocols; the observer's table of it: {} bytes",
+        reply_bytes.0, reply_bytes.1, reply_bytes.2
+    );
 
     // The daemon tails an empty file of its own: no line arrives.
     let config = d.join("run/autopeer.toml");

@@ -11,7 +11,7 @@
 //! reply's size), and to whether anything changed: unchanged polls double
 //! the interval up to a cap that grows with the reply's size; a change,
 //! and a `nudge` (the roster configured BIRD or re-read bird.conf), bring
-//! it back to the shortest. man/autopeer.8 (OBSERVER) states the delay.
+//! it back to the shortest. man/autopeer.8 (DESCRIPTION) states the delay.
 //! It must not decide anything: expiry and events are the roster's.
 
 use std::path::PathBuf;
@@ -29,10 +29,11 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(2);
 /// The longest interval between polls.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// While nothing changes, the observer reads at most about this many bytes
-/// of reply per second: the idle interval is at least reply size / this.
-/// A reply of up to 64 KiB (about 300 protocols) is still read every 2 s;
-/// 2 MB (10,000 protocols) about once a minute.
-pub const IDLE_BYTES_PER_SEC: u64 = 32 * 1024;
+/// of reply per second: the idle interval grows to reply size / this.
+/// BIRD's row is about 80 bytes: a reply of up to 32 KiB (about 400
+/// protocols) is still read every 2 s, 1,000 protocols about every 5 s,
+/// 10,000 (800 KB) about every 50 s.
+pub const IDLE_BYTES_PER_SEC: u64 = 16 * 1024;
 /// How long one poll may take before the connection is dropped.
 const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -193,10 +194,16 @@ mod tests {
     #[test]
     fn idle_interval_grows_with_reply_size_and_quiet_polls() {
         let fast = Duration::from_millis(15);
-        // 10,000 protocols: about 2 MB of reply.
-        let big = 2_000_000;
+        // 10,000 protocols: about 800 KB of reply.
+        let big = 800_000;
         let mut p = Pacer::default();
         let waits: Vec<u64> = (0..8).map(|_| p.polled(fast, big, 7).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 48, 48, 48]);
+        // Never more than a minute, however large the reply.
+        let mut huge = Pacer::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| huge.polled(fast, 50_000_000, 7).as_secs())
+            .collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
         // A change: back to the shortest, then growing again.
         assert_eq!(p.polled(fast, big, 8), MIN_INTERVAL);
@@ -204,18 +211,18 @@ mod tests {
         // A nudge (autopeer configured BIRD): the shortest again.
         p.nudge();
         assert_eq!(p.polled(fast, big, 8), MIN_INTERVAL);
-        // A small BIRD (under 64 KiB of reply) is polled every 2 s, as
+        // A small BIRD (up to 32 KiB of reply) is polled every 2 s, as
         // before, changed or not.
         let mut small = Pacer::default();
         for _ in 0..10 {
             assert_eq!(small.polled(fast, 20_000, 1), MIN_INTERVAL);
         }
-        // 200 KB: at most about 6 s.
+        // 1,000 protocols, 80 KB: at most about 5 s.
         let mut mid = Pacer::default();
         let waits: Vec<u64> = (0..5)
-            .map(|_| mid.polled(fast, 200_000, 1).as_millis() as u64)
+            .map(|_| mid.polled(fast, 80_000, 1).as_millis() as u64)
             .collect();
-        assert_eq!(waits, [2000, 4000, 6103, 6103, 6103]);
+        assert_eq!(waits, [2000, 4000, 4882, 4882, 4882]);
         // A slow BIRD: never faster than 10 x its poll time.
         let mut slow = Pacer::default();
         assert_eq!(

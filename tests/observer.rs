@@ -1,7 +1,7 @@
 //! The observer against the real bird2 (`/usr/sbin/bird`) on loopback: the
 //! compact table it reads holds what the parsed reply holds, and a state
 //! change made in BIRD reaches the roster within the delay man/autopeer.8
-//! documents (OBSERVER). Needs root; with `CI=true` a missing prerequisite
+//! documents (DESCRIPTION). Needs root; with `CI=true` a missing prerequisite
 //! fails the test, elsewhere it skips.
 
 mod common;

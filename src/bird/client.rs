@@ -26,9 +26,18 @@ use super::reply::{
 /// Longest command line sent to BIRD, in bytes, without the LF.
 pub const MAX_COMMAND: usize = 1000;
 
-/// Bytes asked for per read of the socket: a 2 MB `show protocols` reply
-/// (10,000 protocols) then takes a few dozen reads, not hundreds.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked for per read of the socket.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked for per read of a streamed reply ([`Connection::protocol_table`]):
+/// more than a UNIX socket holds (about 208 KiB by default), so one read
+/// takes all BIRD has written.
+const STREAM_CHUNK: usize = 256 * 1024;
+/// Between two reads of a streamed reply that is not complete, this pause
+/// lets BIRD fill the socket: a 2 MB reply (10,000 protocols) then takes
+/// about ten reads and ten timer wake-ups, where waking at every byte that
+/// arrives took a hundred or more when BIRD and this daemon shared a busy
+/// CPU. It delays the poll, never a command that changes BIRD.
+const STREAM_PAUSE: Duration = Duration::from_millis(5);
 
 /// Longest BIRD symbol (protocol name).
 pub const MAX_SYMBOL: usize = 64;
@@ -581,7 +590,8 @@ impl Connection {
                     source,
                 })?;
         }
-        let mut buf = vec![0u8; READ_CHUNK];
+        let streaming = sink.is_some();
+        let mut buf = vec![0u8; if streaming { STREAM_CHUNK } else { READ_CHUNK }];
         // Lines handed to `sink` and not kept: (how many, the last one).
         let mut streamed: (usize, String) = (0, String::new());
         loop {
@@ -639,6 +649,9 @@ impl Connection {
             }
             self.read_total = self.read_total.saturating_add(n as u64);
             self.framer.push(buf.get(..n).unwrap_or_default());
+            if streaming && n < buf.len() && streamed.0 > 0 {
+                tokio::time::sleep(STREAM_PAUSE).await;
+            }
         }
     }
 }

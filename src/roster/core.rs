@@ -23,7 +23,7 @@
 //! observer's last successful poll is fresh (a BIRD that cannot be asked
 //! expires no one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,7 +32,7 @@ use super::book::Book;
 use super::budget::Budget;
 use super::job::Flight;
 pub use super::job::{AfterApply, Done, Job, Plan};
-use super::runtime::Runtime;
+use super::facts::Facts;
 use super::Admitted;
 use crate::admission::{self, Decision, Evidence, Memory, Refusal};
 use crate::apply::ApplyError;
@@ -103,7 +103,7 @@ pub struct Core {
     pub(super) flight: Option<Flight>,
     pub(super) last_broken: Option<String>,
     pub(super) configured: u64,
-    pub(super) runtime: HashMap<String, Runtime>,
+    pub(super) runtime: Facts,
     /// Expiry clocks start no earlier than this (the start time when the
     /// state file was missing or unreadable).
     pub(super) clock_floor: SystemTime,
@@ -130,12 +130,12 @@ impl Core {
         now: Now,
     ) -> Core {
         let (runtime, clock_floor) = match state_text.map(super::state_file::parse) {
-            Some(Ok(r)) => (r, SystemTime::UNIX_EPOCH),
+            Some(Ok(r)) => (Facts::from(r), SystemTime::UNIX_EPOCH),
             Some(Err(e)) => {
                 tracing::warn!(error = %crate::event::escape(&e.to_string()), "state file unreadable; expiry clocks restart");
-                (HashMap::new(), now.wall)
+                (Facts::default(), now.wall)
             }
-            None => (HashMap::new(), now.wall),
+            None => (Facts::default(), now.wall),
         };
         Core {
             config,

@@ -25,20 +25,22 @@ impl Core {
         let mut persist = false;
         for name in self.book.peers.keys() {
             let row = table.get(name).map(|r| r.to_protocol());
-            let rt = match self.runtime.get_mut(name.as_str()) {
-                Some(rt) => rt,
-                None => self.runtime.entry(name.clone()).or_default(),
-            };
-            let before_known = rt.state.is_some();
-            let before_up = rt.is_up();
-            let before = rt.describe();
-            persist |= observe(rt, row.as_ref(), now.wall);
-            let after_up = rt.is_up();
-            if self.polls > 1 && before_up != after_up && (before_known || after_up) {
-                let to = rt.describe();
+            let first = self.polls <= 1;
+            let (changed, event) = self.runtime.update(name, |rt| {
+                let before_known = rt.state.is_some();
+                let before_up = rt.is_up();
+                let before = rt.describe();
+                let changed = observe(rt, row.as_ref(), now.wall);
+                let after_up = rt.is_up();
+                let event = (!first && before_up != after_up && (before_known || after_up))
+                    .then(|| (before, rt.describe()));
+                (changed, event)
+            });
+            persist |= changed;
+            if let Some((from, to)) = event {
                 self.out.push(Event::StateChanged {
                     name: name.clone(),
-                    from: before,
+                    from,
                     to,
                 });
             }
@@ -46,7 +48,7 @@ impl Core {
         // Facts of peers that left the roster are dropped.
         let before = self.runtime.len();
         let peers = &self.book.peers;
-        self.runtime.retain(|n, _| peers.contains_key(n));
+        self.runtime.retain(|n| peers.contains_key(n));
         persist |= self.runtime.len() != before;
         if persist {
             self.state_changed(now.mono);
@@ -62,7 +64,7 @@ impl Core {
             .find(|g| g.name == peer.group)?
             .expire?;
         let admitted = humantime::parse_rfc3339_weak(&peer.admitted).ok()?;
-        let rt = self.runtime.get(&peer.name).cloned().unwrap_or_default();
+        let rt = self.runtime.get(&peer.name).unwrap_or_default();
         Some((expires_at(admitted, &rt, expire, self.clock_floor)?, expire))
     }
 
@@ -82,11 +84,7 @@ impl Core {
             .values()
             // Only peers the last poll listed: one missing from BIRD (its
             // config broken elsewhere, not yet loaded) has no known state.
-            .filter(|p| {
-                self.runtime
-                    .get(&p.name)
-                    .is_some_and(|rt| rt.state.is_some())
-            })
+            .filter(|p| self.runtime.listed(&p.name))
             .filter_map(|p| match self.expiry_of(p) {
                 Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
                 _ => None,

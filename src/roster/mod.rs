@@ -38,6 +38,7 @@ pub mod budget;
 pub mod core;
 mod edits;
 mod expiry;
+mod facts;
 pub mod job;
 pub mod runtime;
 pub mod state_file;
