@@ -8,11 +8,19 @@
 //! a window (default 60 s) with nothing happening:
 //! - the daemon's VmRSS and VmHWM (`/proc/PID/status`);
 //! - its wake-ups: voluntary + involuntary context switches summed over
-//!   all its threads (`/proc/PID/task/*/status`), per minute;
+//!   all its threads (`/proc/PID/task/*/status`), per minute, and each
+//!   kind apart (involuntary ones grow with other load on the machine);
 //! - its CPU time (utime + stime, `/proc/PID/stat`), per minute;
 //! - BIRD's CPU time in the same window, and how many `show protocols`
 //!   the observer sent (BIRD's `debug commands 2` log): the observer
-//!   polls adaptively, `max(2 s, 10 x poll time)`.
+//!   polls adaptively (src/observer.rs: the interval grows with the
+//!   reply's size while nothing changes);
+//! - where the daemon's resident memory is (`/proc/PID/smaps`): binary
+//!   and libraries, the main malloc arena, other threads' arenas, stacks.
+//!
+//! `--heaptrack FILE` runs the daemon under heaptrack's preload library
+//! (Debian's `heaptrack`) and leaves FILE.gz for `heaptrack_print`: the
+//! allocations behind the figures, by call site.
 //!
 //! `--bird-log-in-etc` makes BIRD log into the directory of bird.conf,
 //! which autopeer watches (see README, Performance).
@@ -29,24 +37,29 @@ use std::time::{Duration, Instant};
 use autopeer::bird::render;
 use common::*;
 
-/// Sum of voluntary + involuntary context switches over all threads.
-fn switches(pid: u32) -> u64 {
+/// Voluntary (the thread slept: a wake-up) and involuntary (the scheduler
+/// preempted it: other load on the machine) context switches, summed over
+/// all threads.
+fn switches(pid: u32) -> (u64, u64) {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return (0, 0);
+    };
+    let field = |s: &str, name: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     };
     tasks
         .flatten()
         .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
         .map(|s| {
-            s.lines()
-                .filter(|l| {
-                    l.starts_with("voluntary_ctxt_switches:")
-                        || l.starts_with("nonvoluntary_ctxt_switches:")
-                })
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>()
+            (
+                field(&s, "voluntary_ctxt_switches:"),
+                field(&s, "nonvoluntary_ctxt_switches:"),
+            )
         })
-        .sum()
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 /// USER_HZ from `getconf CLK_TCK` (100 on Linux).
@@ -210,8 +223,10 @@ fn main() {
         threads(pid)
     );
     println!(
-        "daemon idle: {:.0} wake-ups/min (context switches, all threads), CPU {:.3} s/min",
-        per_min((sw1 - sw0) as f64),
+        "daemon idle: {:.0} wake-ups/min (context switches, all threads: {:.0} voluntary, {:.0} involuntary), CPU {:.3} s/min",
+        per_min((sw1.0 + sw1.1 - sw0.0 - sw0.1) as f64),
+        per_min((sw1.0 - sw0.0) as f64),
+        per_min((sw1.1 - sw0.1) as f64),
         per_min(cpu1 - cpu0)
     );
     println!(

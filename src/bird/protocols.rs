@@ -231,27 +231,36 @@ impl Protocol {
     /// other protocols, and for a down BGP protocol whose Info holds only an
     /// error (`Error: Kernel MD5 auth failed`) or nothing.
     pub fn bgp_state_word(&self) -> Option<BgpState> {
-        if !self.proto.eq_ignore_ascii_case("BGP") {
-            return None;
-        }
-        let word = self.info.split_ascii_whitespace().next()?;
-        BgpState::known(word)
+        bgp_state_word(&self.proto, &self.info)
     }
 
     /// The Info column without its leading BGP state word:
     /// `Socket: Connection refused`. `None` when nothing is left.
     pub fn info_message(&self) -> Option<&str> {
-        let rest = match self.bgp_state_word() {
-            Some(state) => self
-                .info
-                .trim_start()
-                .strip_prefix(state.as_str())
-                .unwrap_or(&self.info),
-            None => &self.info,
-        };
-        let rest = rest.trim();
-        (!rest.is_empty()).then_some(rest)
+        info_message(&self.proto, &self.info)
     }
+}
+
+/// [`Protocol::bgp_state_word`] of a row's protocol and Info columns.
+fn bgp_state_word(proto: &str, info: &str) -> Option<BgpState> {
+    if !proto.eq_ignore_ascii_case("BGP") {
+        return None;
+    }
+    let word = info.split_ascii_whitespace().next()?;
+    BgpState::known(word)
+}
+
+/// [`Protocol::info_message`] of a row's protocol and Info columns.
+fn info_message<'a>(proto: &str, info: &'a str) -> Option<&'a str> {
+    let rest = match bgp_state_word(proto, info) {
+        Some(state) => info
+            .trim_start()
+            .strip_prefix(state.as_str())
+            .unwrap_or(info),
+        None => info,
+    };
+    let rest = rest.trim();
+    (!rest.is_empty()).then_some(rest)
 }
 
 /// Parses a whole `show protocols [all]` reply. The first bad row or
@@ -583,6 +592,16 @@ impl TableRow<'_> {
             info: self.info.to_owned(),
             bgp: None,
         }
+    }
+
+    /// [`Protocol::bgp_state_word`], without building a [`Protocol`].
+    pub fn bgp_state_word(&self) -> Option<BgpState> {
+        bgp_state_word(self.proto, self.info)
+    }
+
+    /// [`Protocol::info_message`], without building a [`Protocol`].
+    pub fn info_message(&self) -> Option<&str> {
+        info_message(self.proto, self.info)
     }
 
     /// BIRD's state `up` and BGP `Established`.

@@ -24,7 +24,22 @@ impl Core {
         let table = rows.to_table();
         let mut persist = false;
         for name in self.book.peers.keys() {
-            let row = table.get(name).map(|r| r.to_protocol());
+            let row = table.get(name);
+            // The same row as last time changes nothing: skip the work
+            // (10,000 rows every poll).
+            let same = match row {
+                Some(r) => self.runtime.shows(
+                    name,
+                    r.state,
+                    r.bgp_state_word().as_ref().map(|w| w.as_str()),
+                    r.info_message(),
+                ),
+                None => !self.runtime.listed(name),
+            };
+            if same {
+                continue;
+            }
+            let row = row.map(|r| r.to_protocol());
             let first = self.polls <= 1;
             let (changed, event) = self.runtime.update(name, |rt| {
                 let before_known = rt.state.is_some();

@@ -89,6 +89,17 @@ impl Facts {
         self.map.get(name).is_some_and(|p| p.state.is_some())
     }
 
+    /// True when `name`'s recorded state, BGP state word and Info message
+    /// are these: folding the same row in again changes nothing
+    /// ([`super::runtime::observe`] is idempotent for a repeated row).
+    pub fn shows(&self, name: &str, state: &str, info: Option<&str>, message: Option<&str>) -> bool {
+        self.map.get(name).is_some_and(|p| {
+            p.state.as_deref() == Some(state)
+                && p.info.as_deref() == info
+                && p.message.as_deref() == message
+        })
+    }
+
     /// Runs `f` on `name`'s facts (a default [`Runtime`] when none were
     /// recorded) and keeps what it leaves.
     pub fn update<R>(&mut self, name: &str, f: impl FnOnce(&mut Runtime) -> R) -> R {
