@@ -222,11 +222,14 @@ fn main() {
         status_kb(pid, "VmHWM").unwrap_or(0),
         threads(pid)
     );
+    // A thread that ended in the window takes its counts with it: each
+    // kind is at least zero.
+    let (vol, invol) = (sw1.0.saturating_sub(sw0.0), sw1.1.saturating_sub(sw0.1));
     println!(
         "daemon idle: {:.0} wake-ups/min (context switches, all threads: {:.0} voluntary, {:.0} involuntary), CPU {:.3} s/min",
-        per_min((sw1.0 + sw1.1 - sw0.0 - sw0.1) as f64),
-        per_min((sw1.0 - sw0.0) as f64),
-        per_min((sw1.1 - sw0.1) as f64),
+        per_min((vol + invol) as f64),
+        per_min(vol as f64),
+        per_min(invol as f64),
         per_min(cpu1 - cpu0)
     );
     println!(

@@ -29,7 +29,8 @@
 //!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
 //!   roster --watch Arc<Config>------> nhrp server
 //!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
-//!                                     peers, count of configures)
+//!                                     peers, count of configures), and
+//!                                     observer (a change: poll again soon)
 //!   roster --> daemon log, audit log (written in the owner task)
 //!
 //!   the roster's children, JoinHandles its select polls:

@@ -120,7 +120,11 @@ async fn a_state_change_in_bird_is_seen_within_the_documented_delay() {
     conn.enable("peer_a").await.unwrap();
     let changed = Instant::now();
     let seen = until_state(&mut rx, "peer_a", "start").await;
-    assert!(seen - changed <= limit, "enable seen after {:?}", seen - changed);
+    assert!(
+        seen - changed <= limit,
+        "enable seen after {:?}",
+        seen - changed
+    );
     token.cancel();
     tokio::time::timeout(T, task).await.unwrap().unwrap();
 }

@@ -627,7 +627,9 @@ fn table_built_line_by_line_matches_the_parsed_rows() {
             (Ok(ps), Ok(t)) => {
                 assert_eq!(t.len(), ps.len(), "{name}");
                 for p in &ps {
-                    let r = t.get(&p.name).unwrap_or_else(|| panic!("{name}: {}", p.name));
+                    let r = t
+                        .get(&p.name)
+                        .unwrap_or_else(|| panic!("{name}: {}", p.name));
                     assert_eq!(
                         (r.proto, r.state, r.info),
                         (p.proto.as_str(), p.state.as_str(), p.info.as_str()),
@@ -656,7 +658,10 @@ fn table_built_line_by_line_matches_the_parsed_rows() {
             bgp: None,
         }])
     };
-    let active = row(ProtoState::Start, "Active        Socket: Connection refused");
+    let active = row(
+        ProtoState::Start,
+        "Active        Socket: Connection refused",
+    );
     assert_eq!(active.digest(), row(ProtoState::Start, "Connect").digest());
     assert_ne!(active.digest(), row(ProtoState::Down, "").digest());
     assert_ne!(

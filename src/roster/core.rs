@@ -30,9 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::book::Book;
 use super::budget::Budget;
+use super::facts::Facts;
 use super::job::Flight;
 pub use super::job::{AfterApply, Done, Job, Plan};
-use super::facts::Facts;
 use super::Admitted;
 use crate::admission::{self, Decision, Evidence, Memory, Refusal};
 use crate::apply::ApplyError;

@@ -92,7 +92,13 @@ impl Facts {
     /// True when `name`'s recorded state, BGP state word and Info message
     /// are these: folding the same row in again changes nothing
     /// ([`super::runtime::observe`] is idempotent for a repeated row).
-    pub fn shows(&self, name: &str, state: &str, info: Option<&str>, message: Option<&str>) -> bool {
+    pub fn shows(
+        &self,
+        name: &str,
+        state: &str,
+        info: Option<&str>,
+        message: Option<&str>,
+    ) -> bool {
         self.map.get(name).is_some_and(|p| {
             p.state.as_deref() == Some(state)
                 && p.info.as_deref() == info
