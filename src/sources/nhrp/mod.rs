@@ -32,6 +32,7 @@
 //! Layout: `message` is the pure part (parser, framer, reply), `server` the
 //! socket and the decisions.
 
+pub mod cert;
 mod message;
 mod server;
 
