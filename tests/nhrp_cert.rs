@@ -513,3 +513,68 @@ fn admission_applies_the_groups_certificate_rule() {
         Decision::Admit(_)
     ));
 }
+
+// ------------------------------------------------------------------- check
+
+#[test]
+fn check_names_the_ca_key_and_warns_when_others_can_write_the_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Hub CA");
+    let file = dir.path().join("hub-ca.pem");
+    std::fs::write(&file, &ca.pem).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = config(dir.path(), "ca = \"hub-ca.pem\"\nrequire_cert = true").unwrap();
+    let f = autopeer::check::check_certs(&c);
+    let info = f
+        .iter()
+        .find(|x| x.severity == autopeer::check::Severity::Info)
+        .unwrap();
+    assert_eq!(info.key, "group.spokes.ca");
+    assert!(
+        info.message
+            .contains("must chain to CN=Hub CA, O=autopeer test (0 intermediate(s))"),
+        "{info}"
+    );
+    assert!(info
+        .message
+        .ends_with("registrations without one are refused"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let f = autopeer::check::check_certs(&c);
+    let w = f
+        .iter()
+        .find(|x| x.severity == autopeer::check::Severity::Warning)
+        .expect("a warning");
+    assert_eq!(w.key, "group.spokes.ca");
+    assert!(
+        w.message
+            .contains(&format!("{} is writable by anyone", file.display())),
+        "{w}"
+    );
+
+    // `autopeer check` (the binary) on a config whose CA is no CA: exit 1,
+    // the key named.
+    let leaf = dir.path().join("leaf.der");
+    std::fs::write(&leaf, ca.spoke("spoke2", &["10.88.0.2"])).unwrap();
+    let cfg = dir.path().join("autopeer.toml");
+    std::fs::write(
+        &cfg,
+        "[[group]]\nname = \"spokes\"\ntemplate = \"T\"\nprefixes = [\"10.88.0.0/24\"]\nca = \"leaf.der\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", cfg.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("group.spokes.ca")
+            && text.contains("certificate 1 (CN=spoke2): not a CA (no basicConstraints extension)"),
+        "{text}"
+    );
+}
