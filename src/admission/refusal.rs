@@ -226,9 +226,9 @@ impl fmt::Display for Refusal {
             Refusal::CertMissing { group, via } if *via == Via::Nhrp => {
                 write!(f, "group {group} requires a certificate, nhrpd sent none")
             }
-            Refusal::CertMissing { group, via } => write!(
+            Refusal::CertMissing { group, .. } => write!(
                 f,
-                "group {group} requires a certificate, which only an NHRP registration carries (not {via})"
+                "group {group} requires a certificate, which only an NHRP registration carries"
             ),
             Refusal::CertRejected { group, why } => write!(f, "{why} (group {group})"),
             Refusal::NameInBirdConf { name } => {
