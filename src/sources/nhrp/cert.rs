@@ -463,7 +463,7 @@ impl fmt::Display for CertRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("certificate")?;
         match (&self.subject, &self.serial) {
-            (Some(s), Some(n)) => write!(f, " {s} (serial {n})")?,
+            (Some(s), Some(n)) => write!(f, " {}", who(s, n))?,
             (Some(s), None) => write!(f, " {s}")?,
             _ => {}
         }
@@ -474,12 +474,17 @@ impl fmt::Display for CertRejection {
 /// Who a certificate belongs to, for an audit line: `CN=spoke2 (serial
 /// 01:02)`; `None` when it is not a certificate.
 pub fn describe(der: &[u8]) -> Option<String> {
-    let c = parse(der).ok()?;
-    Some(format!(
-        "{} (serial {})",
-        subject_of(&c),
-        clean(&c.raw_serial_as_string())
-    ))
+    parse(der)
+        .ok()
+        .map(|c| who(&subject_of(&c), &serial_of(&c)))
+}
+
+fn serial_of(c: &X509Certificate<'_>) -> String {
+    clean(&c.raw_serial_as_string())
+}
+
+fn who(subject: &str, serial: &str) -> String {
+    format!("{subject} (serial {serial})")
 }
 
 fn webpki_problem(e: &webpki::Error) -> CertProblem {
@@ -518,9 +523,9 @@ pub fn verify(
         problem,
     };
     let c = parse(der).map_err(|r| reject(None, None, CertProblem::Malformed(r)))?;
-    let subject = Some(subject_of(&c));
-    let serial = Some(clean(&c.raw_serial_as_string()));
-    let fail = |problem| reject(subject.clone(), serial.clone(), problem);
+    let subject = subject_of(&c);
+    let serial = serial_of(&c);
+    let fail = |problem| reject(Some(subject.clone()), Some(serial.clone()), problem);
     // The end entity's own times, in its own words (webpki would report
     // them too, without the date).
     let t = unix(now);
@@ -593,9 +598,5 @@ pub fn verify(
         };
         return Err(fail(CertProblem::NotForAddress { addr, names }));
     }
-    Ok(format!(
-        "{} (serial {})",
-        subject.unwrap_or_default(),
-        serial.unwrap_or_default()
-    ))
+    Ok(who(&subject, &serial))
 }
