@@ -477,29 +477,37 @@ impl FakeNhrpd {
     }
 }
 
-#[test]
-fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
-    if !lab_allowed() {
-        return;
-    }
-    // rr + c2, c3 (inside the group prefix) and c200 (the outsider). All
-    // three knock on the rr's BGP port all the time; with `logs = []` that
-    // admits nobody: only NHRP can.
-    let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
-    for node in ["c2", "c3", "c200"] {
-        lab.start(node);
-    }
-    let d = lab.dir.path().to_path_buf();
-    let nhrp_sock = d.join("nhrp.sock");
-    let ctl = d.join("autopeer.ctl");
-    let audit = d.join("audit.log");
-    let include = PathBuf::from(lab.get("RR_INCLUDE"));
-    let daemon_log = d.join("autopeer.out");
-    let config = d.join("autopeer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[bird]
+/// The files of a hub run: the daemon's config (written by [`Hub::write`]),
+/// sockets, audit log and output, in the lab's directory.
+struct Hub {
+    d: PathBuf,
+    nhrp_sock: PathBuf,
+    ctl: PathBuf,
+    audit: PathBuf,
+    include: PathBuf,
+    daemon_log: PathBuf,
+    config: PathBuf,
+}
+
+impl Hub {
+    /// Writes the hub's autopeer.toml for the lab's rr: an NHRP socket,
+    /// `sources` (the `logs` line, more keys), and one group `spokes` on the
+    /// lab's group prefix with `group` added.
+    fn write(lab: &BirdLab, sources: &str, group: &str) -> Hub {
+        let d = lab.dir.path().to_path_buf();
+        let hub = Hub {
+            nhrp_sock: d.join("nhrp.sock"),
+            ctl: d.join("autopeer.ctl"),
+            audit: d.join("audit.log"),
+            include: PathBuf::from(lab.get("RR_INCLUDE")),
+            daemon_log: d.join("autopeer.out"),
+            config: d.join("autopeer.toml"),
+            d,
+        };
+        std::fs::write(
+            &hub.config,
+            format!(
+                r#"[bird]
 socket = "{ctl}"
 config = "{conf}"
 include = "{include}"
@@ -512,29 +520,57 @@ audit_log = "{audit}"
 batch = "200ms"
 
 [sources]
-logs = []
 nhrp_socket = "{nhrp}"
-nhrp_policy = "enforce"
+{sources}
 
 [[group]]
 name = "spokes"
 template = "{template}"
 prefixes = ["{prefix}"]
 neighbor = "internal"
-nbma_prefixes = ["192.0.2.0/24"]
+{group}
 "#,
-            ctl = lab.get("RR_CTL"),
-            conf = lab.get("RR_CONF"),
-            include = include.display(),
-            sock = ctl.display(),
-            d = d.display(),
-            audit = audit.display(),
-            nhrp = nhrp_sock.display(),
-            template = lab.get("TEMPLATE"),
-            prefix = lab.get("GROUP_PREFIX"),
-        ),
-    )
-    .unwrap();
+                ctl = lab.get("RR_CTL"),
+                conf = lab.get("RR_CONF"),
+                include = hub.include.display(),
+                sock = hub.ctl.display(),
+                d = hub.d.display(),
+                audit = hub.audit.display(),
+                nhrp = hub.nhrp_sock.display(),
+                template = lab.get("TEMPLATE"),
+                prefix = lab.get("GROUP_PREFIX"),
+            ),
+        )
+        .unwrap();
+        hub
+    }
+}
+
+#[test]
+fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
+    if !lab_allowed() {
+        return;
+    }
+    // rr + c2, c3 (inside the group prefix) and c200 (the outsider). All
+    // three knock on the rr's BGP port all the time; with `logs = []` that
+    // admits nobody: only NHRP can.
+    let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
+    for node in ["c2", "c3", "c200"] {
+        lab.start(node);
+    }
+    let Hub {
+        d,
+        nhrp_sock,
+        ctl,
+        audit,
+        include,
+        daemon_log,
+        config,
+    } = Hub::write(
+        &lab,
+        "logs = []\nnhrp_policy = \"enforce\"",
+        "nbma_prefixes = [\"192.0.2.0/24\"]",
+    );
     assert_eq!(lab.get("GROUP_PREFIX"), "10.88.0.0/25");
     assert_eq!(lab.get("OUTSIDER"), "10.88.0.200");
 
@@ -749,57 +785,22 @@ fn certificate_binding_end_to_end() {
     for node in ["c2", "c3"] {
         lab.start(node);
     }
-    let d = lab.dir.path().to_path_buf();
-    let nhrp_sock = d.join("nhrp.sock");
-    let ctl = d.join("autopeer.ctl");
-    let audit = d.join("audit.log");
-    let include = PathBuf::from(lab.get("RR_INCLUDE"));
-    let daemon_log = d.join("autopeer.out");
-    let config = d.join("autopeer.toml");
     let hub = Ca::root("Hub CA");
     let other = Ca::root("Other CA");
-    std::fs::write(d.join("hub-ca.pem"), &hub.pem).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[bird]
-socket = "{ctl}"
-config = "{conf}"
-include = "{include}"
-keyring = "off"
-
-[agent]
-socket = "{sock}"
-state = "{d}/state.toml"
-audit_log = "{audit}"
-batch = "200ms"
-
-[sources]
-logs = ["{log}"]
-nhrp_socket = "{nhrp}"
-
-[[group]]
-name = "spokes"
-template = "{template}"
-prefixes = ["{prefix}"]
-neighbor = "internal"
-nbma_prefixes = ["192.0.2.0/24"]
-ca = "hub-ca.pem"
-require_cert = true
-"#,
-            ctl = lab.get("RR_CTL"),
-            conf = lab.get("RR_CONF"),
-            include = include.display(),
-            sock = ctl.display(),
-            d = d.display(),
-            audit = audit.display(),
-            log = lab.get("RR_LOG"),
-            nhrp = nhrp_sock.display(),
-            template = lab.get("TEMPLATE"),
-            prefix = lab.get("GROUP_PREFIX"),
-        ),
-    )
-    .unwrap();
+    std::fs::write(lab.dir.path().join("hub-ca.pem"), &hub.pem).unwrap();
+    let Hub {
+        nhrp_sock,
+        ctl,
+        audit,
+        include,
+        daemon_log,
+        config,
+        ..
+    } = Hub::write(
+        &lab,
+        &format!("logs = [\"{}\"]", lab.get("RR_LOG")),
+        "nbma_prefixes = [\"192.0.2.0/24\"]\nca = \"hub-ca.pem\"\nrequire_cert = true",
+    );
 
     let daemon = Daemon::start(&config, &daemon_log);
     let dump = || {
