@@ -578,3 +578,35 @@ fn check_names_the_ca_key_and_warns_when_others_can_write_the_ca() {
         "{text}"
     );
 }
+
+// ------------------------------------------------------------- properties
+
+proptest::proptest! {
+    /// Whatever bytes nhrpd passes, verification answers without panicking,
+    /// and any one byte changed in a good certificate makes it refused
+    /// (every byte is under the signature or checked against it).
+    #[test]
+    fn no_changed_byte_passes_and_nothing_panics(
+        at in 0usize..4096,
+        xor in 1u8..=255,
+        junk in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+    ) {
+        let (ca, good) = &*GOOD;
+        let _ = cert::verify(ca, &junk, ip("10.88.0.2"), now());
+        let _ = cert::describe(&junk);
+        let mut bad = good.clone();
+        let i = at % bad.len();
+        bad[i] ^= xor;
+        let r = cert::verify(ca, &bad, ip("10.88.0.2"), now());
+        proptest::prop_assert!(r.is_err(), "byte {} ^ {:#x} accepted: {:?}", i, xor, r);
+    }
+}
+
+/// One CA and a spoke certificate it accepts, made once for the property.
+static GOOD: std::sync::LazyLock<(CaStore, Vec<u8>)> = std::sync::LazyLock::new(|| {
+    let ca = Ca::root("Hub CA");
+    let der = ca.spoke("spoke2", &["10.88.0.2"]);
+    let s = store(&ca.pem);
+    assert!(cert::verify(&s, &der, ip("10.88.0.2"), now()).is_ok());
+    (s, der)
+});
