@@ -610,3 +610,81 @@ static GOOD: std::sync::LazyLock<(CaStore, Vec<u8>)> = std::sync::LazyLock::new(
     assert!(cert::verify(&s, &der, ip("10.88.0.2"), now()).is_ok());
     (s, der)
 });
+
+/// The CA file where another account can write (its directory plays
+/// `/etc/bird`, owned by uid 65534, which does each step with its own
+/// privileges): a FIFO or a link to /dev/zero planted there is refused at
+/// once, naming the key, by the config load and by `autopeer run`; a CA of
+/// its own making loads (nothing in a file tells whose it is) but `check`
+/// warns that the file's owner decides which spokes are admitted.
+#[test]
+fn a_ca_file_another_account_controls() {
+    use common::attacker;
+    if !attacker::can_switch_user() {
+        return;
+    }
+    let theirs = attacker::attackers_dir();
+    let ours = tempfile::tempdir().unwrap();
+    let ca_path = theirs.path().join("hub-ca.pem");
+    let extra = format!("ca = \"{}\"\nrequire_cert = true", ca_path.display());
+
+    attacker::as_attacker(&format!("mkfifo {}", ca_path.display()));
+    let t0 = Instant::now();
+    let r = config(ours.path(), &extra);
+    attacker::unjam(&ca_path);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let p = problems(r);
+    assert_eq!(p[0].0, "group.spokes.ca", "{p:?}");
+
+    attacker::as_attacker(&format!(
+        "rm {p} && ln -s /dev/zero {p}",
+        p = ca_path.display()
+    ));
+    let cfg = ours.path().join("autopeer.toml");
+    std::fs::write(
+        &cfg,
+        format!("[[group]]\nname = \"spokes\"\ntemplate = \"T\"\nprefixes = [\"10.88.0.0/24\"]\n{extra}\n"),
+    )
+    .unwrap();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_autopeer"))
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("autopeer run did not stop on a CA that is /dev/zero");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = run.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("group.spokes.ca: cannot read"), "{text}");
+
+    let mine = Ca::root("Attacker CA");
+    attacker::as_attacker(&format!(
+        "rm {p} && printf '%s' '{pem}' > {p}",
+        p = ca_path.display(),
+        pem = mine.pem
+    ));
+    let c = config(ours.path(), &extra).unwrap();
+    let f = autopeer::check::check_certs(&c);
+    assert!(
+        f.iter()
+            .any(|x| x.severity == autopeer::check::Severity::Warning
+                && x.message.contains(&format!(
+                    "{} is owned by uid {}",
+                    ca_path.display(),
+                    attacker::NOBODY
+                ))),
+        "{f:?}"
+    );
+}
