@@ -395,13 +395,16 @@ fn config_keys_read_the_ca_and_name_the_key_on_errors() {
 
 // --------------------------------------------------------------- admission
 
-struct NoRoster;
-impl admission::RosterLookup for NoRoster {
-    fn find(&self, _: IpAddr) -> Option<String> {
-        None
+/// A roster holding at most one peer.
+struct OneRoster(Option<(IpAddr, &'static str)>);
+impl admission::RosterLookup for OneRoster {
+    fn find(&self, addr: IpAddr) -> Option<String> {
+        self.0
+            .filter(|(a, _)| *a == addr)
+            .map(|(_, n)| n.to_string())
     }
     fn group_size(&self, _: &str) -> usize {
-        0
+        usize::from(self.0.is_some())
     }
 }
 
@@ -416,6 +419,17 @@ fn groups(dir: &Path, ca: &Ca, required: bool) -> Vec<Group> {
 }
 
 fn decide(groups: &[Group], addr: &str, via: Via, trust: Trust, cert: Option<&[u8]>) -> Decision {
+    decide_with(&OneRoster(None), groups, addr, via, trust, cert)
+}
+
+fn decide_with(
+    roster: &OneRoster,
+    groups: &[Group],
+    addr: &str,
+    via: Via,
+    trust: Trust,
+    cert: Option<&[u8]>,
+) -> Decision {
     let bird = BirdConf::default();
     admission::decide(
         Request {
@@ -429,7 +443,7 @@ fn decide(groups: &[Group], addr: &str, via: Via, trust: Trust, cert: Option<&[u
         Context {
             groups,
             birdconf: &bird,
-            roster: &NoRoster,
+            roster,
             now: Instant::now(),
             wall: now(),
         },
@@ -485,6 +499,32 @@ fn admission_applies_the_groups_certificate_rule() {
     assert_eq!(r.kind(), "certificate");
     assert!(r.to_string().contains("only an NHRP registration"), "{r}");
     assert_eq!(r.reported(Via::BirdLog), (true, true));
+    // Once a peer, its BIRD knocks are "already", not refusals; its next
+    // registration shows its certificate again.
+    let known = OneRoster(Some((ip("10.88.0.2"), "spokes_10_88_0_2")));
+    assert!(matches!(
+        decide_with(
+            &known,
+            &required,
+            "10.88.0.2",
+            Via::BirdLog,
+            Trust::Bird,
+            None
+        ),
+        Decision::Already { .. }
+    ));
+    assert_eq!(
+        refusal(decide_with(
+            &known,
+            &required,
+            "10.88.0.2",
+            Via::Nhrp,
+            Trust::Nhrp,
+            Some(&wrong)
+        ))
+        .kind(),
+        "certificate"
+    );
     // An operator's `add` is the operator's call.
     assert!(matches!(
         decide(&required, "10.88.0.2", Via::Operator, Trust::Operator, None),

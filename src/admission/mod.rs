@@ -285,7 +285,9 @@ fn decide_inner(
     if via == Via::Nhrp {
         check_nbma(ctx.groups, req.addr, req.nbma)?;
     }
-    if !operator {
+    // Every registration shows its certificate again; other evidence about
+    // a peer already in the roster admits nothing new, so it is not asked.
+    if !operator && (via == Via::Nhrp || ctx.roster.find(req.addr).is_none()) {
         check_cert(ctx.groups, req.addr, via, req.cert, ctx.wall)?;
     }
     if !operator {
