@@ -259,11 +259,10 @@ impl Roster {
                 cert,
                 reply,
             } => {
-                let _ =
-                    reply.send(
-                        self.core
-                            .admit(&sighting, group.as_deref(), nbma, &cert, now()),
-                    );
+                let decided = self
+                    .core
+                    .admit(&sighting, group.as_deref(), nbma, &cert, now());
+                let _ = reply.send(decided);
             }
             Msg::Remove { target, reply } => {
                 let _ = reply.send(self.core.remove(&target, now()));

@@ -299,8 +299,9 @@ struct Verdict {
 }
 
 /// Asks the roster, which decides by [`crate::admission::decide`] (group,
-/// `nbma_prefixes`, deny, limits, rate) from its state and batches the BGP
-/// change.
+/// `nbma_prefixes`, certificate binding, deny, limits, rate) from its state
+/// and batches the BGP change. The certificate goes along whole (at most
+/// 2 KiB from nhrpd); only its subject and serial are ever written out.
 async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
     let refused = |outcome: String, kind| Verdict {
         admitted: false,
