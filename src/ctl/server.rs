@@ -525,6 +525,7 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
                 sighting,
                 group,
                 nbma: None,
+                cert: Vec::new(),
                 reply,
             })
             .await;
