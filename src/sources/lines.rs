@@ -3,7 +3,9 @@
 //! One parser per known format; [`parse_line`] tells the formats apart and
 //! dispatches. Every parser is a pure function over `&str`: no I/O, no
 //! logging, no tokio. Work is bounded: lines longer than [`MAX_LINE_LEN`]
-//! are rejected before any scanning.
+//! are rejected before any scanning. [`scan_lines`] reads a whole buffer
+//! of lines as [`parse_raw`] would one by one, but parses only the few
+//! lines that hold a trigger text (see [`NEEDLES`]).
 //!
 //! What must never happen here: a [`Sighting`] built from text that is not
 //! exactly one of the formats below. Addresses are parsed into [`IpAddr`]
