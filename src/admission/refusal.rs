@@ -125,6 +125,21 @@ impl Refusal {
         }
     }
 
+    /// The configured group the refusal concerns, if one applies (a
+    /// metrics label: never a name the sender or an operator typed).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Refusal::LinkLocalWithoutInterface { group }
+            | Refusal::WrongInterface { group, .. }
+            | Refusal::Denied { group, .. }
+            | Refusal::MaxPeers { group, .. }
+            | Refusal::RateLimited { group, .. }
+            | Refusal::NbmaMissing { group }
+            | Refusal::NbmaOutside { group, .. } => Some(group),
+            _ => None,
+        }
+    }
+
     /// How the roster reports this refusal of a request that came `via`:
     /// (its own `refusing` audit line, a count in `show sources`). An
     /// operator's typo and a quiet knock get no line; NHRP's own group and

@@ -281,6 +281,7 @@ impl Core {
             }
         };
         let peer = admit.peer;
+        crate::metrics::admitted(&admit.group);
         let admitted = Admitted {
             name: peer.name.clone(),
             group: admit.group.clone(),
@@ -304,6 +305,7 @@ impl Core {
     /// Counts and audits a refusal as [`Refusal::reported`] says.
     pub(super) fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
         let (line, counted) = refusal.reported(via);
+        crate::metrics::refused(refusal);
         if counted {
             *self
                 .refusal_counts
