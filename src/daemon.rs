@@ -155,12 +155,13 @@ pub async fn run(
     }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
-    let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
-    // Bound before anything is served: a taken address stops the start.
+    // Bound before the control socket (which tells that the daemon is
+    // up): a taken address stops the start.
     let metrics = match config.agent.metrics {
         Some(addr) => Some(crate::metrics::server::bind(addr)?),
         None => None,
     };
+    let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
     let nhrp_stats = Arc::new(nhrp::NhrpStats::default());
     let ctl_task = tokio::spawn(ctl.run(
