@@ -67,9 +67,7 @@ fn get(addr: SocketAddr, path: &str) -> Option<String> {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -119,10 +117,7 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
 
     let config = write_config(&lab, "off", false);
     let mut text = read(&config);
-    text = text.replace(
-        "[agent]\n",
-        &format!("[agent]\nmetrics = \"{metrics}\"\n"),
-    );
+    text = text.replace("[agent]\n", &format!("[agent]\nmetrics = \"{metrics}\"\n"));
     std::fs::write(&config, text).unwrap();
     let (ok, out) = autopeer_check(&config);
     assert!(ok, "autopeer check failed:\n{out}");
@@ -150,8 +145,14 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
     .unwrap();
     let _prometheus = start(
         Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", d.join("prometheus").display()))
+            .arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                d.join("prometheus").display()
+            ))
             .arg(format!("--web.listen-address={prom}"))
             .arg("--log.level=warn"),
         &d.join("prometheus.log"),
@@ -227,7 +228,10 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
     // The operator's own protocols (no such description) keep their
     // series: the extra labels do not break the exporter's other series.
     assert_eq!(
-        one(prom, &format!("bird_protocol_up{{name=\"{}\"}}", lab.get("STATIC_PROTO"))),
+        one(
+            prom,
+            &format!("bird_protocol_up{{name=\"{}\"}}", lab.get("STATIC_PROTO"))
+        ),
         Some(1.0),
         "{}",
         dump()

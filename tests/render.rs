@@ -964,6 +964,9 @@ protocol bgp spokes_fe80__1_vti3 from SPOKES {
     assert_eq!(peers[1].iface.as_deref(), Some("vti3"));
     // The next write is in the new form, and reads back the same.
     let new = render(&peers).unwrap();
-    assert!(new.contains("description \"autopeer=1 group=spokes\";"), "{new}");
+    assert!(
+        new.contains("description \"autopeer=1 group=spokes\";"),
+        "{new}"
+    );
     assert_eq!(parse(&new).unwrap(), peers);
 }
