@@ -6,6 +6,9 @@
 //! Prometheus' own HTTP query API (`/api/v1/query`): the admitted client
 //! and the refused outsider are the right autopeer series, and BIRD's own
 //! series for the admitted peer carry `autopeer="1"` and `group="clients"`.
+//! The lab starts from an include an older autopeer wrote (the old
+//! `description "autopeer GROUP ADDR"`): it loads, the next apply rewrites
+//! it in the new form, and BIRD does not restart that peer's session.
 //!
 //! Needs root, bird2, iproute2, prometheus and prometheus-bird-exporter.
 //! With CI=true a missing prerequisite fails the test; elsewhere it skips
@@ -91,6 +94,17 @@ fn query(prom: SocketAddr, q: &str) -> Vec<(serde_json::Value, f64)> {
         .collect()
 }
 
+/// The Since column of the rr's protocol `proto` (when its state last
+/// changed).
+fn since(lab: &Lab, proto: &str) -> String {
+    let out = lab.birdc(&["show", "protocols", proto]);
+    out.lines()
+        .find(|l| l.starts_with(proto))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap_or_else(|| panic!("no row for {proto}:\n{out}"))
+        .to_string()
+}
+
 /// The single value of `q`, if there is exactly one series.
 fn one(prom: SocketAddr, q: &str) -> Option<f64> {
     match &query(prom, q)[..] {
@@ -109,9 +123,33 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
     if !lab_allowed(&tools, "Prometheus lab test") {
         return;
     }
-    // rr, c2 (knocking), c4 (static), c200 (outsider).
-    let lab = Lab::up(&["--clients", "1"]);
+    // rr, c2 (a peer of an older autopeer), c3 (knocking), c4 (static),
+    // c200 (outsider).
+    let lab = Lab::up(&["--clients", "2", "--no-start"]);
     let d = lab.dir.path().to_path_buf();
+    let include = lab.path("RR_INCLUDE");
+    std::fs::write(
+        &include,
+        format!(
+            "# Managed by autopeer: do not edit.\n\n\
+             # autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log\n\
+             protocol bgp clients_10_88_0_2 from {} {{\n\
+             \x20 neighbor 10.88.0.2 internal;\n\
+             \x20 description \"autopeer clients 10.88.0.2\";\n\
+             }}\n",
+            lab.get("TEMPLATE")
+        ),
+    )
+    .unwrap();
+    assert!(lab.birdc(&["configure"]).contains("Reconfigured"));
+    for node in ["c2", "c4", "c200"] {
+        lab.start(node);
+    }
+    assert!(
+        lab.established("clients_10_88_0_2", 60),
+        "c2 not Established"
+    );
+    let c2_since = since(&lab, "clients_10_88_0_2");
     let at = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
     let (metrics, prom, exporter) = (at(free_port()), at(free_port()), at(free_port()));
 
@@ -168,21 +206,23 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
         )
     };
 
+    lab.start("c3");
     assert!(
-        lab.established("clients_10_88_0_2", 60),
-        "c2 not Established\n{}",
+        lab.established("clients_10_88_0_3", 60),
+        "c3 not Established\n{}",
         dump()
     );
     wait_for_dump("Prometheus to scrape both targets", 60, &dump, || {
         one(prom, "sum(up)") == Some(2.0)
     });
 
-    // The admitted client: one admission, one Established peer.
-    wait_for_dump("the admitted peer in Prometheus", 60, &dump, || {
+    // The admitted client and the older one: one admission, two
+    // Established peers.
+    wait_for_dump("the peers in Prometheus", 60, &dump, || {
         one(
             prom,
             r#"autopeer_peers{group="clients",state="up",bgp_state="Established"}"#,
-        ) == Some(1.0)
+        ) == Some(2.0)
     });
     assert_eq!(
         one(prom, r#"autopeer_admissions_total{group="clients"}"#),
@@ -199,8 +239,8 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
     assert_eq!(refused[0].0.get("group"), None, "{refused:?}");
     assert_eq!(
         one(prom, "sum(autopeer_peers)"),
-        Some(1.0),
-        "only c2 is a peer\n{}",
+        Some(2.0),
+        "only c2 and c3 are peers\n{}",
         dump()
     );
     assert_eq!(one(prom, "autopeer_bird_up"), Some(1.0), "{}", dump());
@@ -217,14 +257,24 @@ fn prometheus_sees_admitted_and_refused_peers_and_birds_own_series() {
         dump()
     );
 
-    // BIRD's own series for the admitted protocol, through bird_exporter's
-    // description labels.
-    wait_for_dump("bird_exporter's labelled series", 30, &dump, || {
-        one(
-            prom,
-            r#"bird_protocol_up{name="clients_10_88_0_2",autopeer="1",group="clients"}"#,
-        ) == Some(1.0)
-    });
+    // BIRD's own series for both protocols, through bird_exporter's
+    // description labels: c3's include block was written in the new form,
+    // and c2's rewritten in it by the same apply, without a restart.
+    for proto in ["clients_10_88_0_3", "clients_10_88_0_2"] {
+        wait_for_dump("bird_exporter's labelled series", 30, &dump, || {
+            one(
+                prom,
+                &format!(r#"bird_protocol_up{{name="{proto}",autopeer="1",group="clients"}}"#),
+            ) == Some(1.0)
+        });
+    }
+    assert!(!read(&include).contains("autopeer clients"), "{}", dump());
+    assert_eq!(
+        since(&lab, "clients_10_88_0_2"),
+        c2_since,
+        "the new description restarted c2's session\n{}",
+        dump()
+    );
     // The operator's own protocols (no such description) keep their
     // series: the extra labels do not break the exporter's other series.
     assert_eq!(
