@@ -459,4 +459,62 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn keyring_and_nhrp_series_come_from_the_status_and_counters() {
+        use crate::keyring::report::{KeyringStatus, ListenerStatus};
+        use crate::keyring::Family;
+        let listener = |family, keys, failed: &[&str]| ListenerStatus {
+            family,
+            local: "0.0.0.0:179".parse().unwrap(),
+            inode: 1,
+            keys,
+            failed: failed.iter().map(|f| f.to_string()).collect(),
+        };
+        let snap = Snapshot {
+            peers: Vec::new(),
+            groups: Vec::new(),
+            dirty: false,
+            dry_run: false,
+            refusals: Default::default(),
+            last_poll: None,
+            bird_error: None,
+            started: std::time::SystemTime::now(),
+            keyring: Some(KeyringStatus {
+                keyed_groups: vec!["clients".into()],
+                wanted: (3, 1),
+                listeners: vec![
+                    listener(Family::V4, 2, &["10.0.0.0/8 (group clients): ENOMEM"]),
+                    listener(Family::V6, 1, &[]),
+                ],
+                ..KeyringStatus::default()
+            }),
+        };
+        let nhrp = Arc::new(NhrpStats::default());
+        nhrp.accepted.store(4, Ordering::Relaxed);
+        nhrp.rejected.store(2, Ordering::Relaxed);
+        nhrp.requests.store(6, Ordering::Relaxed);
+        let text = render(&Scrape {
+            snapshot: Some(&snap),
+            sources: &Sources {
+                nhrp: Some(nhrp),
+                ..Sources::default()
+            },
+        });
+        for series in [
+            "autopeer_keyring_keys{family=\"ipv4\"} 2",
+            "autopeer_keyring_keys{family=\"ipv6\"} 1",
+            "autopeer_keyring_keys_wanted{family=\"ipv4\"} 3",
+            "autopeer_keyring_key_errors{family=\"ipv4\"} 1",
+            "autopeer_keyring_key_errors{family=\"ipv6\"} 0",
+            "autopeer_nhrp_decisions_total{result=\"accept\"} 4",
+            "autopeer_nhrp_decisions_total{result=\"reject\"} 2",
+            "autopeer_sightings_total{source=\"nhrp\"} 6",
+            "autopeer_bird_up 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series}\n{text}");
+        }
+        // A failure's text (a prefix, a group) stays in show status.
+        assert!(!text.contains("10.0.0.0/8"), "{text}");
+    }
 }
