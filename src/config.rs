@@ -221,6 +221,10 @@ pub struct RawGroup {
     pub interface: Option<String>,
     #[serde(default)]
     pub nbma_prefixes: Vec<String>,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub require_cert: bool,
 }
 
 impl fmt::Debug for RawGroup {
@@ -338,6 +342,8 @@ pub struct Group {
     /// Required when a prefix is link-local.
     pub interface: Option<String>,
     pub nbma_prefixes: Vec<IpNet>,
+    /// NHRP certificate binding (`ca`, `require_cert`); `None` without `ca`.
+    pub cert: Option<crate::sources::nhrp::cert::CertPolicy>,
 }
 
 impl Group {

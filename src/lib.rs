@@ -24,6 +24,8 @@
 //! - [`config`]: the TOML schema and its validation.
 //! - [`ctl::proto`]: the control socket's commands and BIRD-framed replies.
 //! - [`sources::nhrp`] (parser half): nhrpd's event-socket messages.
+//! - [`sources::nhrp::cert`]: a spoke's IKE certificate against its group's CA
+//!   and GRE address (`ca`, `require_cert`; rustls-webpki).
 //!
 //! I/O at the edges:
 //! - [`bird::client`]: the only code that talks to BIRD's socket.

@@ -1079,6 +1079,7 @@ async fn watch_streams_hostile_text_escaped() {
         accepted: false,
         admitted: false,
         outcome: "no group matches".into(),
+        kind: Some("no_group"),
     });
     let json_reader = readers.pop().unwrap();
     let (text_bytes, text_line) = readers.pop().unwrap().await.unwrap();

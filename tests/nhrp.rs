@@ -338,6 +338,7 @@ fn fake_roster(cfg: &Config) -> mpsc::Sender<Msg> {
                 sighting,
                 group,
                 nbma,
+                cert,
                 reply,
             } = m
             {
@@ -355,6 +356,7 @@ fn fake_roster(cfg: &Config) -> mpsc::Sender<Msg> {
                         evidence: Evidence::verified(sighting.via, sighting.trust),
                         group: None,
                         nbma,
+                        cert: (!cert.is_empty()).then_some(&cert[..]),
                     },
                     Context {
                         groups: &groups,

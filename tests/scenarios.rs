@@ -100,7 +100,7 @@ impl Scene {
             at: self.now.wall,
         };
         self.core
-            .admit(&s, None, None, self.now)
+            .admit(&s, None, None, &[], self.now)
             .map(|a| a.name)
             .map_err(|r| r.kind().to_string())
     }

@@ -531,6 +531,7 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
                 sighting,
                 group,
                 nbma: None,
+                cert: Vec::new(),
                 reply,
             })
             .await;

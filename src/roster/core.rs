@@ -238,6 +238,7 @@ impl Core {
         s: &Sighting,
         only: Option<&str>,
         nbma: Option<IpAddr>,
+        cert: &[u8],
         now: Now,
     ) -> Result<Admitted, Refusal> {
         let neighbor = Neighbor {
@@ -256,6 +257,7 @@ impl Core {
                 },
                 group: only,
                 nbma,
+                cert: Some(cert).filter(|c| !c.is_empty()),
             },
             admission::Context {
                 groups: &config.groups,

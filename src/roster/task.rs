@@ -172,7 +172,7 @@ impl Roster {
                 _ = shutdown.cancelled() => break,
                 s = sightings.recv(), if sightings_open => match s {
                     Some(s) => {
-                        let _ = self.core.admit(&s, None, None, now());
+                        let _ = self.core.admit(&s, None, None, &[], now());
                     }
                     None => sightings_open = false,
                 },
@@ -256,9 +256,13 @@ impl Roster {
                 sighting,
                 group,
                 nbma,
+                cert,
                 reply,
             } => {
-                let _ = reply.send(self.core.admit(&sighting, group.as_deref(), nbma, now()));
+                let decided = self
+                    .core
+                    .admit(&sighting, group.as_deref(), nbma, &cert, now());
+                let _ = reply.send(decided);
             }
             Msg::Remove { target, reply } => {
                 let _ = reply.send(self.core.remove(&target, now()));

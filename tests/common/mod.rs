@@ -7,6 +7,7 @@
 //! - [`lab`]: the namespace lab of `bird/lab`;
 //! - [`daemon`]: the autopeer binary (`run`, `watch`, client commands);
 //! - [`attacker`]: another account's privileges for hostile-file tests;
+//! - [`certs`]: CAs and spoke certificates made by the test (rcgen);
 //! - here: the lab transcripts in `fixtures/transcripts/` and `FakeBird`,
 //!   a scripted BIRD control socket on a temp UNIX socket.
 //!
@@ -17,6 +18,7 @@
 
 pub mod attacker;
 pub mod bird;
+pub mod certs;
 pub mod daemon;
 pub mod journald;
 pub mod lab;
