@@ -136,7 +136,12 @@ pub async fn apply_on(
     }
 
     let down_before = down_protocols(&mut conn).await.map_err(unavailable)?;
-    if let Err(e) = conn.configure().await {
+    let started = std::time::Instant::now();
+    let configured = conn.configure().await;
+    if !matches!(&configured, Err(e) if e.bird_text().is_none()) {
+        crate::metrics::configure_took(started.elapsed());
+    }
+    if let Err(e) = configured {
         return Err(owned.rejected_or_elsewhere(e));
     }
 

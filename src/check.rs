@@ -187,6 +187,7 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             }
         }
     }
+    out.extend(crate::metrics::probe::check(config).await);
     match Connection::connect(&config.bird.socket, Duration::from_secs(5)).await {
         Ok(mut c) => {
             if let Err(e) = c.show_status().await {

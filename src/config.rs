@@ -137,6 +137,9 @@ pub struct RawAgent {
     pub batch: String,
     #[serde(default)]
     pub dry_run: bool,
+    /// `"ADDR:PORT"`; absent: no metrics endpoint.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -147,6 +150,7 @@ impl Default for RawAgent {
             audit_log: default_audit_log(),
             batch: default_batch(),
             dry_run: false,
+            metrics: None,
         }
     }
 }
@@ -300,6 +304,8 @@ pub struct AgentSection {
     pub audit_log: PathBuf,
     pub batch: Duration,
     pub dry_run: bool,
+    /// Where the Prometheus endpoint listens (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[sources]`, typed.

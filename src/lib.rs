@@ -43,6 +43,7 @@
 //! - [`sources::nhrp`] (server half): the DMVPN hub hook for FRR's nhrpd.
 //! - [`event`] and [`audit`]: every decision, logged, audited and streamed.
 //! - [`check`]: `autopeer check`.
+//! - [`metrics`]: Prometheus metrics over HTTP (`[agent] metrics`).
 //! - [`readsafe`]: opens a file for reading only if it is a regular file (no FIFO hangs).
 //! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`);
 //!   [`keyring::task`] is the daemon task that owns them and re-keys a new listener.
@@ -60,6 +61,7 @@ pub mod event;
 pub mod fsx;
 pub mod keyring;
 pub mod lifecycle;
+pub mod metrics;
 pub mod observer;
 pub mod readsafe;
 pub mod roster;

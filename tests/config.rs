@@ -542,3 +542,28 @@ fn unverified_defaults_to_refuse_and_takes_admit() {
         "{got:?}"
     );
 }
+
+#[test]
+fn metrics_is_off_by_default_and_its_address_is_checked() {
+    let c = Config::load_str(&group(""), &fx("")).unwrap();
+    assert_eq!(c.agent.metrics, None);
+    let c = Config::load_str(
+        &format!("[agent]\nmetrics = \"[::1]:9330\"\n{}", group("")),
+        &fx(""),
+    )
+    .unwrap();
+    assert_eq!(c.agent.metrics, Some("[::1]:9330".parse().unwrap()));
+    for (bad, says) in [
+        ("localhost:9330", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1", "not ADDR:PORT with an IP address"),
+        ("::1:9330", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1:99999", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1:0", "port 0"),
+    ] {
+        let p = problems(&format!("[agent]\nmetrics = \"{bad}\"\n{}", group("")));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key_path, "agent.metrics", "{bad}");
+        assert!(p[0].message.contains(says), "{bad}: {}", p[0].message);
+        assert!(p[0].message.contains(bad), "{bad}: {}", p[0].message);
+    }
+}

@@ -150,6 +150,7 @@ fn context(roster: mpsc::Sender<Msg>, dir: &Path) -> Context {
         config_path: None,
         bird_socket: dir.join("no-bird.ctl"),
         sources: Default::default(),
+        metrics: None,
     }
 }
 
@@ -786,6 +787,7 @@ async fn reload_refuses_a_broken_config_and_takes_a_good_one() {
         config_path: Some(bad),
         bird_socket: dir.path().join("no-bird.ctl"),
         sources: Default::default(),
+        metrics: None,
     };
     let reply = execute(&ctx, CtlCommand::Reload).await;
     assert!(reply.starts_with("8002-"), "{reply}");
@@ -966,6 +968,7 @@ async fn the_socket_is_created_carefully() {
             config_path: None,
             bird_socket: dir.path().join("none"),
             sources: Default::default(),
+            metrics: None,
         },
         token.clone(),
     ));

@@ -139,6 +139,38 @@ impl Refusal {
         }
     }
 
+    /// The configured group the refusal concerns, if one applies (a
+    /// metrics label: never a name the sender or an operator typed).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Refusal::LinkLocalWithoutInterface { group }
+            | Refusal::WrongInterface { group, .. }
+            | Refusal::Denied { group, .. }
+            | Refusal::MaxPeers { group, .. }
+            | Refusal::RateLimited { group, .. }
+            | Refusal::NbmaMissing { group }
+            | Refusal::NbmaOutside { group, .. }
+            | Refusal::CertMissing { group, .. }
+            | Refusal::CertRejected { group, .. } => Some(group),
+            // No variant left out by accident: a new one must say.
+            Refusal::Forged { .. }
+            | Refusal::Unverified { .. }
+            | Refusal::Unspecified
+            | Refusal::Loopback
+            | Refusal::Multicast
+            | Refusal::Broadcast
+            | Refusal::NoGroup
+            | Refusal::Static { .. }
+            | Refusal::InNativeRange { .. }
+            | Refusal::InRoster { .. }
+            | Refusal::RecentlyRemoved
+            | Refusal::NoSuchGroup { .. }
+            | Refusal::NameInBirdConf { .. }
+            | Refusal::NameTaken { .. }
+            | Refusal::Unwritable { .. } => None,
+        }
+    }
+
     /// How the roster reports this refusal of a request that came `via`:
     /// (its own `refusing` audit line, a count in `show sources`). An
     /// operator's typo and a quiet knock get no line; NHRP's own group and

@@ -88,12 +88,21 @@ impl Config {
                 Duration::ZERO
             }
         };
+        let metrics = match raw.agent.metrics.as_deref().map(parse_metrics_address) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(msg)) => {
+                p.push(Problem::new("agent.metrics", msg));
+                None
+            }
+        };
         let agent = AgentSection {
             socket: abs(raw.agent.socket),
             state: abs(raw.agent.state),
             audit_log: abs(raw.agent.audit_log),
             batch,
             dry_run: raw.agent.dry_run,
+            metrics,
         };
 
         let nhrp_policy = one_of(
@@ -266,6 +275,22 @@ fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// `"100ms"`, `"2s"`, `"0"` (humantime syntax).
+/// `[agent] metrics`: an IP address and a port, as the listener binds it
+/// (no host names: the daemon must not depend on a resolver to start).
+fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not ADDR:PORT with an IP address (e.g. \"127.0.0.1:9330\" or \"[::1]:9330\")"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "{s:?} has port 0, which Prometheus could not be told; pick a port (e.g. 9330)"
+        ));
+    }
+    Ok(addr)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like \"100ms\" or \"7d\": {e}"))

@@ -87,6 +87,9 @@ pub struct Context {
     /// The journal source's counters (when it runs) and every source's
     /// verified mark, for `show sources`.
     pub sources: Sources,
+    /// Where Prometheus metrics are served (`[agent] metrics`), for
+    /// `show status`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What `show sources` says beyond the tails' counters.
@@ -459,6 +462,9 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
             let mut w = ReplyWriter::new();
             for l in proto::status_lines(&snap, SystemTime::now()) {
                 w.line(proto::STATUS, l);
+            }
+            if let Some(addr) = ctx.metrics {
+                w.line(proto::STATUS, format!("Metrics at http://{addr}/metrics"));
             }
             w.finish(proto::OK, "")
         }

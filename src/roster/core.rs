@@ -283,6 +283,7 @@ impl Core {
             }
         };
         let peer = admit.peer;
+        crate::metrics::admitted(&admit.group);
         let admitted = Admitted {
             name: peer.name.clone(),
             group: admit.group.clone(),
@@ -306,6 +307,7 @@ impl Core {
     /// Counts and audits a refusal as [`Refusal::reported`] says.
     pub(super) fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
         let (line, counted) = refusal.reported(via);
+        crate::metrics::refused(refusal);
         if counted {
             *self
                 .refusal_counts
