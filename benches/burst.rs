@@ -201,9 +201,9 @@ async fn wait_all(ctl: &Path, n: usize) -> Instant {
     wait_protocols(ctl, "clients_", n, POLL, LIMIT).await
 }
 
-/// autopeer's own apply of `n` new peers on a fresh BIRD: (write + fsync
-/// + rename + directory fsync of the same bytes to a sibling file, median
-/// of 3; the whole `apply::apply`).
+/// autopeer's own apply of `n` new peers on a fresh BIRD: (the write,
+/// fsync, rename and directory fsync of the same bytes to a sibling file,
+/// median of 3; the whole `apply::apply`).
 fn own_apply(rt: &tokio::runtime::Runtime, n: usize) -> (Duration, Duration) {
     let (dir, bird) = setup("apown");
     let etc = dir.path().join("etc");
@@ -252,8 +252,7 @@ fn check_cost(rt: &tokio::runtime::Runtime, loaded: usize) -> [f64; 3] {
                 v.push(secs(t.elapsed()) * 1000.0);
             }
         }
-        let out = [0, 1, 2].map(|k| quantile(&ms[k], 0.5));
-        out
+        [0, 1, 2].map(|k| quantile(&ms[k], 0.5))
     })
 }
 
