@@ -292,14 +292,6 @@ fn fit(times: &[f64]) -> (f64, f64) {
     (my - b * mx, b)
 }
 
-/// `xs` as `a b c` with `prec` decimals.
-fn list(xs: &[f64], prec: usize) -> String {
-    xs.iter()
-        .map(|x| format!("{x:.prec$}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn main() {
     if !common::benchmarking("burst") {
         return;

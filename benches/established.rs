@@ -109,34 +109,28 @@ struct Kind {
     delay: Vec<f64>,
 }
 
-fn fmt(xs: &[f64], prec: usize) -> String {
-    xs.iter()
-        .map(|x| format!("{x:.prec$}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn report(what: &str, k: &Kind) {
-    println!(
-        "{what}: autopeer: client start -> Established (s): {}",
-        fmt(&k.ap, 2)
-    );
-    println!(
-        "{what}: native dynamic BGP: client start -> Established (s): {}",
-        fmt(&k.nat, 2)
-    );
-    println!(
-        "{what}: autopeer's own share, first knock -> configure (ms, rr's log): {}",
-        fmt(&k.share, 0)
-    );
-    println!(
-        "{what}: first knock -> BIRD's Reconfigured (ms): {}",
-        fmt(&k.share_done, 0)
-    );
-    println!(
-        "{what}: Reconfigured -> Established (ms; BIRD's connect delay or the client's retry): {}",
-        fmt(&k.delay, 0)
-    );
+    for (label, xs, prec) in [
+        ("autopeer: client start -> Established (s)", &k.ap, 2),
+        (
+            "native dynamic BGP: client start -> Established (s)",
+            &k.nat,
+            2,
+        ),
+        (
+            "autopeer's own share, first knock -> configure (ms, rr's log)",
+            &k.share,
+            0,
+        ),
+        ("first knock -> BIRD's Reconfigured (ms)", &k.share_done, 0),
+        (
+            "Reconfigured -> Established (ms; BIRD's connect delay or the client's retry)",
+            &k.delay,
+            0,
+        ),
+    ] {
+        println!("{what}: {label}: {}", list(xs, prec));
+    }
     let (ma, mn) = (quantile(&k.ap, 0.5), quantile(&k.nat, 0.5));
     println!(
         "{what}: median: autopeer {ma:.2} s, native {mn:.2} s, gap {:.2} s; autopeer's share \
