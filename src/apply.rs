@@ -5,16 +5,17 @@
 //!
 //! 1. connect to BIRD first: when BIRD is down nothing is written;
 //! 2. keep the old include's bytes, write the new one atomically
-//!    (temp file, fsync, rename, fsync of the directory; mode 0640);
+//!    (temp file, fsync, rename; mode 0640; the directory's fsync follows
+//!    step 5, off the path from knock to `configure`);
 //! 3. note which protocols are down (an operator's `birdc disable`);
 //! 4. `configure`: BIRD parses the whole new config before it commits
 //!    anything and refuses it on a parse error, naming file and line, on
-//!    every supported version (docs/facts.md, fact 21; tests/configure.rs).
+//!    every supported version (docs/facts.md, fact 16; tests/configure.rs).
 //!    An error inside the owned include restores the old bytes exactly
 //!    ([`ApplyError::Rejected`]); an error in any other file leaves the
 //!    (valid) include in place and reports [`ApplyError::BrokenElsewhere`].
 //!    No `configure check` first: it would parse the same config a second
-//!    time and prove nothing `configure` does not (fact 21 has the cost);
+//!    time and prove nothing `configure` does not (fact 16 has the cost);
 //! 5. disable again what `configure` re-enabled (docs/facts.md, fact 9).
 //!
 //! No decisions are made here: the roster task decides what to write.
