@@ -4,8 +4,8 @@
 //! A peer from an allowed prefix opens a TCP connection to BIRD's BGP port;
 //! BIRD logs `BGP: Unexpected connect from unknown address A (port P)`;
 //! autopeer reads that line, decides by group prefix and limits, writes the
-//! peer into a BIRD include file it owns, and runs `configure check` and
-//! `configure` over BIRD's control socket, rolling back on rejection.
+//! peer into a BIRD include file it owns, and runs `configure` over BIRD's
+//! control socket, rolling back on rejection.
 //!
 //! # Layout
 //!
@@ -32,7 +32,7 @@
 //! - [`sources::tail`]: tails log files into sightings.
 //! - [`sources::journal`]: follows BIRD's entries in the systemd journal
 //!   (a `journalctl` child; only BIRD's own process is trusted).
-//! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
+//! - [`apply`]: atomic write, `configure`, rollback.
 //! - [`fsx`]: files in directories other accounts may write (never followed, never reused).
 //! - [`roster`]: the one task that owns the roster (the I/O around [`roster::core`]);
 //!   everything else sends it messages; applies run as its child task.

@@ -34,7 +34,7 @@ fn minimal_gets_every_default() {
     assert_eq!(c.agent.socket, Path::new("/run/autopeer.ctl"));
     assert_eq!(c.agent.state, Path::new("/var/lib/autopeer/state.toml"));
     assert_eq!(c.agent.audit_log, Path::new("/var/log/autopeer.log"));
-    assert_eq!(c.agent.batch, Duration::from_millis(100));
+    assert_eq!(c.agent.batch, Duration::ZERO);
     assert!(!c.agent.dry_run);
     assert_eq!(c.sources.logs, [PathBuf::from("/var/log/bird.log")]);
     assert_eq!(c.sources.nhrp_socket, None);

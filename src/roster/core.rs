@@ -79,6 +79,10 @@ pub struct Core {
     pub(super) backoff: Duration,
     /// When the next apply is due.
     pub(super) deadline: Option<Instant>,
+    /// The earliest an admission's apply may start: the last apply's start
+    /// plus `batch`, or the retry after a failure (group commit: no wait
+    /// when idle, the rest coalesced into the next apply).
+    pub(super) next_start: Option<Instant>,
     pub(super) flight: Option<Flight>,
     pub(super) last_broken: Option<String>,
     pub(super) configured: u64,
@@ -129,6 +133,7 @@ impl Core {
             budget: Budget::new(now.mono),
             backoff: BACKOFF_MIN,
             deadline: None,
+            next_start: None,
             flight: None,
             last_broken: None,
             configured: 0,
@@ -232,7 +237,11 @@ impl Core {
     }
 
     /// Decides about one sighting ([`admission::decide`]); on admission
-    /// the peer joins `pending` and an apply is scheduled after `batch`.
+    /// the peer joins `pending` and an apply is scheduled: at once when
+    /// none ran within `batch` and no retry is waiting, else when that
+    /// spacing or the retry's backoff runs out. One in flight holds it
+    /// back ([`Core::apply_due`]), so sightings meanwhile go out together
+    /// in the next apply.
     pub fn admit(
         &mut self,
         s: &Sighting,
@@ -299,7 +308,10 @@ impl Core {
         });
         if !config.agent.dry_run {
             self.book.pending.push(peer);
-            self.changed(now.mono, config.agent.batch);
+            let wait = self
+                .next_start
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now.mono));
+            self.changed(now.mono, wait);
         }
         Ok(admitted)
     }
@@ -401,6 +413,7 @@ impl Core {
             return None;
         }
         self.dirty = false;
+        self.next_start = Some(now.mono + self.config.agent.batch);
         self.book.in_flight = std::mem::take(&mut self.book.pending);
         self.flight = Some(Flight {
             removed: std::mem::take(&mut self.removed_since_apply),
@@ -537,6 +550,9 @@ impl Core {
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.schedule(now, wait);
+        // New sightings wait for the retry too: with no spacing, a stream
+        // of knocks would otherwise retry a dead BIRD once per knock.
+        self.next_start = Some(self.next_start.map_or(now + wait, |t| t.max(now + wait)));
         wait
     }
 }
