@@ -295,6 +295,9 @@ impl Uml {
             .arg(format!("uml_dir={run}"))
             .arg(format!("umid={umid}"))
             .env("TMPDIR", memory_dir(dir.path()))
+            // A UML kernel panic aborts the host process: any core file
+            // lands in the run directory, not in the source tree.
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("console fd"))
             .stderr(log)
