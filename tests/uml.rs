@@ -18,6 +18,9 @@
 //! - `bird_up`, `bird_bgp`: the host's real BIRD runs in each namespace,
 //!   answers birdc, and the two reach BGP Established over the GRE tunnel.
 //!
+//! - `rust_test_body_runs_inside_uml`: a test of this binary runs its body
+//!   inside UML (`Uml::test`) and makes a GRE device there.
+//!
 //! Needs the UML kernel (`scripts/uml build`; `.ci/run` builds it) and
 //! bird2: under CI=true a missing one fails, elsewhere the test skips.
 
@@ -223,28 +226,37 @@ fn uml_reports_status_and_times_out() {
         "the payload never started, so the timeout proves nothing: {}",
         run.report()
     );
-    let left = live_group_members(run.pid);
+    let left = uml::live_group_members(run.pid);
     assert!(left.is_empty(), "UML processes outlived the run: {left:?}");
 }
 
-/// Processes of process group `pgid` that are not zombies.
-fn live_group_members(pgid: u32) -> Vec<u32> {
-    let mut left = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
-            left.push(pid);
-        }
+/// A Rust test body runs inside UML: the harness boots this very test
+/// binary there (`Uml::test`), where `uml::inside()` is true and GRE
+/// exists (on this host `ip link add ... type gre` fails).
+#[test]
+fn rust_test_body_runs_inside_uml() {
+    if uml::inside() {
+        let out = std::process::Command::new("ip")
+            .args(["link", "add", "probe0", "type", "gre"])
+            .args(["local", "192.0.2.1", "remote", "192.0.2.2"])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip link add type gre inside UML: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("gre device made inside UML");
+        return;
     }
-    left
+    let Some(uml) = uml::require("UML test-binary run") else {
+        return;
+    };
+    let run = uml.test("rust_test_body_runs_inside_uml");
+    run.assert_ok();
+    assert!(
+        run.output.contains("gre device made inside UML") && run.output.contains("1 passed"),
+        "the test did not run its body inside UML: {}",
+        run.report()
+    );
 }
