@@ -21,6 +21,9 @@
 //! - `rust_test_body_runs_inside_uml`: a test of this binary runs its body
 //!   inside UML (`Uml::test`) and makes a GRE device there.
 //!
+//! - `cache_refuses_kernels_others_could_write`: `scripts/uml path` ignores
+//!   a cache or entry that another account owns or could write.
+//!
 //! Needs the UML kernel (`scripts/uml build`; `.ci/run` builds it) and
 //! bird2: under CI=true a missing one fails, elsewhere the test skips.
 
@@ -258,5 +261,84 @@ fn rust_test_body_runs_inside_uml() {
         run.output.contains("gre device made inside UML") && run.output.contains("1 passed"),
         "the test did not run its body inside UML: {}",
         run.report()
+    );
+}
+
+/// `scripts/uml path` hands out a cached kernel only from a cache and an
+/// entry that are root's and closed to others: a kernel is code the tests
+/// run as root, so an entry another account planted or could rewrite is
+/// ignored. Runs the script against a cache in a temp dir; needs root.
+#[test]
+fn cache_refuses_kernels_others_could_write() {
+    use std::os::unix::fs::PermissionsExt;
+    if !prereq::runnable(
+        "UML cache test",
+        prereq::root("the cache must be root's").or_else(|| prereq::tools(&["gcc", "sha256sum"])),
+    ) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/uml");
+    let run = |cache: &std::path::Path, what: &str| {
+        let out = std::process::Command::new(&script)
+            .arg(what)
+            .env("AUTOPEER_UML_CACHE", cache)
+            .output()
+            .expect("run scripts/uml");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let entry = cache.join("0123abcd");
+    std::fs::create_dir_all(&entry).expect("mkdir");
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(&cache, 0o755);
+    chmod(&entry, 0o755);
+    let (ok, recipe) = run(&cache, "recipe");
+    assert!(ok && recipe.len() == 64, "recipe: {recipe}");
+    std::fs::write(entry.join("recipe"), format!("{recipe}\n")).expect("write recipe");
+    std::fs::write(entry.join("linux"), "#!/bin/sh\n").expect("write linux");
+    chmod(&entry.join("linux"), 0o755);
+    let kernel = entry.join("linux").display().to_string();
+
+    assert_eq!(
+        run(&cache, "path"),
+        (true, kernel.clone()),
+        "a sound entry is found"
+    );
+
+    chmod(&entry, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry writable by others"
+    );
+    chmod(&entry, 0o755);
+
+    chmod(&cache, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "cache writable by others"
+    );
+    chmod(&cache, 0o755);
+
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).expect("chown");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry owned by nobody"
+    );
+    std::os::unix::fs::chown(&entry, Some(0), Some(0)).expect("chown");
+
+    std::fs::write(entry.join("recipe"), "another recipe\n").expect("write recipe");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "another recipe's kernel"
     );
 }
