@@ -24,6 +24,9 @@
 //! - `cache_refuses_kernels_others_could_write`: `scripts/uml path` ignores
 //!   a cache or entry that another account owns or could write.
 //!
+//! - `payload_cannot_write_host_files`: the host's root is read-only inside
+//!   UML, /tmp there is UML's own, the run directory is shared.
+//!
 //! Needs the UML kernel (`scripts/uml build`; `.ci/run` builds it) and
 //! bird2: under CI=true a missing one fails, elsewhere the test skips.
 
@@ -340,5 +343,48 @@ fn cache_refuses_kernels_others_could_write() {
         run(&cache, "path"),
         (false, String::new()),
         "another recipe's kernel"
+    );
+}
+
+/// UML shares the host's filesystem, read-only: a payload that writes
+/// outside its run directory fails (host paths) or writes into UML's own
+/// tmpfs (/tmp), and nothing reaches the host; the run directory itself is
+/// writable.
+#[test]
+fn payload_cannot_write_host_files() {
+    let Some(uml) = uml::require("UML read-only root test") else {
+        return;
+    };
+    // A host directory outside /tmp (the test binary's own directory tree).
+    let exe = std::env::current_exe().expect("test binary");
+    let host = tempfile::Builder::new()
+        .prefix("uml-ro-probe.")
+        .tempdir_in(exe.parent().expect("binary dir"))
+        .expect("host dir");
+    let host_tmp = std::env::temp_dir().join(format!("uml-ro-probe.{}", std::process::id()));
+    let script = format!(
+        "{check}\
+         check host_write_refused sh -c '! touch {host}/probe 2>/dev/null'\n\
+         check tmp_is_uml_own sh -c 'touch {tmp} && test -e {tmp}'\n\
+         check run_dir_writable sh -c 'echo written > \"$UML_RUN/probe\"'\n",
+        check = uml::CHECK_FN,
+        host = uml::quote(&host.path().display().to_string()),
+        tmp = uml::quote(&host_tmp.display().to_string()),
+    );
+    let run = uml.script(&script);
+    for check in ["host_write_refused", "tmp_is_uml_own", "run_dir_writable"] {
+        run.assert_check(check);
+    }
+    assert!(
+        !host.path().join("probe").exists(),
+        "UML wrote into the host's directory"
+    );
+    assert!(!host_tmp.exists(), "UML's /tmp reached the host's /tmp");
+    assert_eq!(
+        std::fs::read_to_string(run.dir.path().join("probe"))
+            .ok()
+            .as_deref(),
+        Some("written\n"),
+        "the run directory's file did not reach the host"
     );
 }

@@ -278,6 +278,8 @@ impl Uml {
     fn boot(&self, script: Option<&str>, argv: &[&str]) -> Run {
         let dir = tempfile::Builder::new()
             .prefix("autopeer-uml.")
+            // It holds the init UML runs as root: closed to other accounts.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .expect("run directory");
         let run = dir.path().to_str().expect("UTF-8 temp dir").to_owned();
