@@ -388,3 +388,14 @@ fn payload_cannot_write_host_files() {
         "the run directory's file did not reach the host"
     );
 }
+
+/// `Uml::test` with a name that matches no test: libtest runs nothing and
+/// exits 0, which must not pass for a test that ran inside UML.
+#[test]
+#[should_panic(expected = "did not run inside UML")]
+fn test_run_of_a_missing_test_fails() {
+    let Some(uml) = uml::require("UML missing-test check") else {
+        panic!("did not run inside UML (no kernel; skipped)");
+    };
+    uml.test("no_such_test_in_this_binary");
+}

@@ -254,12 +254,19 @@ impl Uml {
 
     /// Runs test `name` of the calling test binary inside UML
     /// (`--exact NAME --nocapture`); there [`inside`] is true, so the test
-    /// runs its body instead of booting UML again. [`Run::assert_ok`] then
-    /// also proves that exactly that test ran and passed.
+    /// runs its body instead of booting UML again. Panics when the binary
+    /// exited 0 without running exactly one test (a misspelled name makes
+    /// libtest run none and succeed).
     pub fn test(&self, name: &str) -> Run {
         let exe = std::env::current_exe().expect("the test binary");
         let exe = exe.to_str().expect("UTF-8 test binary path");
-        self.command(exe, &["--exact", name, "--nocapture", "--test-threads=1"])
+        let run = self.command(exe, &["--exact", name, "--nocapture", "--test-threads=1"]);
+        assert!(
+            !run.ok() || run.output.contains("test result: ok. 1 passed"),
+            "test {name} did not run inside UML: {}",
+            run.report()
+        );
+        run
     }
 
     /// Runs `script` with bash inside UML.
