@@ -1,18 +1,22 @@
-//! Putting a new roster into BIRD safely: atomic write, `configure check`,
-//! `configure`, byte-exact rollback.
+//! Putting a new roster into BIRD safely: atomic write, `configure`,
+//! byte-exact rollback.
 //!
 //! The sequence for one apply (docs/facts.md § Failure rules):
 //!
 //! 1. connect to BIRD first: when BIRD is down nothing is written;
 //! 2. keep the old include's bytes, write the new one atomically
-//!    (temp file, fsync, rename, fsync of the directory; mode 0640);
-//! 3. `configure check`: an error inside the owned include restores the old
-//!    bytes exactly ([`ApplyError::Rejected`]); an error in any other file
-//!    leaves the (valid) include in place and reports
-//!    [`ApplyError::BrokenElsewhere`];
-//! 4. note which protocols are down (an operator's `birdc disable`);
-//! 5. `configure`;
-//! 6. disable again what `configure` re-enabled (docs/facts.md, fact 9).
+//!    (temp file, fsync, rename; mode 0640; the directory's fsync follows
+//!    step 5, off the path from knock to `configure`);
+//! 3. note which protocols are down (an operator's `birdc disable`);
+//! 4. `configure`: BIRD parses the whole new config before it commits
+//!    anything and refuses it on a parse error, naming file and line, on
+//!    every supported version (docs/facts.md, fact 16; tests/configure.rs).
+//!    An error inside the owned include restores the old bytes exactly
+//!    ([`ApplyError::Rejected`]); an error in any other file leaves the
+//!    (valid) include in place and reports [`ApplyError::BrokenElsewhere`].
+//!    No `configure check` first: it would parse the same config a second
+//!    time and prove nothing `configure` does not (fact 16 has the cost);
+//! 5. disable again what `configure` re-enabled (docs/facts.md, fact 9).
 //!
 //! No decisions are made here: the roster task decides what to write.
 
@@ -96,7 +100,7 @@ pub async fn connect(target: &Target) -> Result<Connection, ApplyError> {
     Ok(conn)
 }
 
-/// Steps 2-6 on a connection from [`connect`].
+/// Steps 2-5 on a connection from [`connect`].
 pub async fn apply_on(
     mut conn: Connection,
     target: &Target,
@@ -116,7 +120,10 @@ pub async fn apply_on(
     };
     let changed = old.as_deref() != Some(new_text.as_bytes());
     if changed {
-        dir.replace(&name, new_text.as_bytes(), FILE_MODE)
+        // The directory's fsync waits until BIRD has the new roster: the
+        // file itself is on disk before the rename, so a crash still finds
+        // the old include or the new one, never a mix.
+        dir.replace_unsynced(&name, new_text.as_bytes(), FILE_MODE)
             .map_err(write_err)?;
     }
     let owned = Owned {
@@ -126,23 +133,34 @@ pub async fn apply_on(
         old: old.as_deref(),
         changed,
     };
+    let result = load(&mut conn, &owned).await;
+    if changed {
+        if let Err(e) = dir.sync() {
+            tracing::warn!(error = %e, path = %target.include.display(), "cannot fsync the include's directory");
+        }
+    }
+    result
+}
 
+/// Steps 3-5: BIRD loads what is in the include now.
+async fn load(conn: &mut Connection, owned: &Owned<'_>) -> Result<Applied, ApplyError> {
     let unavailable = |source| ApplyError::Unavailable {
-        written: changed,
+        written: owned.changed,
         source,
     };
-    if let Err(e) = conn.configure_check().await {
-        return Err(owned.rejected_or_elsewhere(e));
+    let down_before = down_protocols(conn).await.map_err(unavailable)?;
+    let started = std::time::Instant::now();
+    let configured = conn.configure().await;
+    if !matches!(&configured, Err(e) if e.bird_text().is_none()) {
+        crate::metrics::configure_took(started.elapsed());
     }
-
-    let down_before = down_protocols(&mut conn).await.map_err(unavailable)?;
-    if let Err(e) = conn.configure().await {
+    if let Err(e) = configured {
         return Err(owned.rejected_or_elsewhere(e));
     }
 
     let mut applied = Applied::default();
     if !down_before.is_empty() {
-        let down_after = down_protocols(&mut conn).await.map_err(unavailable)?;
+        let down_after = down_protocols(conn).await.map_err(unavailable)?;
         for name in down_before.difference(&down_after) {
             conn.disable(name).await.map_err(unavailable)?;
             applied.kept_disabled.push(name.clone());
@@ -161,7 +179,7 @@ struct Owned<'a> {
 }
 
 impl Owned<'_> {
-    /// Sorts a failed `configure [check]` into rejection (restore), broken
+    /// Sorts a failed `configure` into rejection (restore), broken
     /// elsewhere (keep) or unavailable (retry).
     fn rejected_or_elsewhere(&self, err: ClientError) -> ApplyError {
         let Some(text) = err.bird_text() else {

@@ -124,6 +124,7 @@ pub fn check_version(config: &Config, bc: Option<&BirdConf>, v: &BirdVersion) ->
 /// Checks a loaded config against bird.conf and the running BIRD.
 pub async fn check_config(config: &Config) -> Vec<Finding> {
     let mut out = check_files(config);
+    out.extend(check_certs(config));
     match conf::scan(&config.bird.config, &config.bird.include) {
         Err(e) => out.push(problem("bird.config", e.to_string())),
         Ok(bc) => {
@@ -186,6 +187,7 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
             }
         }
     }
+    out.extend(crate::metrics::probe::check(config).await);
     match Connection::connect(&config.bird.socket, Duration::from_secs(5)).await {
         Ok(mut c) => {
             if let Err(e) = c.show_status().await {
@@ -437,6 +439,65 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
                     l.local,
                     l.inode,
                     keyed.iter().copied().collect::<Vec<_>>().join(" ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Each group's `ca` (NHRP certificate binding): what it trusts (info),
+/// and a warning when an account other than root can write the file or
+/// replace it in its directory: whoever can, decides which spokes are
+/// admitted.
+pub fn check_certs(config: &Config) -> Vec<Finding> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for g in &config.groups {
+        let Some(c) = &g.cert else { continue };
+        let key = format!("group.{}.ca", g.name);
+        let anchors: Vec<&str> = c.ca.anchor_subjects().collect();
+        out.push(Finding {
+            severity: Severity::Info,
+            key: key.clone(),
+            message: format!(
+                "{}: spokes' certificates must chain to {} ({} intermediate(s)) and name their GRE address{}",
+                c.ca_path.display(),
+                anchors.join("; "),
+                c.ca.intermediate_count(),
+                if c.required {
+                    "; registrations without one are refused"
+                } else {
+                    ""
+                }
+            ),
+        });
+        let mut who = Vec::new();
+        let dir = c.ca_path.parent().filter(|d| !d.as_os_str().is_empty());
+        for p in std::iter::once(c.ca_path.as_path()).chain(dir) {
+            let Ok(m) = std::fs::metadata(p) else {
+                continue;
+            };
+            if m.uid() != 0 {
+                who.push(format!("{} is owned by uid {}", p.display(), m.uid()));
+            }
+            if m.mode() & 0o020 != 0 && m.gid() != 0 {
+                who.push(format!(
+                    "{} is writable by group gid {}",
+                    p.display(),
+                    m.gid()
+                ));
+            }
+            if m.mode() & 0o002 != 0 {
+                who.push(format!("{} is writable by anyone", p.display()));
+            }
+        }
+        if !who.is_empty() {
+            out.push(warning(
+                key,
+                format!(
+                    "{}: whoever can write or replace the CA decides which spokes are admitted; make it and its directory writable by root alone",
+                    who.join(", ")
                 ),
             ));
         }

@@ -68,8 +68,10 @@ fn default_state() -> PathBuf {
 fn default_audit_log() -> PathBuf {
     PathBuf::from("/var/log/autopeer.log")
 }
+/// Group commit needs no wait: an idle roster applies at once and what
+/// comes during an apply joins the next (README § Performance).
 fn default_batch() -> String {
-    "100ms".into()
+    "0s".into()
 }
 fn default_logs() -> Vec<PathBuf> {
     vec![PathBuf::from("/var/log/bird.log")]
@@ -137,6 +139,9 @@ pub struct RawAgent {
     pub batch: String,
     #[serde(default)]
     pub dry_run: bool,
+    /// `"ADDR:PORT"`; absent: no metrics endpoint.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -147,6 +152,7 @@ impl Default for RawAgent {
             audit_log: default_audit_log(),
             batch: default_batch(),
             dry_run: false,
+            metrics: None,
         }
     }
 }
@@ -217,6 +223,10 @@ pub struct RawGroup {
     pub interface: Option<String>,
     #[serde(default)]
     pub nbma_prefixes: Vec<String>,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub require_cert: bool,
 }
 
 impl fmt::Debug for RawGroup {
@@ -296,6 +306,8 @@ pub struct AgentSection {
     pub audit_log: PathBuf,
     pub batch: Duration,
     pub dry_run: bool,
+    /// Where the Prometheus endpoint listens (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[sources]`, typed.
@@ -332,6 +344,8 @@ pub struct Group {
     /// Required when a prefix is link-local.
     pub interface: Option<String>,
     pub nbma_prefixes: Vec<IpNet>,
+    /// NHRP certificate binding (`ca`, `require_cert`); `None` without `ca`.
+    pub cert: Option<crate::sources::nhrp::cert::CertPolicy>,
 }
 
 impl Group {

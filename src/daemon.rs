@@ -88,6 +88,8 @@ pub enum DaemonError {
     Nhrp(#[from] nhrp::ServeError),
     #[error("cannot follow the journal ([sources] journal = \"on\"): {0}")]
     Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::server::BindError),
 }
 
 /// Runs the daemon until `shutdown` resolves. `config_path` is re-read on
@@ -154,7 +156,15 @@ pub async fn run(
     }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
+    // Bound before the control socket (which tells that the daemon is
+    // up): a taken address stops the start.
+    let metrics = match config.agent.metrics {
+        Some(addr) => Some(crate::metrics::server::bind(addr)?),
+        None => None,
+    };
     let ctl = crate::ctl::server::Server::bind(&config.agent.socket)?;
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let nhrp_stats = Arc::new(nhrp::NhrpStats::default());
     let ctl_task = tokio::spawn(ctl.run(
         crate::ctl::server::Context {
             roster: msg_tx.clone(),
@@ -162,9 +172,10 @@ pub async fn run(
             config_path: config_path.clone(),
             bird_socket: config.bird.socket.clone(),
             sources: crate::ctl::server::Sources {
-                journal: journal_task.as_ref().map(|_| journal_stats),
+                journal: journal_task.as_ref().map(|_| Arc::clone(&journal_stats)),
                 marks,
             },
+            metrics: metrics_addr,
         },
         token.clone(),
     ));
@@ -195,7 +206,7 @@ pub async fn run(
                 config: roster.config_watch(),
                 roster: msg_tx.clone(),
                 events,
-                stats: Arc::new(nhrp::NhrpStats::default()),
+                stats: Arc::clone(&nhrp_stats),
             };
             tracing::info!(path = %path.display(), "listening for nhrpd");
             Some(tokio::spawn(nhrp::serve(
@@ -213,6 +224,27 @@ pub async fn run(
         events,
         token.clone(),
     ));
+    if let Some(addr) = metrics_addr {
+        tracing::info!(url = %format!("http://{addr}/metrics"), "serving Prometheus metrics");
+    }
+    let metrics_task = metrics.map(|listener| {
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            crate::metrics::server::Context {
+                roster: Some(msg_tx.clone()),
+                sources: crate::metrics::Sources {
+                    tail: Some(Arc::clone(&stats)),
+                    journal: journal_task.as_ref().map(|_| Arc::clone(&journal_stats)),
+                    nhrp: config
+                        .sources
+                        .nhrp_socket
+                        .as_ref()
+                        .map(|_| Arc::clone(&nhrp_stats)),
+                },
+            },
+            token.clone(),
+        ))
+    });
     let hup = tokio::spawn(reload_on_sighup(
         config_path,
         audit_reopen,
@@ -239,6 +271,9 @@ pub async fn run(
     }
     hup.abort();
     observer.abort();
+    if let Some(t) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     if let Some(t) = nhrp_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }

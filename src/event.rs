@@ -154,6 +154,9 @@ pub enum Event {
         /// is a refusal, audited within the roster's refusal budget.
         admitted: bool,
         outcome: String,
+        /// Why not, as [`Refusal::kind`](crate::admission::Refusal::kind)
+        /// (`nbma`, `certificate`, …); `None` when admitted or undecided.
+        kind: Option<&'static str>,
     },
     /// A peer's BGP session went up (to `Established`) or down, as seen by
     /// the observer: `from` and `to` are BIRD's state and info words
@@ -490,9 +493,10 @@ impl Event {
                 accepted,
                 admitted,
                 outcome,
+                kind,
             } => json!({"neighbor": addr.to_string(), "nbma": nbma.map(|n| n.to_string()),
                         "interface": interface, "accepted": accepted, "admitted": admitted,
-                        "outcome": outcome}),
+                        "outcome": outcome, "kind": kind}),
             Event::Keyring {
                 change,
                 pid,
@@ -612,6 +616,7 @@ mod tests {
             accepted: true,
             admitted: true,
             outcome: "admitted to group spokes as spokes_10_0_0_5".into(),
+            kind: None,
         };
         assert_eq!(
             nh.audit_text().unwrap(),
@@ -697,6 +702,7 @@ mod tests {
                 accepted: false,
                 admitted: false,
                 outcome: forged.into(),
+                kind: None,
             },
         ];
         let buf = Buf::default();

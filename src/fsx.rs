@@ -235,6 +235,15 @@ impl Dir {
     /// killed again and again before a write completes leaves at most one
     /// behind (and a full disk gets their space back).
     pub fn replace(&self, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.replace_unsynced(name, bytes, mode)?;
+        self.sync()
+    }
+
+    /// [`Dir::replace`] but for the directory's fsync: a reader or a crash
+    /// still sees the old or the new content (the file is fsynced before the
+    /// rename), only the rename may not yet have reached the disk. For a
+    /// caller with something urgent to do first; [`Dir::sync`] then.
+    pub fn replace_unsynced(&self, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
         let (uid, gid) = match self.existing_regular(name)? {
             Some(st) => (Some(st.st_uid), st.st_gid),
             None => (None, self.stat()?.st_gid),
@@ -256,7 +265,6 @@ impl Dir {
             }
             rustix::fs::fsync(&f)?;
             rustix::fs::renameat(&self.fd, &tmp, &self.fd, name)?;
-            rustix::fs::fsync(&self.fd)?;
             Ok(())
         })();
         drop(f);
@@ -264,6 +272,11 @@ impl Dir {
             let _ = rustix::fs::unlinkat(&self.fd, &tmp, AtFlags::empty());
         }
         result
+    }
+
+    /// fsyncs the directory: its renames and removals reach the disk.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rustix::fs::fsync(&self.fd)?)
     }
 
     /// Removes the entry `name` (a link is removed, not followed).

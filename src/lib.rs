@@ -4,8 +4,8 @@
 //! A peer from an allowed prefix opens a TCP connection to BIRD's BGP port;
 //! BIRD logs `BGP: Unexpected connect from unknown address A (port P)`;
 //! autopeer reads that line, decides by group prefix and limits, writes the
-//! peer into a BIRD include file it owns, and runs `configure check` and
-//! `configure` over BIRD's control socket, rolling back on rejection.
+//! peer into a BIRD include file it owns, and runs `configure` over BIRD's
+//! control socket, rolling back on rejection.
 //!
 //! # Layout
 //!
@@ -24,13 +24,15 @@
 //! - [`config`]: the TOML schema and its validation.
 //! - [`ctl::proto`]: the control socket's commands and BIRD-framed replies.
 //! - [`sources::nhrp`] (parser half): nhrpd's event-socket messages.
+//! - [`sources::nhrp::cert`]: a spoke's IKE certificate against its group's CA
+//!   and GRE address (`ca`, `require_cert`; rustls-webpki).
 //!
 //! I/O at the edges:
 //! - [`bird::client`]: the only code that talks to BIRD's socket.
 //! - [`sources::tail`]: tails log files into sightings.
 //! - [`sources::journal`]: follows BIRD's entries in the systemd journal
 //!   (a `journalctl` child; only BIRD's own process is trusted).
-//! - [`apply`]: atomic write, `configure check`, `configure`, rollback.
+//! - [`apply`]: atomic write, `configure`, rollback.
 //! - [`fsx`]: files in directories other accounts may write (never followed, never reused).
 //! - [`roster`]: the one task that owns the roster (the I/O around [`roster::core`]);
 //!   everything else sends it messages; applies run as its child task.
@@ -41,6 +43,7 @@
 //! - [`sources::nhrp`] (server half): the DMVPN hub hook for FRR's nhrpd.
 //! - [`event`] and [`audit`]: every decision, logged, audited and streamed.
 //! - [`check`]: `autopeer check`.
+//! - [`metrics`]: Prometheus metrics over HTTP (`[agent] metrics`).
 //! - [`readsafe`]: opens a file for reading only if it is a regular file (no FIFO hangs).
 //! - [`keyring`]: TCP-MD5 prefix keys on BIRD's listener (the only `unsafe`, in `keyring::sys`);
 //!   [`keyring::task`] is the daemon task that owns them and re-keys a new listener.
@@ -58,6 +61,7 @@ pub mod event;
 pub mod fsx;
 pub mod keyring;
 pub mod lifecycle;
+pub mod metrics;
 pub mod observer;
 pub mod readsafe;
 pub mod roster;

@@ -94,6 +94,7 @@ fn decide(
         evidence,
         group: None,
         nbma: None,
+        cert: None,
     };
     let ctx = Context {
         groups,
@@ -369,6 +370,7 @@ fn quiet_group_nbma_names_and_the_operator() {
         evidence: Evidence::verified(via, trust),
         group: None,
         nbma: None,
+        cert: None,
     };
     let refusal = |d: Decision| match d {
         Decision::Refuse(r) => (r.kind(), r.to_string()),
@@ -539,6 +541,7 @@ mod trust {
             evidence,
             group: None,
             nbma: None,
+            cert: None,
         }
     }
 

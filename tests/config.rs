@@ -34,7 +34,7 @@ fn minimal_gets_every_default() {
     assert_eq!(c.agent.socket, Path::new("/run/autopeer.ctl"));
     assert_eq!(c.agent.state, Path::new("/var/lib/autopeer/state.toml"));
     assert_eq!(c.agent.audit_log, Path::new("/var/log/autopeer.log"));
-    assert_eq!(c.agent.batch, Duration::from_millis(100));
+    assert_eq!(c.agent.batch, Duration::ZERO);
     assert!(!c.agent.dry_run);
     assert_eq!(c.sources.logs, [PathBuf::from("/var/log/bird.log")]);
     assert_eq!(c.sources.nhrp_socket, None);
@@ -541,4 +541,29 @@ fn unverified_defaults_to_refuse_and_takes_admit() {
             .any(|p| p == "sources.unverified: must be \"refuse\" or \"admit\", not \"yes\""),
         "{got:?}"
     );
+}
+
+#[test]
+fn metrics_is_off_by_default_and_its_address_is_checked() {
+    let c = Config::load_str(&group(""), &fx("")).unwrap();
+    assert_eq!(c.agent.metrics, None);
+    let c = Config::load_str(
+        &format!("[agent]\nmetrics = \"[::1]:9330\"\n{}", group("")),
+        &fx(""),
+    )
+    .unwrap();
+    assert_eq!(c.agent.metrics, Some("[::1]:9330".parse().unwrap()));
+    for (bad, says) in [
+        ("localhost:9330", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1", "not ADDR:PORT with an IP address"),
+        ("::1:9330", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1:99999", "not ADDR:PORT with an IP address"),
+        ("127.0.0.1:0", "port 0"),
+    ] {
+        let p = problems(&format!("[agent]\nmetrics = \"{bad}\"\n{}", group("")));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key_path, "agent.metrics", "{bad}");
+        assert!(p[0].message.contains(says), "{bad}: {}", p[0].message);
+        assert!(p[0].message.contains(bad), "{bad}: {}", p[0].message);
+    }
 }

@@ -150,6 +150,7 @@ fn context(roster: mpsc::Sender<Msg>, dir: &Path) -> Context {
         config_path: None,
         bird_socket: dir.join("no-bird.ctl"),
         sources: Default::default(),
+        metrics: None,
     }
 }
 
@@ -789,6 +790,7 @@ async fn reload_refuses_a_broken_config_and_takes_a_good_one() {
         config_path: Some(bad),
         bird_socket: dir.path().join("no-bird.ctl"),
         sources: Default::default(),
+        metrics: None,
     };
     let reply = execute(&ctx, CtlCommand::Reload).await;
     assert!(reply.starts_with("8002-"), "{reply}");
@@ -967,6 +969,7 @@ async fn the_socket_is_created_carefully() {
             config_path: None,
             bird_socket: dir.path().join("none"),
             sources: Default::default(),
+            metrics: None,
         },
         token.clone(),
     ));
@@ -1077,6 +1080,7 @@ async fn watch_streams_hostile_text_escaped() {
         accepted: false,
         admitted: false,
         outcome: "no group matches".into(),
+        kind: Some("no_group"),
     });
     let json_reader = readers.pop().unwrap();
     let (text_bytes, text_line) = readers.pop().unwrap().await.unwrap();

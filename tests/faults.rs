@@ -56,22 +56,7 @@ const DAEMON_UP: Duration = Duration::from_secs(15);
 /// bird.conf: loopback only, template CLIENTS is `passive on` so no
 /// neighbor is ever dialed; the owned include is `include`.
 fn bird_conf(dir: &Path, port: u16, include: &Path) -> String {
-    let d = dir.display();
-    let inc = include.display();
-    format!(
-        r#"log "{d}/bird.log" all;
-router id 10.0.0.1;
-protocol device {{ }}
-template bgp CLIENTS {{
-  local 127.0.0.1 port {port} as 65001;
-  strict bind yes;
-  multihop;
-  passive on;
-  ipv4 {{ import none; export none; }};
-}}
-include "{inc}";
-"#
-    )
+    common::bird::passive_clients_conf(dir, port, include)
 }
 
 /// One `[[group]]` on template CLIENTS.

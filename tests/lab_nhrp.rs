@@ -276,7 +276,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
 use common::daemon::{autopeer, Daemon, Watcher};
-use common::lab::{read, repo, wait_for, Lab as BirdLab, LAB_TOOLS};
+use common::lab::{read, repo, wait_for, wait_for_dump, Lab as BirdLab, LAB_TOOLS};
 
 fn lab_allowed() -> bool {
     common::lab::lab_allowed(LAB_TOOLS, "NHRP namespace lab test")
@@ -303,10 +303,7 @@ struct Request<'a> {
     peer: Option<Peer<'a>>,
 }
 
-/// Lower-case hex, as nhrpd's `evmgr_hexdump` prints certificates.
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use common::certs::hex;
 
 /// The bytes nhrpd 8.4.4 writes for `evmgr_notify("authorize-binding", c,
 /// ...)`: the same keys in the same order, `key=value\n` each, then the
@@ -434,8 +431,13 @@ impl FakeNhrpd {
     /// its eventid. Returns the reply's exact bytes, its result and the
     /// time it took.
     fn authorize(&mut self, r: &Request) -> (String, String, Duration) {
+        self.authorize_raw(&nhrpd_request(r), r.eventid)
+    }
+
+    /// [`FakeNhrpd::authorize`] for bytes nhrpd would not write.
+    fn authorize_raw(&mut self, request: &[u8], eventid: u32) -> (String, String, Duration) {
         let t0 = Instant::now();
-        self.stream.write_all(&nhrpd_request(r)).unwrap();
+        self.stream.write_all(request).unwrap();
         let limit = Duration::from_secs(10);
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
@@ -450,13 +452,13 @@ impl FakeNhrpd {
                         result = Some(v.to_string());
                     }
                 }
-                assert_eq!(id, Some(r.eventid), "reply for another event: {text:?}");
+                assert_eq!(id, Some(eventid), "reply for another event: {text:?}");
                 return (text, result.expect("reply without result="), t0.elapsed());
             }
             let left = limit.checked_sub(t0.elapsed()).unwrap_or_else(|| {
                 panic!(
                     "no reply to eventid={} within nhrpd's 10 s (nhrpd: timeout)",
-                    r.eventid
+                    eventid
                 )
             });
             self.stream.set_read_timeout(Some(left)).unwrap();
@@ -475,29 +477,37 @@ impl FakeNhrpd {
     }
 }
 
-#[test]
-fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
-    if !lab_allowed() {
-        return;
-    }
-    // rr + c2, c3 (inside the group prefix) and c200 (the outsider). All
-    // three knock on the rr's BGP port all the time; with `logs = []` that
-    // admits nobody: only NHRP can.
-    let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
-    for node in ["c2", "c3", "c200"] {
-        lab.start(node);
-    }
-    let d = lab.dir.path().to_path_buf();
-    let nhrp_sock = d.join("nhrp.sock");
-    let ctl = d.join("autopeer.ctl");
-    let audit = d.join("audit.log");
-    let include = PathBuf::from(lab.get("RR_INCLUDE"));
-    let daemon_log = d.join("autopeer.out");
-    let config = d.join("autopeer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[bird]
+/// The files of a hub run: the daemon's config (written by [`Hub::write`]),
+/// sockets, audit log and output, in the lab's directory.
+struct Hub {
+    d: PathBuf,
+    nhrp_sock: PathBuf,
+    ctl: PathBuf,
+    audit: PathBuf,
+    include: PathBuf,
+    daemon_log: PathBuf,
+    config: PathBuf,
+}
+
+impl Hub {
+    /// Writes the hub's autopeer.toml for the lab's rr: an NHRP socket,
+    /// `sources` (the `logs` line, more keys), and one group `spokes` on the
+    /// lab's group prefix with `group` added.
+    fn write(lab: &BirdLab, sources: &str, group: &str) -> Hub {
+        let d = lab.dir.path().to_path_buf();
+        let hub = Hub {
+            nhrp_sock: d.join("nhrp.sock"),
+            ctl: d.join("autopeer.ctl"),
+            audit: d.join("audit.log"),
+            include: PathBuf::from(lab.get("RR_INCLUDE")),
+            daemon_log: d.join("autopeer.out"),
+            config: d.join("autopeer.toml"),
+            d,
+        };
+        std::fs::write(
+            &hub.config,
+            format!(
+                r#"[bird]
 socket = "{ctl}"
 config = "{conf}"
 include = "{include}"
@@ -510,29 +520,57 @@ audit_log = "{audit}"
 batch = "200ms"
 
 [sources]
-logs = []
 nhrp_socket = "{nhrp}"
-nhrp_policy = "enforce"
+{sources}
 
 [[group]]
 name = "spokes"
 template = "{template}"
 prefixes = ["{prefix}"]
 neighbor = "internal"
-nbma_prefixes = ["192.0.2.0/24"]
+{group}
 "#,
-            ctl = lab.get("RR_CTL"),
-            conf = lab.get("RR_CONF"),
-            include = include.display(),
-            sock = ctl.display(),
-            d = d.display(),
-            audit = audit.display(),
-            nhrp = nhrp_sock.display(),
-            template = lab.get("TEMPLATE"),
-            prefix = lab.get("GROUP_PREFIX"),
-        ),
-    )
-    .unwrap();
+                ctl = lab.get("RR_CTL"),
+                conf = lab.get("RR_CONF"),
+                include = hub.include.display(),
+                sock = hub.ctl.display(),
+                d = hub.d.display(),
+                audit = hub.audit.display(),
+                nhrp = hub.nhrp_sock.display(),
+                template = lab.get("TEMPLATE"),
+                prefix = lab.get("GROUP_PREFIX"),
+            ),
+        )
+        .unwrap();
+        hub
+    }
+}
+
+#[test]
+fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
+    if !lab_allowed() {
+        return;
+    }
+    // rr + c2, c3 (inside the group prefix) and c200 (the outsider). All
+    // three knock on the rr's BGP port all the time; with `logs = []` that
+    // admits nobody: only NHRP can.
+    let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
+    for node in ["c2", "c3", "c200"] {
+        lab.start(node);
+    }
+    let Hub {
+        d,
+        nhrp_sock,
+        ctl,
+        audit,
+        include,
+        daemon_log,
+        config,
+    } = Hub::write(
+        &lab,
+        "logs = []\nnhrp_policy = \"enforce\"",
+        "nbma_prefixes = [\"192.0.2.0/24\"]",
+    );
     assert_eq!(lab.get("GROUP_PREFIX"), "10.88.0.0/25");
     assert_eq!(lab.get("OUTSIDER"), "10.88.0.200");
 
@@ -723,6 +761,196 @@ nbma_prefixes = ["192.0.2.0/24"]
         });
         drop(frr);
     }
+    drop(watcher);
+    daemon.stop();
+}
+
+/// Certificate binding through the real daemon (`[[group]] ca`,
+/// `require_cert`), asked by the fake nhrpd with certificates this test
+/// makes: a spoke whose certificate chains to the group's CA and names its
+/// GRE address is accepted and its BGP session comes up; a certificate for
+/// another address, from another CA, expired, not yet valid, no
+/// certificate, a non-certificate and non-hex are rejected, each with its
+/// reason in the audit log and kind `certificate` in `watch --json`, and
+/// never more of a certificate than its subject and serial. BIRD's own
+/// `Unexpected connect` lines cannot carry a certificate, so they admit no
+/// one into such a group (they would bypass the binding).
+#[test]
+fn certificate_binding_end_to_end() {
+    use common::certs::{self, Ca};
+    if !lab_allowed() {
+        return;
+    }
+    let lab = BirdLab::up(&["--clients", "2", "--no-start"]);
+    for node in ["c2", "c3"] {
+        lab.start(node);
+    }
+    let hub = Ca::root("Hub CA");
+    let other = Ca::root("Other CA");
+    std::fs::write(lab.dir.path().join("hub-ca.pem"), &hub.pem).unwrap();
+    let Hub {
+        nhrp_sock,
+        ctl,
+        audit,
+        include,
+        daemon_log,
+        config,
+        ..
+    } = Hub::write(
+        &lab,
+        &format!("logs = [\"{}\"]", lab.get("RR_LOG")),
+        "nbma_prefixes = [\"192.0.2.0/24\"]\nca = \"hub-ca.pem\"\nrequire_cert = true",
+    );
+
+    let daemon = Daemon::start(&config, &daemon_log);
+    let dump = || {
+        lab.dump(&[
+            ("audit", &audit),
+            ("daemon", &daemon_log),
+            ("include", &include),
+        ])
+    };
+    wait_for("the control socket", 20, || {
+        autopeer(&ctl, &["status"]).0 == 0
+    });
+    // c3 knocks on BIRD all the time; its `Unexpected connect` line is
+    // refused for want of a certificate (and c2's too, until NHRP admits it).
+    wait_for_dump(
+        "BIRD's line about c3 refused for want of a certificate",
+        30,
+        &dump,
+        || {
+            read(&audit).contains(
+                "refusing neighbor 10.88.0.3: group spokes requires a certificate, which only an NHRP registration carries (via bird-log)",
+            )
+        },
+    );
+    let watcher = Watcher::start(&ctl);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut nhrpd = FakeNhrpd::connect(&nhrp_sock, Duration::from_secs(5));
+
+    let good = hub.spoke("spoke2", &["10.88.0.2"]);
+    let cases: Vec<(u32, &str, Vec<u8>, &str)> = vec![
+        (
+            1,
+            "10.88.0.2",
+            good.clone(),
+            "nhrp: accepted registration of 10.88.0.2 (nbma 192.0.2.2) on gre1: admitted to group spokes as spokes_10_88_0_2 (certificate CN=spoke2 (serial 0a:55))",
+        ),
+        (
+            2,
+            "10.88.0.3",
+            hub.spoke("spoke3", &["10.88.0.9"]),
+            "nhrp: rejected registration of 10.88.0.3 (nbma 192.0.2.3) on gre1: certificate CN=spoke3 (serial 0a:55) does not name 10.88.0.3 (subjectAltName IP addresses: 10.88.0.9) (group spokes)",
+        ),
+        (
+            3,
+            "10.88.0.4",
+            other.spoke("spoke4", &["10.88.0.4"]),
+            "nhrp: rejected registration of 10.88.0.4 (nbma 192.0.2.4) on gre1: certificate CN=spoke4 (serial 0a:55) is not issued by the group's ca (group spokes)",
+        ),
+        (
+            4,
+            "10.88.0.5",
+            hub.sign(&certs::expired("spoke5", &["10.88.0.5"])),
+            "nhrp: rejected registration of 10.88.0.5 (nbma 192.0.2.5) on gre1: certificate CN=spoke5 (serial 0a:55) expired on 2001-01-01T00:00:00Z (group spokes)",
+        ),
+        (
+            5,
+            "10.88.0.6",
+            hub.sign(&certs::not_yet_valid("spoke6", &["10.88.0.6"])),
+            "nhrp: rejected registration of 10.88.0.6 (nbma 192.0.2.6) on gre1: certificate CN=spoke6 (serial 0a:55) is not valid before 3000-01-01T00:00:00Z (group spokes)",
+        ),
+        (
+            6,
+            "10.88.0.7",
+            Vec::new(),
+            "nhrp: rejected registration of 10.88.0.7 (nbma 192.0.2.7) on gre1: group spokes requires a certificate, nhrpd sent none",
+        ),
+        (
+            7,
+            "10.88.0.8",
+            b"\x30\x82\x01\x0a\x02\x82\x01\x01\x00\xc0\xff\xee".to_vec(),
+            "nhrp: rejected registration of 10.88.0.8 (nbma 192.0.2.8) on gre1: certificate is not an X.509 certificate (",
+        ),
+    ];
+    for (id, addr, der, _) in &cases {
+        let nbma = addr.replace("10.88.0.", "192.0.2.");
+        let mut r = binding(*id, addr, &nbma);
+        r.peer.as_mut().unwrap().remote_cert = der;
+        let want = if *id == 1 { "accept" } else { "reject" };
+        let (raw, result, _) = nhrpd.authorize(&r);
+        assert_eq!(result, want, "{addr}: {raw:?}\n{}", dump());
+    }
+    // Not hex at all (nhrpd never writes this): rejected by the parser.
+    let junk = String::from_utf8(nhrpd_request(&binding(8, "10.88.0.10", "192.0.2.10")))
+        .unwrap()
+        .replace("remote_cert=\n", "remote_cert=3082zz\n");
+    let (raw, _, _) = nhrpd.authorize_raw(junk.as_bytes(), 8);
+    assert_eq!(raw, "eventid=8\nresult=reject\n\n", "{}", dump());
+
+    assert!(
+        lab.established("spokes_10_88_0_2", 60),
+        "spokes_10_88_0_2 not Established\n{}",
+        dump()
+    );
+    wait_for_dump("seven nhrp audit lines", 10, &dump, || {
+        read(&audit).matches("nhrp: ").count() >= 7
+    });
+    let a = read(&audit);
+    for (_, _, _, want) in &cases {
+        assert!(a.contains(want), "audit lacks {want:?}\n{}", dump());
+    }
+    assert_eq!(a.matches("nhrp: ").count(), 7, "{}", dump());
+    assert_eq!(a.matches("adding neighbor").count(), 1, "{}", dump());
+    assert!(
+        a.contains("adding neighbor 10.88.0.2 to group spokes (via nhrp)"),
+        "{}",
+        dump()
+    );
+    let inc = read(&include);
+    assert!(inc.contains("neighbor 10.88.0.2 "), "{}", dump());
+    for n in 3..=10 {
+        assert!(!inc.contains(&format!("10.88.0.{n} ")), "{}", dump());
+        assert!(!inc.contains(&format!("10.88.0.{n};")), "{}", dump());
+    }
+    // The non-hex request is told in the daemon's log, not audited.
+    assert!(
+        read(&daemon_log).contains("bad authorize-binding"),
+        "{}",
+        dump()
+    );
+    // A certificate is no secret, but neither the audit log nor the
+    // daemon's log holds one: subject and serial at most.
+    let leak = &hex(&good)[..48];
+    assert!(!a.contains(leak), "{}", dump());
+    assert!(!read(&daemon_log).contains(leak), "{}", dump());
+
+    wait_for("watch to see seven nhrp events", 10, || {
+        watcher
+            .events()
+            .iter()
+            .filter(|v| v["event"] == "nhrp")
+            .count()
+            >= 7
+    });
+    let events = watcher.events();
+    let kinds: Vec<(String, serde_json::Value)> = events
+        .iter()
+        .filter(|v| v["event"] == "nhrp")
+        .map(|v| {
+            (
+                v["neighbor"].as_str().unwrap().to_string(),
+                v["kind"].clone(),
+            )
+        })
+        .collect();
+    let mut want = vec![("10.88.0.2".to_string(), serde_json::Value::Null)];
+    for n in 3..=8 {
+        want.push((format!("10.88.0.{n}"), "certificate".into()));
+    }
+    assert_eq!(kinds, want, "{events:?}");
+    drop(nhrpd);
     drop(watcher);
     daemon.stop();
 }

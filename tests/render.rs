@@ -146,7 +146,7 @@ fn render_matches_design_block() {
     let expected = "\n# autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log
 protocol bgp clients_10_88_0_2 from CLIENTS {
   neighbor 10.88.0.2 internal;
-  description \"autopeer clients 10.88.0.2\";
+  description \"autopeer=1 group=clients\";
 }
 ";
     assert!(
@@ -873,4 +873,100 @@ fn parse_errors_never_quote_a_password_line() {
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(e.contains("line 8"), "{e}");
     }
+}
+
+/// bird_exporter's rule for description labels (czerwonk/bird_exporter,
+/// metrics/default_label_strategy.go: every match of its default regex
+/// `(\w+)=(\w+)` in the description, main.go, becomes a label), written
+/// out over Go's `\w` (`[0-9A-Za-z_]`): a maximal run of word characters,
+/// `=`, a maximal run of word characters.
+fn exporter_labels(desc: &str) -> Vec<(String, String)> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let b: Vec<char> = desc.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        // Leftmost match: a word run ending right before '='.
+        if !word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && word(b[i]) {
+            i += 1;
+        }
+        if i < b.len() && b[i] == '=' && i + 1 < b.len() && word(b[i + 1]) {
+            let key: String = b[start..i].iter().collect();
+            let mut j = i + 1;
+            while j < b.len() && word(b[j]) {
+                j += 1;
+            }
+            out.push((key, b[i + 1..j].iter().collect()));
+            i = j;
+        }
+    }
+    out
+}
+
+#[test]
+fn description_is_labels_for_bird_exporter() {
+    let text = render(&[
+        peer("clients", "10.88.0.2", None, Some(NeighborAs::Internal)),
+        peer("spokes", "fe80::1", Some("vti3"), None),
+    ])
+    .unwrap();
+    let descs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("description \"")?.strip_suffix("\";"))
+        .collect();
+    assert_eq!(descs.len(), 2, "{text}");
+    for (desc, group) in descs.iter().zip(["clients", "spokes"]) {
+        assert_eq!(
+            exporter_labels(desc),
+            [
+                ("autopeer".to_string(), "1".to_string()),
+                ("group".to_string(), group.to_string())
+            ],
+            "{desc}"
+        );
+    }
+    // The rule itself, on the form the old description had: an address
+    // would have become a wrong label value.
+    assert_eq!(
+        exporter_labels("autopeer=1 neighbor=10.88.0.2"),
+        [
+            ("autopeer".to_string(), "1".to_string()),
+            ("neighbor".to_string(), "10".to_string())
+        ]
+    );
+}
+
+#[test]
+fn includes_written_with_the_old_description_still_load() {
+    let old = "# Managed by autopeer: do not edit.
+
+# autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log
+protocol bgp clients_10_88_0_2 from CLIENTS {
+  neighbor 10.88.0.2 internal;
+  description \"autopeer clients 10.88.0.2\";
+}
+
+# autopeer: group spokes, admitted 2026-11-23T06:55:03Z via bird-log
+protocol bgp spokes_fe80__1_vti3 from SPOKES {
+  neighbor fe80::1%vti3 internal;
+  direct;
+  description \"autopeer spokes fe80::1%vti3\";
+}
+";
+    let peers = parse(old).expect("the old form loads");
+    assert_eq!(peers.len(), 2);
+    assert_eq!(peers[0].group, "clients");
+    assert_eq!(peers[1].iface.as_deref(), Some("vti3"));
+    // The next write is in the new form, and reads back the same.
+    let new = render(&peers).unwrap();
+    assert!(
+        new.contains("description \"autopeer=1 group=spokes\";"),
+        "{new}"
+    );
+    assert_eq!(parse(&new).unwrap(), peers);
 }

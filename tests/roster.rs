@@ -1,7 +1,8 @@
 //! The roster task in-process, against the real bird2 on loopback
 //! (RealBird), with real time and bounded polls:
 //!
-//! - a burst of sightings inside one batch window is one `configure`;
+//! - a burst of sightings is at most two `configure`s (group commit: the
+//!   first at once, the rest together in the next);
 //! - BIRD down at first: sightings are kept and retried with backoff until
 //!   BIRD is up; nothing lost, nothing duplicated;
 //! - a refused address knocking 20 times is audited once;
@@ -263,7 +264,7 @@ fn commands(bird: &RealBird, cmd: &str) -> usize {
 }
 
 #[tokio::test]
-async fn burst_is_one_configure() {
+async fn burst_is_at_most_two_configures() {
     if !require_bird() {
         return;
     }
@@ -278,17 +279,19 @@ async fn burst_is_one_configure() {
         clients(&bird_names(&bird.ctl).await).len() == n
     })
     .await;
-    assert_eq!(
-        (reconfigurations(&bird), commands(&bird, "configure")),
-        (1, 1),
-        "one configure for the burst; BIRD log:\n{}",
+    // The first knock is applied at once (an idle roster does not wait);
+    // those during that apply, or within `batch` of it, go into one more.
+    let configures = commands(&bird, "configure");
+    assert!(
+        (1..=2).contains(&configures) && reconfigurations(&bird) == configures,
+        "at most two configures for the burst; BIRD log:\n{}",
         bird.log()
     );
     assert_eq!(files.include_peers().len(), n);
     assert_eq!(files.audit().matches("adding neighbor 10.99.0.").count(), n);
     // Nothing else follows once the roster is idle.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(reconfigurations(&bird), 1, "{}", bird.log());
+    assert_eq!(reconfigurations(&bird), configures, "{}", bird.log());
     roster.stop().await;
 }
 
@@ -527,7 +530,8 @@ async fn rejected_peer_is_restored_reported_and_not_retried() {
     assert_eq!(reconfigurations(&bird), 0);
 
     // It knocks again: ignored while rejected. A good peer after it goes
-    // through, and BIRD was asked to check exactly twice.
+    // through, and BIRD was asked to configure exactly twice (the refused
+    // one and the good one).
     for _ in 0..5 {
         roster.knock("10.98.0.1").await;
     }
@@ -536,7 +540,7 @@ async fn rejected_peer_is_restored_reported_and_not_retried() {
         clients(&bird_names(&bird.ctl).await) == ["clients_10_99_0_30"]
     })
     .await;
-    assert_eq!(commands(&bird, "configure check"), 2, "{}", bird.log());
+    assert_eq!(commands(&bird, "configure"), 2, "{}", bird.log());
     assert_eq!(
         files.audit().matches("adding neighbor 10.98.0.1 ").count(),
         1
@@ -608,8 +612,8 @@ async fn broken_elsewhere_keeps_include_and_retries_once_fixed() {
         "include stays"
     );
     // Let the roster retry (and back off) a few times.
-    eventually("three checks", || async {
-        commands(&bird, "configure check") >= 3
+    eventually("three tries", || async {
+        commands(&bird, "configure") >= 3
     })
     .await;
     assert_eq!(
@@ -688,24 +692,17 @@ async fn bird_dying_mid_apply_is_retried_once_bird_is_back() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let files = Files::new();
     let ctl = files.path("bird.ctl");
-    // A BIRD that accepts `configure check`, then dies on `show protocols`.
+    // A BIRD that dies on `show protocols`, the first command after the
+    // write.
     let listener = tokio::net::UnixListener::bind(&ctl).unwrap();
     let fake = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let (r, mut w) = stream.into_split();
         let mut lines = BufReader::new(r).lines();
         w.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
-        let mut seen = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.push(line.clone());
-            match line.as_str() {
-                "configure check" => w
-                    .write_all(b"0002-Reading configuration from /x\n0020 Configuration OK\n")
-                    .await
-                    .unwrap(),
-                _ => break,
-            }
-        }
+        // The first command, unanswered.
+        let seen: Vec<String> = lines.next_line().await.ok().flatten().into_iter().collect();
+        drop(w);
         seen // dropping the stream and the listener: BIRD is gone
     });
     let roster = Running::start(&files, false);
@@ -714,8 +711,8 @@ async fn bird_dying_mid_apply_is_retried_once_bird_is_back() {
         .await
         .expect("roster talked to the fake")
         .unwrap();
-    assert_eq!(seen, ["configure check", "show protocols"]);
-    // The include was written (and checked); BIRD never loaded it.
+    assert_eq!(seen, ["show protocols"]);
+    // The include was written; BIRD never loaded it.
     assert_eq!(files.include_peers(), ["clients_10_99_0_50"]);
     std::fs::remove_file(&ctl).unwrap();
     // BIRD comes back (it reads the include at start, as a restarted BIRD

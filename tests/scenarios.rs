@@ -27,6 +27,12 @@ fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
     let expire = expire
         .map(|e| format!("expire = \"{e}\"\n"))
         .unwrap_or_default();
+    // "": no `batch` key, the default.
+    let batch = if batch.is_empty() {
+        String::new()
+    } else {
+        format!("batch = \"{batch}\"")
+    };
     let text = format!(
         r#"[bird]
 socket = "/nonexistent/bird.ctl"
@@ -35,7 +41,7 @@ include = "/nonexistent/autopeer.conf"
 keyring = "off"
 [agent]
 socket = "/nonexistent/autopeer.ctl"
-batch = "{batch}"
+{batch}
 [sources]
 logs = []
 [[group]]
@@ -100,7 +106,7 @@ impl Scene {
             at: self.now.wall,
         };
         self.core
-            .admit(&s, None, None, self.now)
+            .admit(&s, None, None, &[], self.now)
             .map(|a| a.name)
             .map_err(|r| r.kind().to_string())
     }
@@ -175,53 +181,59 @@ use common::protocol_row as row;
 const S: Duration = Duration::from_secs(1);
 
 #[test]
-fn batching_gathers_sightings_and_coalesces_those_during_an_apply() {
+fn group_commit_applies_at_once_and_coalesces_those_during_an_apply() {
+    // `batch` is the least time between two applies' starts, not a wait.
     let mut sc = Scene::new(config("2s", None));
     assert_eq!(sc.knock("10.88.0.2").unwrap(), "clients_10_88_0_2");
-    assert_eq!(sc.due_in(), Some(2 * S));
-    sc.advance(S);
-    sc.knock("10.88.0.3").unwrap();
-    // The first sighting's deadline stands.
-    assert_eq!(sc.due_in(), Some(S));
-    assert!(sc.begin().is_none(), "not yet due");
-    sc.advance(S);
+    // Idle: due at once.
+    assert_eq!(sc.due_in(), Some(Duration::ZERO));
     let job = sc.begin().expect("due");
-    assert_eq!(job.new, ["clients_10_88_0_2", "clients_10_88_0_3"]);
+    assert_eq!(job.new, ["clients_10_88_0_2"]);
     assert_eq!(
         sc.lines(),
-        [
-            "adding neighbor 10.88.0.2 to group clients (via bird-log)",
-            "adding neighbor 10.88.0.3 to group clients (via bird-log)",
-        ]
+        ["adding neighbor 10.88.0.2 to group clients (via bird-log)"]
     );
     // At most one apply in flight: sightings meanwhile wait for the next.
+    sc.knock("10.88.0.3").unwrap();
+    sc.advance(S / 2);
     sc.knock("10.88.0.4").unwrap();
-    sc.advance(3 * S);
-    sc.knock("10.88.0.5").unwrap();
     assert_eq!(sc.due_in(), None, "nothing starts while one is in flight");
     assert!(sc.begin().is_none());
     // A knock of a peer in flight is "already a peer", not a second one.
     assert_eq!(sc.knock("10.88.0.2").unwrap(), "clients_10_88_0_2");
     let snap = sc.core.snapshot(sc.now);
     assert!(snap.dirty);
-    assert_eq!(snap.peers.iter().filter(|p| p.pending).count(), 4);
+    assert_eq!(snap.peers.iter().filter(|p| p.pending).count(), 3);
     sc.finish(job, ok());
-    assert_eq!(sc.names(), ["clients_10_88_0_2", "clients_10_88_0_3"]);
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
     assert!(sc
         .core
         .take_events()
         .iter()
-        .any(|e| matches!(e, Event::Applied { added: 2, .. })));
-    // The next apply is due at once (0.4's batch ran out), and takes both.
-    assert_eq!(sc.due_in(), Some(Duration::ZERO));
+        .any(|e| matches!(e, Event::Applied { added: 1, .. })));
+    // The next one keeps `batch` from the last start, and takes both.
+    assert_eq!(sc.due_in(), Some(S + S / 2));
+    sc.advance(S + S / 2);
     let job = sc.begin().unwrap();
-    assert_eq!(job.new, ["clients_10_88_0_4", "clients_10_88_0_5"]);
-    assert_eq!(job.peers.len(), 4);
+    assert_eq!(job.new, ["clients_10_88_0_3", "clients_10_88_0_4"]);
+    assert_eq!(job.peers.len(), 3);
     sc.finish(job, ok());
-    assert_eq!(sc.names().len(), 4);
+    assert_eq!(sc.names().len(), 3);
     assert!(!sc.core.dirty());
     assert_eq!(sc.due_in(), None);
     assert_eq!(sc.core.configured(), 2);
+    // Idle for longer than `batch`: the next knock goes at once again.
+    sc.advance(3 * S);
+    sc.knock("10.88.0.5").unwrap();
+    assert_eq!(sc.due_in(), Some(Duration::ZERO));
+}
+
+#[test]
+fn default_batch_is_no_wait() {
+    // No `batch` key: the default.
+    let mut sc = Scene::new(config("", None));
+    sc.knock("10.88.0.2").unwrap();
+    assert_eq!(sc.due_in(), Some(Duration::ZERO));
 }
 
 #[test]
@@ -250,6 +262,20 @@ fn backoff_doubles_to_a_minute_and_loses_nothing() {
     assert_eq!(sc.names(), ["clients_10_88_0_2"]);
     // Success resets the backoff.
     sc.knock("10.88.0.3").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, unavailable());
+    assert_eq!(sc.due_in(), Some(S));
+    // A knock during the back-off waits for the retry: a stream of knocks
+    // must not retry a dead BIRD once per knock.
+    sc.advance(S / 2);
+    sc.knock("10.88.0.4").unwrap();
+    assert_eq!(sc.due_in(), Some(S / 2));
+    assert!(sc.begin().is_none());
+    sc.advance(S / 2);
+    let job = sc.begin().unwrap();
+    assert_eq!(job.new, ["clients_10_88_0_3", "clients_10_88_0_4"]);
+    sc.finish(job, ok());
+    sc.knock("10.88.0.5").unwrap();
     let job = sc.begin().unwrap();
     sc.finish(job, unavailable());
     assert_eq!(sc.due_in(), Some(S));

@@ -260,6 +260,14 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
+/// `xs` as `a b c` with `prec` decimals.
+pub fn list(xs: &[f64], prec: usize) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.prec$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }

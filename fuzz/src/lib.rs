@@ -193,8 +193,11 @@ fn check_outcome(line: &str, o: &lines::LineOutcome) {
 /// `parse_line` and each format's parser, on every line of the input (lossy
 /// UTF-8): never panic; sightings carry only unicast, non-mapped addresses,
 /// a safe interface exactly on link-local ones, and a port other than 0; a
-/// trailing newline does not change the outcome.
+/// trailing newline does not change the outcome. The prefiltered reader
+/// agrees with the full parsers on the raw bytes ([`scan_agrees`]).
 pub fn log_lines(data: &[u8]) {
+    scan_agrees(data);
+    scan_agrees(&[data, b"\n"].concat());
     let at = SystemTime::UNIX_EPOCH;
     let text = String::from_utf8_lossy(data);
     let whole = lines::parse_line(&text, at);
@@ -216,6 +219,42 @@ pub fn log_lines(data: &[u8]) {
             check_outcome(line, &f(line, at));
         }
     }
+}
+
+/// `scan_lines` (prefilter, then the full parsers on the few lines it
+/// points at) says of every complete line of `data` exactly what
+/// `parse_raw` (the full parsers, line by line) says: the same sightings,
+/// the same malformed reasons, the same lines that are not UTF-8, the same
+/// line count; bytes after the last newline are left for later by both.
+pub fn scan_agrees(data: &[u8]) {
+    let at = SystemTime::UNIX_EPOCH;
+    let mut want = Vec::new();
+    let mut starts = Vec::new();
+    let (mut start, mut count) = (0, 0u64);
+    for (i, b) in data.iter().enumerate() {
+        if *b != b'\n' {
+            continue;
+        }
+        count += 1;
+        starts.push(start);
+        let outcome = lines::parse_raw(&data[start..i], at);
+        if outcome != lines::RawOutcome::Text(lines::LineOutcome::Irrelevant) {
+            want.push((count, start..i, outcome));
+        }
+        start = i + 1;
+    }
+    let mut got = Vec::new();
+    let scanned = lines::scan_lines(data, at, |range, outcome| {
+        // The line's number, for a readable failure.
+        let n = starts.partition_point(|s| *s <= range.start) as u64;
+        got.push((n, range, outcome));
+    });
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g, "line {}: full parse vs prefiltered", w.0);
+    }
+    assert_eq!(want, got, "lines only one of them found notable");
+    assert_eq!(scanned.lines, count, "line count");
+    assert_eq!(scanned.end, start, "end of the last complete line");
 }
 
 // ------------------------------------------------------------ bird.conf
@@ -359,7 +398,7 @@ fn expand(body: &[u8]) -> Vec<u8> {
 
 /// NHRP: `parse_message`, `parse_binding` and the `Framer` never panic; a
 /// parsed message written back as `key=value` lines parses to itself;
-/// certificates stay within the cap; the framer holds at most one message
+/// certificates stay within the cap and describing one never panics; the framer holds at most one message
 /// cap, its messages are non-empty, within the cap and free of blank
 /// lines, and read boundaries do not change the frames.
 pub fn nhrp_message(data: &[u8]) {
@@ -380,6 +419,11 @@ pub fn nhrp_message(data: &[u8]) {
             assert!(b.event_id > 0);
             assert!(b.local_cert.len() <= nhrp::MAX_CERT_BYTES);
             assert!(b.remote_cert.len() <= nhrp::MAX_CERT_BYTES);
+            // Whatever certificate bytes come, reading them for the audit
+            // line does not panic, and says no more than subject and serial.
+            if let Some(who) = nhrp::cert::describe(&b.remote_cert) {
+                assert!(who.chars().count() < 400);
+            }
         }
         return;
     }

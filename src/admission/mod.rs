@@ -8,7 +8,8 @@
 //! server ask [`decide`] and add nothing of their own.
 //!
 //! Check order in [`decide`]: for NHRP, the group match and its
-//! `nbma_prefixes`; the quiet period after a removal (not for an
+//! `nbma_prefixes`; the group's certificate binding (`ca`,
+//! `require_cert`: [`cert::verify`]; not for an operator); the quiet period after a removal (not for an
 //! operator); the group asked for; forged evidence, bad address, group
 //! match (longest prefix), trust, interface, deny, static neighbor / native
 //! range in bird.conf, roster (already a peer: success), `max_peers`, rate
@@ -34,6 +35,7 @@ use crate::config::{Group, UnverifiedPolicy};
 use crate::event::{rfc3339, Neighbor};
 use crate::keyring::task::KeyringStatus;
 use crate::keyring::Family;
+use crate::sources::nhrp::cert;
 use crate::sources::{Trust, Via};
 
 mod limits;
@@ -153,6 +155,9 @@ pub struct Request<'a> {
     pub group: Option<&'a str>,
     /// The spoke's NBMA address (NHRP; checked against `nbma_prefixes`).
     pub nbma: Option<IpAddr>,
+    /// The spoke's IKE certificate, DER (NHRP's `remote_cert`; checked
+    /// against the group's `ca`). `None`: none sent.
+    pub cert: Option<&'a [u8]>,
 }
 
 /// What a decision is made against.
@@ -280,6 +285,11 @@ fn decide_inner(
     if via == Via::Nhrp {
         check_nbma(ctx.groups, req.addr, req.nbma)?;
     }
+    // Every registration shows its certificate again; other evidence about
+    // a peer already in the roster admits nothing new, so it is not asked.
+    if !operator && (via == Via::Nhrp || ctx.roster.find(req.addr).is_none()) {
+        check_cert(ctx.groups, req.addr, via, req.cert, ctx.wall)?;
+    }
     if !operator {
         if let Some(t) = memory.quiet.get(&req.addr) {
             if ctx.now.duration_since(*t) < QUIET_AFTER_REMOVAL {
@@ -385,6 +395,38 @@ fn check_nbma(groups: &[Group], addr: IpAddr, nbma: Option<IpAddr>) -> Result<()
             })
         }
         Some(_) => Ok(()),
+    }
+}
+
+/// The certificate binding of the group `addr` falls in (its `ca`,
+/// `require_cert`): an NHRP registration's certificate must chain to the
+/// group's CA and name `addr`; a group with `require_cert` admits only
+/// requests that carry one (an operator's `add` is not asked).
+fn check_cert(
+    groups: &[Group],
+    addr: IpAddr,
+    via: Via,
+    cert: Option<&[u8]>,
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let Some(group) = match_group(groups, addr) else {
+        return Ok(());
+    };
+    let Some(policy) = &group.cert else {
+        return Ok(());
+    };
+    match cert.filter(|c| !c.is_empty()) {
+        Some(der) if via == Via::Nhrp => cert::verify(&policy.ca, der, addr, now)
+            .map(|_| ())
+            .map_err(|why| Refusal::CertRejected {
+                group: group.name.clone(),
+                why,
+            }),
+        _ if policy.required => Err(Refusal::CertMissing {
+            group: group.name.clone(),
+            via,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use crate::event::Neighbor;
+use crate::sources::nhrp::cert::CertRejection;
 use crate::sources::Via;
 
 /// Why an address was not admitted.
@@ -82,6 +83,18 @@ pub enum Refusal {
         group: String,
         nbma: IpAddr,
     },
+    /// The group has `require_cert` and the request carries no certificate:
+    /// nhrpd sent none (`remote_cert=` empty), or it came another way
+    /// (BIRD's log, the journal), which cannot carry one.
+    CertMissing {
+        group: String,
+        via: Via,
+    },
+    /// NHRP: the spoke's certificate failed the group's `ca` check.
+    CertRejected {
+        group: String,
+        why: CertRejection,
+    },
     /// bird.conf already has a protocol of the name the peer would get.
     NameInBirdConf {
         name: String,
@@ -120,8 +133,41 @@ impl Refusal {
             Refusal::RecentlyRemoved => "recently_removed",
             Refusal::NoSuchGroup { .. } => "no_such_group",
             Refusal::NbmaMissing { .. } | Refusal::NbmaOutside { .. } => "nbma",
+            Refusal::CertMissing { .. } | Refusal::CertRejected { .. } => "certificate",
             Refusal::NameInBirdConf { .. } | Refusal::NameTaken { .. } => "name_taken",
             Refusal::Unwritable { .. } => "unwritable",
+        }
+    }
+
+    /// The configured group the refusal concerns, if one applies (a
+    /// metrics label: never a name the sender or an operator typed).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Refusal::LinkLocalWithoutInterface { group }
+            | Refusal::WrongInterface { group, .. }
+            | Refusal::Denied { group, .. }
+            | Refusal::MaxPeers { group, .. }
+            | Refusal::RateLimited { group, .. }
+            | Refusal::NbmaMissing { group }
+            | Refusal::NbmaOutside { group, .. }
+            | Refusal::CertMissing { group, .. }
+            | Refusal::CertRejected { group, .. } => Some(group),
+            // No variant left out by accident: a new one must say.
+            Refusal::Forged { .. }
+            | Refusal::Unverified { .. }
+            | Refusal::Unspecified
+            | Refusal::Loopback
+            | Refusal::Multicast
+            | Refusal::Broadcast
+            | Refusal::NoGroup
+            | Refusal::Static { .. }
+            | Refusal::InNativeRange { .. }
+            | Refusal::InRoster { .. }
+            | Refusal::RecentlyRemoved
+            | Refusal::NoSuchGroup { .. }
+            | Refusal::NameInBirdConf { .. }
+            | Refusal::NameTaken { .. }
+            | Refusal::Unwritable { .. } => None,
         }
     }
 
@@ -134,6 +180,9 @@ impl Refusal {
             Refusal::NoSuchGroup { .. } => (false, false),
             Refusal::RecentlyRemoved => (false, true),
             Refusal::NbmaMissing { .. } | Refusal::NbmaOutside { .. } => (false, false),
+            // Told in the NHRP line alone, counted by kind.
+            Refusal::CertRejected { .. } => (false, true),
+            Refusal::CertMissing { via, .. } if *via == Via::Nhrp => (false, true),
             Refusal::NoGroup if via == Via::Nhrp => (false, false),
             Refusal::NameInBirdConf { .. }
             | Refusal::NameTaken { .. }
@@ -206,6 +255,14 @@ impl fmt::Display for Refusal {
             Refusal::NbmaOutside { group, nbma } => {
                 write!(f, "nbma {nbma} outside group {group}'s nbma_prefixes")
             }
+            Refusal::CertMissing { group, via } if *via == Via::Nhrp => {
+                write!(f, "group {group} requires a certificate, nhrpd sent none")
+            }
+            Refusal::CertMissing { group, .. } => write!(
+                f,
+                "group {group} requires a certificate, which only an NHRP registration carries"
+            ),
+            Refusal::CertRejected { group, why } => write!(f, "{why} (group {group})"),
             Refusal::NameInBirdConf { name } => {
                 write!(f, "protocol name {name} is already used in bird.conf")
             }

@@ -12,16 +12,22 @@
 //! # autopeer: group clients, admitted 2026-11-23T06:55:02Z via bird-log
 //! protocol bgp clients_10_88_0_2 from CLIENTS {
 //!   neighbor 10.88.0.2 internal;
-//!   description "autopeer clients 10.88.0.2";
+//!   description "autopeer=1 group=clients";
 //! }
 //!
 //! # autopeer: group spokes, admitted 2026-11-23T06:55:03Z via bird-log
 //! protocol bgp spokes_fe80__1_vti3 from SPOKES {
 //!   neighbor fe80::1%vti3 internal;
 //!   direct;
-//!   description "autopeer spokes fe80::1%vti3";
+//!   description "autopeer=1 group=spokes";
 //! }
 //! ```
+//!
+//! The description is `key=value` pairs of word characters, the form
+//! bird_exporter's `-format.description-labels` turns into Prometheus
+//! labels ([`description`]). Files written before it say
+//! `description "autopeer GROUP ADDR";` and still load: any description
+//! without a `"` is read back (and rewritten in the new form).
 //!
 //! What may be a name, an interface or a key is decided in [`super::lang`],
 //! which the config's validation asks too.
@@ -478,10 +484,6 @@ pub fn render_for(
             Scope::Quoted(i) => format!("{} % '{i}'", p.addr),
             Scope::None | Scope::Option(_) => p.addr.to_string(),
         };
-        let shown = match &p.iface {
-            Some(i) => format!("{}%{i}", p.addr),
-            None => p.addr.to_string(),
-        };
         // Infallible: writing to a String.
         let _ = writeln!(out);
         let _ = writeln!(
@@ -497,13 +499,26 @@ pub fn render_for(
         if needs_direct(p.addr) {
             let _ = writeln!(out, "  direct;");
         }
-        let _ = writeln!(out, "  description \"autopeer {} {shown}\";", p.group);
+        let _ = writeln!(out, "  description \"{}\";", description(&p.group));
         if let Some(key) = passwords.get(&p.group) {
             let _ = writeln!(out, "  password \"{}\";", key.expose());
         }
         let _ = writeln!(out, "}}");
     }
     Ok(out)
+}
+
+/// The description of a group's peers: `autopeer=1 group=GROUP`.
+///
+/// bird_exporter (czerwonk/bird_exporter, metrics/default_label_strategy.go,
+/// `labelKeysFromDescription`) takes every match of its
+/// `-format.description-labels-regex`, by default `(\w+)=(\w+)` (main.go),
+/// as a label name and value. So every key and value here is made of word
+/// characters only: a group name is (`[a-z][a-z0-9_]*`); an address is not
+/// (`10.88.0.2` would give the value `10`), so it stays out (BIRD shows it
+/// as `Neighbor address`, and the protocol's name carries it).
+pub fn description(group: &str) -> String {
+    format!("autopeer=1 group={group}")
 }
 
 /// The `# autopeer: ...` line of a block, parsed.

@@ -3,6 +3,7 @@
 //! cross-check against bird.conf.
 
 use super::*;
+use crate::sources::nhrp::cert;
 
 impl Config {
     /// Reads, parses and validates the config at `path`. A missing file is
@@ -87,12 +88,21 @@ impl Config {
                 Duration::ZERO
             }
         };
+        let metrics = match raw.agent.metrics.as_deref().map(parse_metrics_address) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(msg)) => {
+                p.push(Problem::new("agent.metrics", msg));
+                None
+            }
+        };
         let agent = AgentSection {
             socket: abs(raw.agent.socket),
             state: abs(raw.agent.state),
             audit_log: abs(raw.agent.audit_log),
             batch,
             dry_run: raw.agent.dry_run,
+            metrics,
         };
 
         let nhrp_policy = one_of(
@@ -265,6 +275,22 @@ fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// `"100ms"`, `"2s"`, `"0"` (humantime syntax).
+/// `[agent] metrics`: an IP address and a port, as the listener binds it
+/// (no host names: the daemon must not depend on a resolver to start).
+fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not ADDR:PORT with an IP address (e.g. \"127.0.0.1:9330\" or \"[::1]:9330\")"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "{s:?} has port 0, which Prometheus could not be told; pick a port (e.g. 9330)"
+        ));
+    }
+    Ok(addr)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like \"100ms\" or \"7d\": {e}"))
@@ -502,6 +528,7 @@ fn convert_group(
     }
 
     let nbma_prefixes = parse_prefix_list(&rg.nbma_prefixes, &format!("{key}.nbma_prefixes"), p);
+    let cert = cert_policy(rg.ca.as_deref(), rg.require_cert, key, base_dir, p);
 
     let group = Group {
         name: rg.name,
@@ -515,8 +542,60 @@ fn convert_group(
         expire,
         interface: rg.interface,
         nbma_prefixes: nbma_prefixes.into_iter().map(|(_, n)| n).collect(),
+        cert,
     };
     (group, prefix_index)
+}
+
+/// `ca` and `require_cert`: the CA file read (safely: a regular file, at
+/// most [`cert::MAX_CA_FILE`] bytes) and checked now, so a bad one stops
+/// the start, a reload and `autopeer check` with its key named.
+fn cert_policy(
+    ca: Option<&Path>,
+    required: bool,
+    key: &str,
+    base_dir: &Path,
+    p: &mut Vec<Problem>,
+) -> Option<cert::CertPolicy> {
+    let Some(file) = ca else {
+        if required {
+            p.push(Problem::new(
+                format!("{key}.require_cert"),
+                "require_cert needs `ca`, the CA the spokes' certificates must chain to",
+            ));
+        }
+        return None;
+    };
+    let path = if file.is_relative() {
+        base_dir.join(file)
+    } else {
+        file.to_path_buf()
+    };
+    let bytes =
+        match crate::readsafe::read(&path, crate::readsafe::Links::Follow, cert::MAX_CA_FILE) {
+            Ok(b) => b,
+            Err(e) => {
+                p.push(Problem::new(
+                    format!("{key}.ca"),
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+                return None;
+            }
+        };
+    match cert::load_ca(&bytes, std::time::SystemTime::now()) {
+        Ok(store) => Some(cert::CertPolicy {
+            ca_path: path,
+            ca: std::sync::Arc::new(store),
+            required,
+        }),
+        Err(e) => {
+            p.push(Problem::new(
+                format!("{key}.ca"),
+                format!("{}: {e}", path.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// Two groups listing the same prefix would tie on longest-prefix match.

@@ -87,6 +87,9 @@ pub struct Context {
     /// The journal source's counters (when it runs) and every source's
     /// verified mark, for `show sources`.
     pub sources: Sources,
+    /// Where Prometheus metrics are served (`[agent] metrics`), for
+    /// `show status`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What `show sources` says beyond the tails' counters.
@@ -460,6 +463,9 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
             for l in proto::status_lines(&snap, SystemTime::now()) {
                 w.line(proto::STATUS, l);
             }
+            if let Some(addr) = ctx.metrics {
+                w.line(proto::STATUS, format!("Metrics at http://{addr}/metrics"));
+            }
             w.finish(proto::OK, "")
         }
         CtlCommand::ShowPeers { all } => {
@@ -525,6 +531,7 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
                 sighting,
                 group,
                 nbma: None,
+                cert: Vec::new(),
                 reply,
             })
             .await;

@@ -21,6 +21,7 @@ pub async fn run(job: Job, target: Target) -> Done {
         (Ok(text), Ok(conn)) => Some(apply::apply_on(conn, &target, text).await),
         (Ok(_), Err(e)) => Some(Err(e)),
     };
+    crate::metrics::applied(result.as_ref());
     Done {
         plan,
         result,

@@ -100,6 +100,10 @@ pub struct Core {
     pub(super) backoff: Duration,
     /// When the next apply is due.
     pub(super) deadline: Option<Instant>,
+    /// The earliest an admission's apply may start: the last apply's start
+    /// plus `batch`, or the retry after a failure (group commit: no wait
+    /// when idle, the rest coalesced into the next apply).
+    pub(super) next_start: Option<Instant>,
     pub(super) flight: Option<Flight>,
     pub(super) last_broken: Option<String>,
     pub(super) configured: u64,
@@ -150,6 +154,7 @@ impl Core {
             budget: Budget::new(now.mono),
             backoff: BACKOFF_MIN,
             deadline: None,
+            next_start: None,
             flight: None,
             last_broken: None,
             configured: 0,
@@ -253,12 +258,17 @@ impl Core {
     }
 
     /// Decides about one sighting ([`admission::decide`]); on admission
-    /// the peer joins `pending` and an apply is scheduled after `batch`.
+    /// the peer joins `pending` and an apply is scheduled: at once when
+    /// none ran within `batch` and no retry is waiting, else when that
+    /// spacing or the retry's backoff runs out. One in flight holds it
+    /// back ([`Core::apply_due`]), so sightings meanwhile go out together
+    /// in the next apply.
     pub fn admit(
         &mut self,
         s: &Sighting,
         only: Option<&str>,
         nbma: Option<IpAddr>,
+        cert: &[u8],
         now: Now,
     ) -> Result<Admitted, Refusal> {
         let neighbor = Neighbor {
@@ -277,6 +287,7 @@ impl Core {
                 },
                 group: only,
                 nbma,
+                cert: Some(cert).filter(|c| !c.is_empty()),
             },
             admission::Context {
                 groups: &config.groups,
@@ -302,6 +313,7 @@ impl Core {
             }
         };
         let peer = admit.peer;
+        crate::metrics::admitted(&admit.group);
         let admitted = Admitted {
             name: peer.name.clone(),
             group: admit.group.clone(),
@@ -317,7 +329,10 @@ impl Core {
         });
         if !config.agent.dry_run {
             self.book.pending.push(peer);
-            self.changed(now.mono, config.agent.batch);
+            let wait = self
+                .next_start
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now.mono));
+            self.changed(now.mono, wait);
         }
         Ok(admitted)
     }
@@ -325,6 +340,7 @@ impl Core {
     /// Counts and audits a refusal as [`Refusal::reported`] says.
     pub(super) fn refuse(&mut self, neighbor: Neighbor, refusal: &Refusal, via: Via, now: Instant) {
         let (line, counted) = refusal.reported(via);
+        crate::metrics::refused(refusal);
         if counted {
             *self
                 .refusal_counts
@@ -418,6 +434,7 @@ impl Core {
             return None;
         }
         self.dirty = false;
+        self.next_start = Some(now.mono + self.config.agent.batch);
         self.book.in_flight = std::mem::take(&mut self.book.pending);
         self.flight = Some(Flight {
             removed: std::mem::take(&mut self.removed_since_apply),
@@ -554,6 +571,9 @@ impl Core {
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.schedule(now, wait);
+        // New sightings wait for the retry too: with no spacing, a stream
+        // of knocks would otherwise retry a dead BIRD once per knock.
+        self.next_start = Some(self.next_start.map_or(now + wait, |t| t.max(now + wait)));
         wait
     }
 }

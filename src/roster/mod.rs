@@ -61,11 +61,13 @@ pub enum Msg {
     /// Decide about `sighting` now and answer at once (operator `add`, an
     /// NHRP registration); the change itself goes out with the next batch.
     /// `group` restricts the decision to that group.
-    /// `nbma`: the spoke's NBMA address (NHRP).
+    /// `nbma`: the spoke's NBMA address (NHRP); `cert`: its IKE
+    /// certificate, DER (NHRP's `remote_cert`; empty: none).
     Admit {
         sighting: Sighting,
         group: Option<String>,
         nbma: Option<IpAddr>,
+        cert: Vec<u8>,
         reply: oneshot::Sender<Result<Admitted, Refusal>>,
     },
     /// Remove a peer by protocol name or address; answers the names removed.

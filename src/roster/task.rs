@@ -27,6 +27,16 @@ use crate::sources::Sighting;
 /// told it lost some.
 const EVENT_BACKLOG: usize = 1024;
 
+/// At most this many queued sightings are taken in one turn of the loop,
+/// so a flood never keeps `status` or a reload waiting.
+const DRAIN: usize = 4096;
+
+/// In a burst, the longest pause between two sightings that still go into
+/// the same apply ([`Roster::take_queued`]), and the longest a burst is
+/// gathered in all. A lone sighting never waits.
+const BURST_GAP: Duration = Duration::from_millis(2);
+const BURST_GATHER: Duration = Duration::from_millis(20);
+
 /// The clocks now: tokio's monotonic clock (paused in tests), the wall
 /// clock.
 fn now() -> Now {
@@ -172,7 +182,8 @@ impl Roster {
                 _ = shutdown.cancelled() => break,
                 s = sightings.recv(), if sightings_open => match s {
                     Some(s) => {
-                        let _ = self.core.admit(&s, None, None, now());
+                        let _ = self.core.admit(&s, None, None, &[], now());
+                        self.take_queued(&mut sightings).await;
                     }
                     None => sightings_open = false,
                 },
@@ -256,9 +267,13 @@ impl Roster {
                 sighting,
                 group,
                 nbma,
+                cert,
                 reply,
             } => {
-                let _ = reply.send(self.core.admit(&sighting, group.as_deref(), nbma, now()));
+                let decided = self
+                    .core
+                    .admit(&sighting, group.as_deref(), nbma, &cert, now());
+                let _ = reply.send(decided);
             }
             Msg::Remove { target, reply } => {
                 let _ = reply.send(self.core.remove(&target, now()));
@@ -275,6 +290,45 @@ impl Roster {
             Msg::StatesFailed(error) => self.core.states_failed(error),
             Msg::Emit(event) => self.core.relay(event, now()),
         }
+    }
+
+    /// Group commit: the sightings already on their way go into the same
+    /// apply as the first, not one apply for the first and one for the
+    /// rest. A lone sighting (nothing else queued) goes at once. When more
+    /// were queued, a burst is coming through the tasks before this one
+    /// (written in one go, it arrives in slices of 64 to 128, tokio's
+    /// cooperative budget): they are taken as long as the next one follows
+    /// within [`BURST_GAP`], for at most [`BURST_GATHER`] in all, so that
+    /// one `configure` takes the burst (`--bench burst`).
+    async fn take_queued(&mut self, sightings: &mut mpsc::Receiver<Sighting>) {
+        let started = tokio::time::Instant::now();
+        let mut taken = 1 + self.take_ready(sightings, DRAIN - 1);
+        if taken == 1 {
+            return;
+        }
+        let until = started + BURST_GATHER;
+        while taken < DRAIN {
+            let deadline = until.min(tokio::time::Instant::now() + BURST_GAP);
+            match tokio::time::timeout_at(deadline, sightings.recv()).await {
+                Ok(Some(s)) => {
+                    let _ = self.core.admit(&s, None, None, &[], now());
+                    taken += 1;
+                }
+                _ => break,
+            }
+            taken += self.take_ready(sightings, DRAIN - taken);
+        }
+    }
+
+    /// Admits up to `max` sightings that are queued now; how many.
+    fn take_ready(&mut self, sightings: &mut mpsc::Receiver<Sighting>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Ok(s) = sightings.try_recv() else { break };
+            let _ = self.core.admit(&s, None, None, &[], now());
+            n += 1;
+        }
+        n
     }
 
     /// Hands the due apply, if any, to a child task.

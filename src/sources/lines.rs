@@ -3,7 +3,9 @@
 //! One parser per known format; [`parse_line`] tells the formats apart and
 //! dispatches. Every parser is a pure function over `&str`: no I/O, no
 //! logging, no tokio. Work is bounded: lines longer than [`MAX_LINE_LEN`]
-//! are rejected before any scanning.
+//! are rejected before any scanning. [`scan_lines`] reads a whole buffer
+//! of lines as [`parse_raw`] would one by one, but parses only the few
+//! lines that hold a trigger text (see [`NEEDLES`]).
 //!
 //! What must never happen here: a [`Sighting`] built from text that is not
 //! exactly one of the formats below. Addresses are parsed into [`IpAddr`]
@@ -24,7 +26,11 @@
 //!   SYN without ACK.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::sync::LazyLock;
 use std::time::SystemTime;
+
+use memchr::memmem;
 
 use super::{Sighting, Trust, Via};
 
@@ -333,7 +339,193 @@ pub fn parse_netfilter(msg: &str, at: SystemTime) -> LineOutcome {
     }
 }
 
+// ===== many lines at once =====
+
+/// What one line read from a file is. Bytes that are not UTF-8 never
+/// reach a parser; readers count such lines apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// What [`parse_line`] says of the text (or [`Malformed::TooLong`],
+    /// unread, for a line over [`MAX_LINE_LEN`] bytes).
+    Text(LineOutcome),
+    /// Not UTF-8 (and not too long).
+    NotUtf8,
+}
+
+/// One line as read from a file, without its `\n`, parsed in full: over
+/// [`MAX_LINE_LEN`] bytes (a trailing `\r` included) it is
+/// [`Malformed::TooLong`] unread; else one trailing `\r` is dropped, bytes
+/// that are not UTF-8 are [`RawOutcome::NotUtf8`], and text goes to
+/// [`parse_line`]. [`scan_lines`] must agree with this on every line.
+pub fn parse_raw(raw: &[u8], at: SystemTime) -> RawOutcome {
+    if raw.len() > MAX_LINE_LEN {
+        return RawOutcome::Text(LineOutcome::Malformed(Malformed::TooLong));
+    }
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    match std::str::from_utf8(raw) {
+        Ok(text) => RawOutcome::Text(parse_line(text, at)),
+        Err(_) => RawOutcome::NotUtf8,
+    }
+}
+
+/// Every line of at most [`MAX_LINE_LEN`] bytes of which [`parse_line`]
+/// says anything but [`LineOutcome::Irrelevant`] contains one of these:
+/// - BIRD's message, through any header or none ([`BIRD_MSG`] holds the
+///   first, and so does the first of [`TRIGGER_MARKERS`]);
+/// - `MD5 `: the kernel's `MD5 Hash` prefixes and JUNOS's `MD5 digest`
+///   suffix (and two of [`TRIGGER_MARKERS`]);
+/// - `IN=`: [`parse_netfilter`] gives up at once without it; with it, a
+///   line to another port than 179 can still be malformed (a field given
+///   twice), so `DPT=179` alone would not do;
+/// - `DPT=179`: the last of [`TRIGGER_MARKERS`], which makes a line with a
+///   control character malformed even without `IN=`.
+///
+/// A needle holds no `\n`, so a match never spans two lines. Checked
+/// line for line against [`parse_raw`] by `tests/prefilter.rs` (fuzz
+/// inputs, fixtures, a generated syslog, random lines).
+const NEEDLES: [&str; 4] = [
+    "Unexpected connect from unknown address",
+    "MD5 ",
+    "IN=",
+    "DPT=179",
+];
+
+static FINDERS: LazyLock<Vec<memmem::Finder<'static>>> =
+    LazyLock::new(|| NEEDLES.iter().map(memmem::Finder::new).collect());
+
+/// How far [`scan_lines`] got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Complete lines read (each ended by `\n`).
+    pub lines: u64,
+    /// Offset just past the last `\n`: where an unfinished line begins.
+    pub end: usize,
+}
+
+/// Reads the complete lines of `buf` as [`parse_raw`] would one by one and
+/// calls `notable` with the byte range (without `\n`) and outcome of each
+/// line that is not [`LineOutcome::Irrelevant`], in order. Bytes after the
+/// last `\n` are left alone ([`Scanned::end`]).
+///
+/// Most lines of a log are irrelevant, and this never looks at them one by
+/// one: one search per [`NEEDLES`] entry, one UTF-8 check and one length
+/// check run over the whole buffer, and only the lines they point at are
+/// parsed (and get no allocation, no copy).
+pub fn scan_lines(
+    buf: &[u8],
+    at: SystemTime,
+    mut notable: impl FnMut(Range<usize>, RawOutcome),
+) -> Scanned {
+    let Some(last) = memchr::memrchr(b'\n', buf) else {
+        return Scanned::default();
+    };
+    let buf = buf.get(..=last).unwrap_or_default();
+    // Where to look, and whether only `IN=` was found there.
+    let mut marks: Vec<(usize, bool)> = Vec::new();
+    for (finder, needle) in FINDERS.iter().zip(NEEDLES) {
+        let netfilter_only = needle == "IN=";
+        marks.extend(finder.find_iter(buf).map(|at| (at, netfilter_only)));
+    }
+    mark_not_utf8(buf, &mut marks);
+    mark_overlong(buf, &mut marks);
+    marks.sort_unstable();
+    let mut marks = marks.into_iter().peekable();
+    while let Some((mark, netfilter_only)) = marks.next() {
+        let before = buf.get(..mark).unwrap_or_default();
+        let start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+        let after = buf.get(mark..).unwrap_or_default();
+        let end = memchr::memchr(b'\n', after).map_or(last, |i| mark + i);
+        // The other marks in this line.
+        let mut only_in = netfilter_only;
+        while let Some(&(other, netfilter_only)) = marks.peek() {
+            if other > end {
+                break;
+            }
+            only_in &= netfilter_only;
+            marks.next();
+        }
+        let line = buf.get(start..end).unwrap_or_default();
+        if only_in && !may_repeat_field(line) {
+            continue;
+        }
+        let outcome = parse_raw(line, at);
+        if outcome != RawOutcome::Text(LineOutcome::Irrelevant) {
+            notable(start..end, outcome);
+        }
+    }
+    Scanned {
+        lines: memchr::memchr_iter(b'\n', buf).count() as u64,
+        end: last + 1,
+    }
+}
+
+/// Whether `line`, in which `IN=` is the only needle, could name one of
+/// [`parse_netfilter`]'s fields twice ([`Malformed::DuplicateField`], the
+/// only outcome but [`LineOutcome::Irrelevant`] left to it): some
+/// `FIELD=` of [`NETFILTER_FIELDS`] appears twice. Only a necessary
+/// condition (`PHYSIN=` counts as `IN=`); the full parser decides.
+fn may_repeat_field(line: &[u8]) -> bool {
+    let mut seen = 0u32;
+    for eq in memchr::memchr_iter(b'=', line) {
+        let before = line.get(..eq).unwrap_or_default();
+        let Some(i) = NETFILTER_FIELDS
+            .iter()
+            .position(|f| before.ends_with(f.as_bytes()))
+        else {
+            continue;
+        };
+        if seen & (1 << i) != 0 {
+            return true;
+        }
+        seen |= 1 << i;
+    }
+    false
+}
+
+/// Marks where each line of `buf` (ending in `\n`) that is not UTF-8 goes
+/// wrong. A `\n` is never part of a multi-byte character, so `buf` is
+/// UTF-8 exactly when each of its lines is.
+fn mark_not_utf8(buf: &[u8], marks: &mut Vec<(usize, bool)>) {
+    let mut from = 0;
+    while let Some(rest) = buf.get(from..) {
+        let Err(e) = std::str::from_utf8(rest) else {
+            return;
+        };
+        let bad = from + e.valid_up_to();
+        marks.push((bad, false));
+        match memchr::memchr(b'\n', buf.get(bad..).unwrap_or_default()) {
+            Some(i) => from = bad + i + 1,
+            None => return,
+        }
+    }
+}
+
+/// Marks the start of each line of `buf` (ending in `\n`) longer than
+/// [`MAX_LINE_LEN`], a window of `MAX_LINE_LEN + 1` bytes at a time: a
+/// window from a line's start with a `\n` in it holds only short lines up
+/// to its last `\n`; one without is the start of a long line.
+fn mark_overlong(buf: &[u8], marks: &mut Vec<(usize, bool)>) {
+    let mut start = 0;
+    while start < buf.len() {
+        let window = buf
+            .get(start..buf.len().min(start + MAX_LINE_LEN + 1))
+            .unwrap_or_default();
+        if let Some(i) = memchr::memrchr(b'\n', window) {
+            start += i + 1;
+            continue;
+        }
+        marks.push((start, false));
+        match memchr::memchr(b'\n', buf.get(start..).unwrap_or_default()) {
+            Some(i) => start += i + 1,
+            None => return,
+        }
+    }
+}
+
 // ===== helpers =====
+
+/// The fields [`parse_netfilter`] reads, each at most once.
+const NETFILTER_FIELDS: [&str; 6] = ["IN", "OUT", "SRC", "PROTO", "SPT", "DPT"];
 
 #[derive(Default)]
 struct NetfilterFields<'a> {
@@ -906,6 +1098,30 @@ mod tests {
         );
         assert_eq!(rfc3339_time("2026-11-23T08:05:55Z x"), Some(" x"));
         assert_eq!(rfc3339_time("2026-11-23 08:05:55 x"), None);
+    }
+
+    /// What `NEEDLES` claims of the parsers' fixed texts.
+    #[test]
+    fn every_trigger_text_holds_a_needle() {
+        let texts = [
+            BIRD_MSG,
+            "TCP: Unexpected MD5 Hash found for ",
+            "MD5 Hash NOT expected but found (",
+            " unexpectedly has MD5 digest",
+            "IN=",
+        ];
+        for t in texts.iter().chain(&TRIGGER_MARKERS) {
+            assert!(NEEDLES.iter().any(|n| t.contains(n)), "{t}");
+        }
+        for f in NETFILTER_FIELDS {
+            let twice = format!("IN=a OUT= {f}=1 {f}=2");
+            assert_eq!(
+                parse_netfilter(&twice, AT),
+                LineOutcome::Malformed(Malformed::DuplicateField),
+                "{twice}"
+            );
+            assert!(may_repeat_field(twice.as_bytes()), "{twice}");
+        }
     }
 
     #[test]

@@ -92,6 +92,28 @@ include "{d}/peers/*.conf";
     )
 }
 
+/// A loopback-only bird2 config whose template `CLIENTS` (bound to
+/// 127.0.0.1:`port`) is `passive on`, so no admitted neighbor is ever
+/// dialed; BIRD logs to DIR/bird.log and includes `include`.
+pub fn passive_clients_conf(dir: &Path, port: u16, include: &Path) -> String {
+    let d = dir.display();
+    let inc = include.display();
+    format!(
+        r#"log "{d}/bird.log" all;
+router id 10.0.0.1;
+protocol device {{ }}
+template bgp CLIENTS {{
+  local 127.0.0.1 port {port} as 65001;
+  strict bind yes;
+  multihop;
+  passive on;
+  ipv4 {{ import none; export none; }};
+}}
+include "{inc}";
+"#
+    )
+}
+
 /// Where one BIRD keeps its files.
 #[derive(Debug, Clone)]
 pub struct BirdFiles {

@@ -29,9 +29,13 @@
 //! garbage stop another's answers. It must not write BIRD's config itself:
 //! admission goes through the roster ([`Msg::Admit`](crate::roster::Msg::Admit)).
 //!
-//! Layout: `message` is the pure part (parser, framer, reply), `server` the
-//! socket and the decisions.
+//! With IPsec, `remote_cert` holds the spoke's IKE certificate; a group
+//! with `ca` binds it to `remote_addr` ([`cert`], asked by admission).
+//!
+//! Layout: `message` is the pure part (parser, framer, reply), `cert` the
+//! pure certificate check, `server` the socket and the decisions.
 
+pub mod cert;
 mod message;
 mod server;
 

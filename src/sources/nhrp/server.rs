@@ -269,6 +269,7 @@ async fn handle(frame: Frame, ctx: &NhrpContext) -> Option<String> {
         accepted: accept,
         admitted: verdict.admitted,
         outcome: verdict.outcome,
+        kind: verdict.kind,
     });
     Some(reply(id, accept))
 }
@@ -293,16 +294,20 @@ struct Verdict {
     admitted: bool,
     timed_out: bool,
     outcome: String,
+    /// The refusal's kind, when admission refused.
+    kind: Option<&'static str>,
 }
 
 /// Asks the roster, which decides by [`crate::admission::decide`] (group,
-/// `nbma_prefixes`, deny, limits, rate) from its state and batches the BGP
-/// change.
+/// `nbma_prefixes`, certificate binding, deny, limits, rate) from its state
+/// and batches the BGP change. The certificate goes along whole (at most
+/// 2 KiB from nhrpd); only its subject and serial are ever written out.
 async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
-    let refused = |outcome: String| Verdict {
+    let refused = |outcome: String, kind| Verdict {
         admitted: false,
         timed_out: false,
         outcome,
+        kind,
     };
     let (tx, rx) = oneshot::channel();
     let msg = Msg::Admit {
@@ -316,6 +321,7 @@ async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
         },
         group: None,
         nbma: b.remote_nbma,
+        cert: b.remote_cert.clone(),
         reply: tx,
     };
     let answer = tokio::time::timeout(DECIDE_TIMEOUT, async {
@@ -327,18 +333,30 @@ async fn decide(b: &Binding, ctx: &NhrpContext) -> Verdict {
         Ok(Some(Ok(a))) => Verdict {
             admitted: true,
             timed_out: false,
-            outcome: if a.already {
-                format!("already in group {} as {}", a.group, a.name)
-            } else {
-                format!("admitted to group {} as {}", a.group, a.name)
-            },
+            outcome: format!(
+                "{} group {} as {}{}",
+                if a.already {
+                    "already in"
+                } else {
+                    "admitted to"
+                },
+                a.group,
+                a.name,
+                // Who registered, when a certificate came: subject and
+                // serial, never the certificate itself.
+                super::cert::describe(&b.remote_cert)
+                    .map(|c| format!(" (certificate {c})"))
+                    .unwrap_or_default()
+            ),
+            kind: None,
         },
-        Ok(Some(Err(refusal))) => refused(refusal.to_string()),
-        Ok(None) => refused("roster not running".into()),
+        Ok(Some(Err(refusal))) => refused(refusal.to_string(), Some(refusal.kind())),
+        Ok(None) => refused("roster not running".into(), None),
         Err(_) => Verdict {
             admitted: false,
             timed_out: true,
             outcome: format!("no decision within {}s", DECIDE_TIMEOUT.as_secs()),
+            kind: None,
         },
     }
 }

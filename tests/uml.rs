@@ -1,0 +1,401 @@
+//! The User-Mode Linux harness (tests/common/uml.rs) gives the tests the
+//! kernel features this host lacks. One boot proves each of them inside
+//! UML, each as its own check that fails on its own:
+//!
+//! - `bridge`: two network namespaces joined by veth pairs on a bridge
+//!   reach each other (ping);
+//! - `gre_link`, `gre_ping`: `ip link add ... type gre` works (the host
+//!   says "Unknown device type") and carries traffic between the
+//!   namespaces;
+//! - `mgre_ping`: a multipoint GRE device (no remote, a key) with a
+//!   permanent neighbor entry mapping the tunnel address to the NBMA
+//!   address, as nhrpd sets it up, carries traffic;
+//! - `tcp_ao`: two sockets with a TCP-AO key (setsockopt TCP_AO_ADD_KEY,
+//!   which the host kernel refuses with ENOPROTOOPT) connect and exchange
+//!   data, and the kernel counts signed segments (TcpExt TCPAOGood > 0);
+//! - `tcp_ao_required`: a client without the key cannot connect to that
+//!   listener and the kernel counts the drop (TCPAORequired > 0);
+//! - `bird_up`, `bird_bgp`: the host's real BIRD runs in each namespace,
+//!   answers birdc, and the two reach BGP Established over the GRE tunnel.
+//!
+//! - `rust_test_body_runs_inside_uml`: a test of this binary runs its body
+//!   inside UML (`Uml::test`) and makes a GRE device there.
+//!
+//! - `cache_refuses_kernels_others_could_write`: `scripts/uml path` ignores
+//!   a cache or entry that another account owns or could write.
+//!
+//! - `payload_cannot_write_host_files`: the host's root is read-only inside
+//!   UML, /tmp there is UML's own, the run directory is shared.
+//!
+//! Needs the UML kernel (`scripts/uml build`; `.ci/run` builds it) and
+//! bird2: under CI=true a missing one fails, elsewhere the test skips.
+
+mod common;
+
+use common::{bird, prereq, uml};
+
+/// TCP-AO from python3: `ao.py` (struct tcp_ao_add as in the 6.12 uapi
+/// header, include/uapi/linux/tcp.h: size 288, addr @0, alg_name @128,
+/// ifindex @192, flags @196, prefix @202, sndid @203, rcvid @204,
+/// maclen @205, keyflags @206, keylen @207, key @208).
+const AO_PY: &str = r#"
+import socket, struct, sys
+
+TCP_AO_ADD_KEY = 38
+
+def add_key(sock, addr, prefix, secret, keyid=1):
+    buf = bytearray(288)
+    struct.pack_into("=H", buf, 0, socket.AF_INET)
+    buf[4:8] = socket.inet_aton(addr)
+    alg = b"hmac(sha1)"
+    buf[128:128 + len(alg)] = alg
+    buf[202] = prefix
+    buf[203] = keyid
+    buf[204] = keyid
+    buf[205] = 12
+    buf[207] = len(secret)
+    buf[208:208 + len(secret)] = secret
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_AO_ADD_KEY, bytes(buf))
+
+def counters():
+    lines = open("/proc/net/netstat").read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return dict(zip(names.split()[1:], map(int, values.split()[1:])))
+    return {}
+
+secret = b"uml-smoke-secret"
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+add_key(server, "127.0.0.0", 8, secret)
+server.bind(("127.0.0.1", 0))
+server.listen(4)
+port = server.getsockname()[1]
+
+if sys.argv[1] == "good":
+    client = socket.socket()
+    add_key(client, "127.0.0.1", 32, secret)
+    client.settimeout(10)
+    client.connect(("127.0.0.1", port))
+    conn, _ = server.accept()
+    client.sendall(b"signed hello")
+    got = conn.recv(100)
+    assert got == b"signed hello", got
+    good = counters().get("TCPAOGood", 0)
+    assert good > 0, "TCPAOGood is %d" % good
+    print("TCPAOGood", good)
+else:
+    client = socket.socket()
+    client.settimeout(3)
+    try:
+        client.connect(("127.0.0.1", port))
+        sys.exit("an unsigned client connected to a TCP-AO listener")
+    except (socket.timeout, OSError) as e:
+        print("unsigned client refused:", e)
+    required = counters().get("TCPAORequired", 0)
+    assert required > 0, "TCPAORequired is %d" % required
+    print("TCPAORequired", required)
+"#;
+
+/// Inside UML: namespaces a and b on bridge br0 (underlay 10.9.0.0/24),
+/// GRE tunnel 10.10.0.0/30 and multipoint GRE 10.20.0.0/24 between them,
+/// TCP-AO in namespace ao, a BIRD in each of a and b peering over GRE.
+const SMOKE: &str = r#"
+set -u
+ok=0
+fail() { ok=1; }
+in_a() { ip netns exec a "$@"; }
+in_b() { ip netns exec b "$@"; }
+
+ip netns add a && ip netns add b && ip netns add ao
+ip link add br0 type bridge && ip link set br0 up
+for n in a b; do
+  ip link add "v$n" type veth peer name "v$n-br"
+  ip link set "v$n-br" master br0 up
+  ip link set "v$n" netns "$n"
+  ip -n "$n" link set lo up
+  ip -n "$n" link set "v$n" name eth0
+  ip -n "$n" link set eth0 up
+done
+ip -n a addr add 10.9.0.1/24 dev eth0
+ip -n b addr add 10.9.0.2/24 dev eth0
+check bridge in_a ping -c 1 -W 5 10.9.0.2 || fail
+
+check gre_link sh -c '
+  ip -n a link add gre1 type gre local 10.9.0.1 remote 10.9.0.2 ttl 64 &&
+  ip -n b link add gre1 type gre local 10.9.0.2 remote 10.9.0.1 ttl 64' || fail
+ip -n a addr add 10.10.0.1/30 dev gre1 && ip -n a link set gre1 up
+ip -n b addr add 10.10.0.2/30 dev gre1 && ip -n b link set gre1 up
+check gre_ping in_a ping -c 1 -W 5 10.10.0.2 || fail
+
+# Multipoint GRE as nhrpd uses it: no remote, a key, NBMA next hops as
+# neighbor entries.
+for n in a b; do
+  ip -n "$n" link add gre2 type gre local "10.9.0.$([ $n = a ] && echo 1 || echo 2)" key 42 ttl 64
+  ip -n "$n" link set gre2 up
+done
+ip -n a addr add 10.20.0.1/24 dev gre2
+ip -n b addr add 10.20.0.2/24 dev gre2
+ip -n a neigh replace 10.20.0.2 lladdr 10.9.0.2 dev gre2 nud permanent
+ip -n b neigh replace 10.20.0.1 lladdr 10.9.0.1 dev gre2 nud permanent
+check mgre_ping in_a ping -c 1 -W 5 10.20.0.2 || fail
+
+ip -n ao link set lo up
+check tcp_ao ip netns exec ao python3 "$UML_RUN/ao.py" good || fail
+check tcp_ao_required ip netns exec ao python3 "$UML_RUN/ao.py" unsigned || fail
+
+for n in a b; do
+  me=$([ $n = a ] && echo 1 || echo 2)
+  peer=$([ $n = a ] && echo 2 || echo 1)
+  mkdir -p "/tmp/bird-$n"
+  cat > "/tmp/bird-$n/bird.conf" <<EOF
+log "/tmp/bird-$n/bird.log" all;
+router id 10.10.0.$me;
+protocol device { }
+protocol bgp peer {
+  local 10.10.0.$me as 6500$me;
+  neighbor 10.10.0.$peer as 6500$peer;
+  hold time 9; connect retry time 2; error wait time 1, 5;
+  ipv4 { import all; export none; };
+}
+EOF
+  ip netns exec "$n" /usr/sbin/bird -c "/tmp/bird-$n/bird.conf" -s "/tmp/bird-$n/ctl" -P "/tmp/bird-$n/pid"
+done
+up() {
+  for i in $(seq 60); do
+    birdc -s /tmp/bird-a/ctl show status 2>&1 | grep -q 'Daemon is up and running' &&
+      birdc -s /tmp/bird-b/ctl show status 2>&1 | grep -q 'Daemon is up and running' && return 0
+    sleep 1
+  done
+  birdc -s /tmp/bird-a/ctl show status; return 1
+}
+check bird_up up || fail
+established() {
+  for i in $(seq 120); do
+    birdc -s /tmp/bird-a/ctl show protocols peer | grep -q Established &&
+      birdc -s /tmp/bird-b/ctl show protocols peer | grep -q Established && return 0
+    sleep 1
+  done
+  birdc -s /tmp/bird-a/ctl show protocols all peer; cat /tmp/bird-a/bird.log; return 1
+}
+check bird_bgp established || fail
+for n in a b; do kill "$(cat /tmp/bird-$n/pid)"; done
+exit $ok
+"#;
+
+#[test]
+fn uml_kernel_has_what_the_tests_need() {
+    let Some(uml) = uml::require("UML smoke test") else {
+        return;
+    };
+    let missing = bird::missing_bird().or_else(|| prereq::tools(&["python3", "ping", "birdc"]));
+    if !prereq::runnable("UML smoke test", missing) {
+        return;
+    }
+    let run = uml
+        .file("ao.py", AO_PY)
+        .script(&format!("{}{SMOKE}", uml::CHECK_FN));
+    for check in [
+        "bridge",
+        "gre_link",
+        "gre_ping",
+        "mgre_ping",
+        "tcp_ao",
+        "tcp_ao_required",
+        "bird_up",
+        "bird_bgp",
+    ] {
+        run.assert_check(check);
+    }
+    run.assert_ok();
+}
+
+/// The harness itself: a payload's exit status and output come back, and
+/// a payload that hangs is killed at the timeout with nothing left behind.
+#[test]
+fn uml_reports_status_and_times_out() {
+    let Some(uml) = uml::require("UML harness test") else {
+        return;
+    };
+    let run = uml.script("echo from inside; uname -r; exit 7");
+    assert_eq!(run.status, Some(7), "{}", run.report());
+    assert!(run.output.contains("from inside"), "{}", run.report());
+    assert!(!run.timed_out);
+
+    let run = uml
+        .timeout(std::time::Duration::from_secs(20))
+        .script("sleep 1000");
+    assert!(run.timed_out, "{}", run.report());
+    assert_eq!(run.status, None, "{}", run.report());
+    assert!(
+        run.console.contains("uml-init: payload starts"),
+        "the payload never started, so the timeout proves nothing: {}",
+        run.report()
+    );
+    let left = uml::live_group_members(run.pid);
+    assert!(left.is_empty(), "UML processes outlived the run: {left:?}");
+}
+
+/// A Rust test body runs inside UML: the harness boots this very test
+/// binary there (`Uml::test`), where `uml::inside()` is true and GRE
+/// exists (on this host `ip link add ... type gre` fails).
+#[test]
+fn rust_test_body_runs_inside_uml() {
+    if uml::inside() {
+        let out = std::process::Command::new("ip")
+            .args(["link", "add", "probe0", "type", "gre"])
+            .args(["local", "192.0.2.1", "remote", "192.0.2.2"])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip link add type gre inside UML: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("gre device made inside UML");
+        return;
+    }
+    let Some(uml) = uml::require("UML test-binary run") else {
+        return;
+    };
+    let run = uml.test("rust_test_body_runs_inside_uml");
+    run.assert_ok();
+    assert!(
+        run.output.contains("gre device made inside UML") && run.output.contains("1 passed"),
+        "the test did not run its body inside UML: {}",
+        run.report()
+    );
+}
+
+/// `scripts/uml path` hands out a cached kernel only from a cache and an
+/// entry that are root's and closed to others: a kernel is code the tests
+/// run as root, so an entry another account planted or could rewrite is
+/// ignored. Runs the script against a cache in a temp dir; needs root.
+#[test]
+fn cache_refuses_kernels_others_could_write() {
+    use std::os::unix::fs::PermissionsExt;
+    if !prereq::runnable(
+        "UML cache test",
+        prereq::root("the cache must be root's").or_else(|| prereq::tools(&["gcc", "sha256sum"])),
+    ) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/uml");
+    let run = |cache: &std::path::Path, what: &str| {
+        let out = std::process::Command::new(&script)
+            .arg(what)
+            .env("AUTOPEER_UML_CACHE", cache)
+            .output()
+            .expect("run scripts/uml");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let entry = cache.join("0123abcd");
+    std::fs::create_dir_all(&entry).expect("mkdir");
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(&cache, 0o755);
+    chmod(&entry, 0o755);
+    let (ok, recipe) = run(&cache, "recipe");
+    assert!(ok && recipe.len() == 64, "recipe: {recipe}");
+    std::fs::write(entry.join("recipe"), format!("{recipe}\n")).expect("write recipe");
+    std::fs::write(entry.join("linux"), "#!/bin/sh\n").expect("write linux");
+    chmod(&entry.join("linux"), 0o755);
+    let kernel = entry.join("linux").display().to_string();
+
+    assert_eq!(
+        run(&cache, "path"),
+        (true, kernel.clone()),
+        "a sound entry is found"
+    );
+
+    chmod(&entry, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry writable by others"
+    );
+    chmod(&entry, 0o755);
+
+    chmod(&cache, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "cache writable by others"
+    );
+    chmod(&cache, 0o755);
+
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).expect("chown");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry owned by nobody"
+    );
+    std::os::unix::fs::chown(&entry, Some(0), Some(0)).expect("chown");
+
+    std::fs::write(entry.join("recipe"), "another recipe\n").expect("write recipe");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "another recipe's kernel"
+    );
+}
+
+/// UML shares the host's filesystem, read-only: a payload that writes
+/// outside its run directory fails (host paths) or writes into UML's own
+/// tmpfs (/tmp), and nothing reaches the host; the run directory itself is
+/// writable.
+#[test]
+fn payload_cannot_write_host_files() {
+    let Some(uml) = uml::require("UML read-only root test") else {
+        return;
+    };
+    // A host directory outside /tmp (the test binary's own directory tree).
+    let exe = std::env::current_exe().expect("test binary");
+    let host = tempfile::Builder::new()
+        .prefix("uml-ro-probe.")
+        .tempdir_in(exe.parent().expect("binary dir"))
+        .expect("host dir");
+    let host_tmp = std::env::temp_dir().join(format!("uml-ro-probe.{}", std::process::id()));
+    let script = format!(
+        "{check}\
+         check host_write_refused sh -c '! touch {host}/probe 2>/dev/null'\n\
+         check tmp_is_uml_own sh -c 'touch {tmp} && test -e {tmp}'\n\
+         check run_dir_writable sh -c 'echo written > \"$UML_RUN/probe\"'\n",
+        check = uml::CHECK_FN,
+        host = uml::quote(&host.path().display().to_string()),
+        tmp = uml::quote(&host_tmp.display().to_string()),
+    );
+    let run = uml.script(&script);
+    for check in ["host_write_refused", "tmp_is_uml_own", "run_dir_writable"] {
+        run.assert_check(check);
+    }
+    assert!(
+        !host.path().join("probe").exists(),
+        "UML wrote into the host's directory"
+    );
+    assert!(!host_tmp.exists(), "UML's /tmp reached the host's /tmp");
+    assert_eq!(
+        std::fs::read_to_string(run.dir.path().join("probe"))
+            .ok()
+            .as_deref(),
+        Some("written\n"),
+        "the run directory's file did not reach the host"
+    );
+}
+
+/// `Uml::test` with a name that matches no test: libtest runs nothing and
+/// exits 0, which must not pass for a test that ran inside UML.
+#[test]
+#[should_panic(expected = "did not run inside UML")]
+fn test_run_of_a_missing_test_fails() {
+    let Some(uml) = uml::require("UML missing-test check") else {
+        panic!("did not run inside UML (no kernel; skipped)");
+    };
+    uml.test("no_such_test_in_this_binary");
+}
