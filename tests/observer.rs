@@ -18,14 +18,23 @@ use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn table_holds_what_the_parsed_reply_holds() {
+/// A real BIRD with the loopback config and a connection to it; `None`
+/// (skip) without root or bird2 outside CI.
+async fn start() -> Option<(tempfile::TempDir, RealBird, Connection)> {
     if !require_bird() {
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let bird = RealBird::start(dir.path(), &loopback_conf(dir.path(), free_port()));
-    let mut conn = Connection::connect(&bird.ctl, T).await.unwrap();
+    let conn = Connection::connect(&bird.ctl, T).await.unwrap();
+    Some((dir, bird, conn))
+}
+
+#[tokio::test]
+async fn table_holds_what_the_parsed_reply_holds() {
+    let Some((_dir, bird, mut conn)) = start().await else {
+        return;
+    };
     let parsed = conn.protocols(false, None).await.unwrap();
     let before = conn.bytes_read();
     let table = conn.protocol_table(None).await.unwrap();
@@ -71,12 +80,9 @@ async fn until_state(rx: &mut mpsc::Receiver<Msg>, name: &str, state: &str) -> I
 
 #[tokio::test]
 async fn a_state_change_in_bird_is_seen_within_the_documented_delay() {
-    if !require_bird() {
+    let Some((_dir, bird, mut conn)) = start().await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bird = RealBird::start(dir.path(), &loopback_conf(dir.path(), free_port()));
-    let mut conn = Connection::connect(&bird.ctl, T).await.unwrap();
+    };
     // What one poll of this BIRD costs, to compute the documented bound:
     // the idle cap for its reply size (2 s here: a few hundred bytes).
     let started = Instant::now();
