@@ -32,7 +32,7 @@ async fn start() -> Option<(tempfile::TempDir, RealBird, Connection)> {
 
 #[tokio::test]
 async fn table_holds_what_the_parsed_reply_holds() {
-    let Some((_dir, bird, mut conn)) = start().await else {
+    let Some((_dir, _bird, mut conn)) = start().await else {
         return;
     };
     let parsed = conn.protocols(false, None).await.unwrap();
