@@ -29,7 +29,8 @@
 //!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
 //!   roster --watch Arc<Config>------> nhrp server
 //!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
-//!                                     peers, count of configures)
+//!                                     peers, count of configures), and
+//!                                     observer (a change: poll again soon)
 //!   roster --> daemon log, audit log (written in the owner task)
 //!
 //!   the roster's children, JoinHandles its select polls:
@@ -181,6 +182,8 @@ pub async fn run(
     let observer = tokio::spawn(crate::observer::run(
         config.bird.socket.clone(),
         msg_tx.clone(),
+        // It changes when the roster configured BIRD or re-read bird.conf.
+        Some(roster.key_watch()),
         token.clone(),
     ));
     // Events decided outside the roster (NHRP answers, the keyring): the

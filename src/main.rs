@@ -54,8 +54,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread runs every task: the daemon's work is waiting on
+            // sockets and files with short bursts of CPU between. A
+            // current-thread runtime has no idle workers to wake and
+            // hand work between (context switches), and with glibc each
+            // thread that allocates gets its own malloc arena, whose
+            // freed memory stays resident (README, Performance:
+            // Footprint). Blocking work still goes to spawn_blocking.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;

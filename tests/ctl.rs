@@ -656,13 +656,16 @@ async fn expiry_removes_due_peers_in_one_batch_at_the_next_check() {
     let (snap, mut events) = srx.await.unwrap();
     assert_eq!(snap.peers.len(), 5);
     let t0 = tokio::time::Instant::now();
-    tx.send(Msg::States(vec![
-        row("clients_10_88_0_2", ProtoState::Start, "Active"),
-        row("clients_10_88_0_3", ProtoState::Start, "Connect"),
-        row("clients_10_88_0_5", ProtoState::Up, "Established"),
-        row("clients_10_88_0_6", ProtoState::Start, "Active"),
-        row("others_10_99_0_2", ProtoState::Start, "Active"),
-    ]))
+    tx.send(Msg::States(
+        vec![
+            row("clients_10_88_0_2", ProtoState::Start, "Active"),
+            row("clients_10_88_0_3", ProtoState::Start, "Connect"),
+            row("clients_10_88_0_5", ProtoState::Up, "Established"),
+            row("clients_10_88_0_6", ProtoState::Start, "Active"),
+            row("others_10_99_0_2", ProtoState::Start, "Active"),
+        ]
+        .into(),
+    ))
     .await
     .unwrap();
     // The snapshot already shows when they expire.
@@ -841,11 +844,9 @@ async fn the_state_file_keeps_expiry_clocks_across_a_restart() {
     let (tx, rx) = mpsc::channel(8);
     let token = CancellationToken::new();
     let task = tokio::spawn(roster.run(srx, rx, token.clone()));
-    tx.send(Msg::States(vec![row(
-        "clients_10_88_0_6",
-        ProtoState::Start,
-        "Active",
-    )]))
+    tx.send(Msg::States(
+        vec![row("clients_10_88_0_6", ProtoState::Start, "Active")].into(),
+    ))
     .await
     .unwrap();
     let (stx, srx) = tokio::sync::oneshot::channel();

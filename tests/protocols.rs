@@ -603,3 +603,69 @@ fn bird_3_1_8_captured() {
 fn bird_2_17_6_captured() {
     real_recent("v2176-2-all.txt", "v2176-1-plain.txt");
 }
+
+/// The observer's compact table, built line by line as the reply arrives,
+/// holds for every captured reply what the parsed rows hold (name,
+/// protocol, state, Info), each name once, and refuses what
+/// `parse_protocols` refuses.
+#[test]
+fn table_built_line_by_line_matches_the_parsed_rows() {
+    use autopeer::bird::protocols::{ProtocolTable, TableBuilder};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/protocols");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with(".txt") {
+            continue;
+        }
+        let reply = fixture(&name);
+        let mut b = TableBuilder::new();
+        for l in &reply.lines {
+            b.push(l);
+        }
+        match (parse_protocols(&reply), b.finish()) {
+            (Ok(ps), Ok(t)) => {
+                assert_eq!(t.len(), ps.len(), "{name}");
+                for p in &ps {
+                    let r = t
+                        .get(&p.name)
+                        .unwrap_or_else(|| panic!("{name}: {}", p.name));
+                    assert_eq!(
+                        (r.proto, r.state, r.info),
+                        (p.proto.as_str(), p.state.as_str(), p.info.as_str()),
+                        "{name}"
+                    );
+                    let back = r.to_protocol();
+                    assert_eq!(back.bgp_state_word(), p.bgp_state_word(), "{name}");
+                    assert_eq!(back.info_message(), p.info_message(), "{name}");
+                }
+                assert_eq!(t, ProtocolTable::from(ps), "{name}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{name}"),
+            (a, b) => panic!("{name}: parse {a:?}, table {b:?}"),
+        }
+    }
+    // A state change moves the digest; a new Info text of a session that
+    // is not up (Active -> Connect, every connect retry) does not.
+    let row = |state: ProtoState, info: &str| {
+        ProtocolTable::from(vec![Protocol {
+            name: "p".into(),
+            proto: "BGP".into(),
+            table: None,
+            state,
+            since: String::new(),
+            info: info.into(),
+            bgp: None,
+        }])
+    };
+    let active = row(
+        ProtoState::Start,
+        "Active        Socket: Connection refused",
+    );
+    assert_eq!(active.digest(), row(ProtoState::Start, "Connect").digest());
+    assert_ne!(active.digest(), row(ProtoState::Down, "").digest());
+    assert_ne!(
+        row(ProtoState::Up, "Established").digest(),
+        row(ProtoState::Up, "Idle").digest()
+    );
+}

@@ -18,11 +18,26 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::protocols::{parse_protocols, Protocol, ProtocolsError};
-use super::reply::{AsyncLine, Code, FrameError, Framer, LineKind, Reply, ReplyAssembler};
+use super::protocols::{parse_protocols, Protocol, ProtocolTable, ProtocolsError, TableBuilder};
+use super::reply::{
+    AsyncLine, Code, Frame, FrameError, Framer, LineKind, Reply, ReplyAssembler, ReplyLine,
+};
 
 /// Longest command line sent to BIRD, in bytes, without the LF.
 pub const MAX_COMMAND: usize = 1000;
+
+/// Bytes asked for per read of the socket.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked for per read of a streamed reply ([`Connection::protocol_table`]):
+/// more than a UNIX socket holds (about 208 KiB by default), so one read
+/// takes all BIRD has written.
+const STREAM_CHUNK: usize = 256 * 1024;
+/// Between two reads of a streamed reply that is not complete, this pause
+/// lets BIRD fill the socket: a 2 MB reply (10,000 protocols) then takes
+/// about ten reads and ten timer wake-ups, where waking at every byte that
+/// arrives took a hundred or more when BIRD and this daemon shared a busy
+/// CPU. It delays the poll, never a command that changes BIRD.
+const STREAM_PAUSE: Duration = Duration::from_millis(5);
 
 /// Longest BIRD symbol (protocol name).
 pub const MAX_SYMBOL: usize = 64;
@@ -277,6 +292,8 @@ pub struct Connection {
     timeout: Duration,
     version: BirdVersion,
     broken: Option<String>,
+    /// Bytes read from the socket so far.
+    read_total: u64,
 }
 
 impl Connection {
@@ -311,6 +328,7 @@ impl Connection {
                 text: String::new(),
             },
             broken: None,
+            read_total: 0,
         };
         let greeting = conn.guarded("<greeting>", None).await?;
         conn.version = parse_greeting(&greeting)?;
@@ -320,6 +338,11 @@ impl Connection {
     /// The version from the greeting.
     pub fn version(&self) -> &BirdVersion {
         &self.version
+    }
+
+    /// Bytes read from BIRD on this connection so far (what a poll cost).
+    pub fn bytes_read(&self) -> u64 {
+        self.read_total
     }
 
     /// The time-out of each call.
@@ -397,6 +420,40 @@ impl Connection {
             Err(e) => return Err(e),
         };
         parse_protocols(&reply).map_err(|source| ClientError::Protocols { source })
+    }
+
+    /// `show protocols ["pattern"]` read into a compact [`ProtocolTable`]
+    /// as the reply arrives: the whole reply is never held (at 10,000
+    /// protocols it is 2 MB). A pattern that matches nothing is an empty
+    /// table.
+    pub async fn protocol_table(
+        &mut self,
+        pattern: Option<&str>,
+    ) -> Result<ProtocolTable, ClientError> {
+        let mut cmd = String::from("show protocols");
+        if let Some(p) = pattern {
+            cmd.push(' ');
+            cmd.push_str(&quote_string(p)?);
+        }
+        validate_command(&cmd)?;
+        let mut builder = TableBuilder::new();
+        let reply = self
+            .guarded_with(&cmd, Some(&cmd), Some(&mut |l: &ReplyLine| builder.push(l)))
+            .await?;
+        match reply.final_code() {
+            Some(Code(8003)) => return Ok(ProtocolTable::default()),
+            Some(code) if code.is_error() => {
+                return Err(ClientError::Bird {
+                    command: cmd,
+                    code,
+                    text: reply.text(),
+                })
+            }
+            _ => {}
+        }
+        builder
+            .finish()
+            .map_err(|source| ClientError::Protocols { source })
     }
 
     /// `configure check`: parse the config on disk, apply nothing.
@@ -483,13 +540,25 @@ impl Connection {
     /// leaves the stream in an unknown state, so it marks the connection
     /// broken.
     async fn guarded(&mut self, label: &str, send: Option<&str>) -> Result<Reply, ClientError> {
+        self.guarded_with(label, send, None).await
+    }
+
+    /// [`Connection::guarded`]; with a `sink`, every reply line goes to it
+    /// as it arrives and the returned reply holds only the final line and
+    /// error lines.
+    async fn guarded_with(
+        &mut self,
+        label: &str,
+        send: Option<&str>,
+        sink: Option<&mut (dyn FnMut(&ReplyLine) + Send)>,
+    ) -> Result<Reply, ClientError> {
         if let Some(reason) = &self.broken {
             return Err(ClientError::Broken {
                 reason: reason.clone(),
             });
         }
         let after = self.timeout;
-        let result = match tokio::time::timeout(after, self.exchange(label, send)).await {
+        let result = match tokio::time::timeout(after, self.exchange(label, send, sink)).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout {
                 command: label.to_owned(),
@@ -502,7 +571,12 @@ impl Connection {
         result
     }
 
-    async fn exchange(&mut self, label: &str, send: Option<&str>) -> Result<Reply, ClientError> {
+    async fn exchange(
+        &mut self,
+        label: &str,
+        send: Option<&str>,
+        mut sink: Option<&mut (dyn FnMut(&ReplyLine) + Send)>,
+    ) -> Result<Reply, ClientError> {
         if let Some(cmd) = send {
             let mut line = Vec::with_capacity(cmd.len() + 1);
             line.extend_from_slice(cmd.as_bytes());
@@ -516,7 +590,10 @@ impl Connection {
                     source,
                 })?;
         }
-        let mut buf = vec![0u8; 16 * 1024];
+        let streaming = sink.is_some();
+        let mut buf = vec![0u8; if streaming { STREAM_CHUNK } else { READ_CHUNK }];
+        // Lines handed to `sink` and not kept: (how many, the last one).
+        let mut streamed: (usize, String) = (0, String::new());
         loop {
             while let Some(frame) =
                 self.framer
@@ -526,6 +603,15 @@ impl Connection {
                         source,
                     })?
             {
+                if let (Some(s), Frame::Line(l)) = (sink.as_mut(), &frame) {
+                    s(l);
+                    if l.kind != LineKind::Last && !l.code.is_error() {
+                        streamed.0 += 1;
+                        streamed.1.clear();
+                        streamed.1.push_str(l.text.get(..80).unwrap_or(&l.text));
+                        continue;
+                    }
+                }
                 if let Some(reply) = self.assembler.push(frame) {
                     return Ok(reply);
                 }
@@ -540,7 +626,17 @@ impl Connection {
                     source,
                 })?;
             if n == 0 {
-                let end = self.framer.finish().and_then(|()| self.assembler.finish());
+                let end = self
+                    .framer
+                    .finish()
+                    .and_then(|()| self.assembler.finish())
+                    .and_then(|()| match streamed.0 {
+                        0 => Ok(()),
+                        lines => Err(FrameError::EofInReply {
+                            lines,
+                            last: std::mem::take(&mut streamed.1),
+                        }),
+                    });
                 return Err(match end {
                     Err(source) => ClientError::EofMidReply {
                         command: label.to_owned(),
@@ -551,7 +647,11 @@ impl Connection {
                     },
                 });
             }
+            self.read_total = self.read_total.saturating_add(n as u64);
             self.framer.push(buf.get(..n).unwrap_or_default());
+            if streaming && n < buf.len() && streamed.0 > 0 {
+                tokio::time::sleep(STREAM_PAUSE).await;
+            }
         }
     }
 }

@@ -741,6 +741,13 @@ impl Loader {
         let idx = self.files.len();
         self.files.push(path.to_path_buf());
         self.owned_flags.push(is_owned);
+        if is_owned {
+            // autopeer's own include holds only the protocol blocks it
+            // rendered (render::parse refuses anything else), and the
+            // analysis skips owned protocols: lexing its 2 MB at 10,000
+            // peers into tokens would cost some 20 MB for nothing.
+            return Ok(());
+        }
         self.stack.push(canon);
         let lexemes = lex(&text).map_err(|e| ConfError::Syntax {
             file: path.to_path_buf(),

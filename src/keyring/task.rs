@@ -128,6 +128,11 @@ pub async fn run(
             }
             differs
         });
+        // Nothing to key and nothing keyed: the sweep ran; only new
+        // inputs can give work, so no tick wakes the daemon meanwhile.
+        let idle = !changed
+            && plan.as_ref().map_or(true, |p| p.keys.is_empty())
+            && state.ring.keyed_inodes().is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             r = inputs.changed() => {
@@ -137,7 +142,7 @@ pub async fn run(
                 current = inputs.borrow_and_update().clone();
                 changed = true;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick(), if !idle => {}
         }
     }
     let mut ring = std::mem::take(&mut state.ring);

@@ -23,16 +23,16 @@
 //! observer's last successful poll is fresh (a BIRD that cannot be asked
 //! expires no one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::book::Book;
 use super::budget::Budget;
+use super::facts::Facts;
 use super::job::Flight;
 pub use super::job::{AfterApply, Done, Job, Plan};
-use super::runtime::Runtime;
 use super::Admitted;
 use crate::admission::{self, Decision, Evidence, Memory, Refusal};
 use crate::apply::ApplyError;
@@ -47,6 +47,27 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Changed runtime facts are written to the state file at most this often.
 const STATE_WRITE_DELAY: Duration = Duration::from_secs(5);
+
+/// A text's length and its SipHash under keys drawn at random per
+/// process: equal texts give equal digests; a text made to collide
+/// with autopeer's own would need those keys, which never leave memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextDigest {
+    len: usize,
+    hash: u64,
+}
+
+impl TextDigest {
+    pub fn of(text: &str) -> TextDigest {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        TextDigest {
+            len: text.len(),
+            hash: KEYS.get_or_init(Default::default).hash_one(text),
+        }
+    }
+}
 
 /// The time of an input: the monotonic clock for deadlines, the wall clock
 /// for what is written down.
@@ -72,8 +93,8 @@ pub struct Core {
     pub(super) book: Book,
     pub(super) dirty: bool,
     /// What autopeer last wrote or read back, to tell its own writes from
-    /// an operator's edits.
-    pub(super) last_text: Option<String>,
+    /// an operator's edits: a digest, not the text (2 MB at 10,000 peers).
+    pub(super) last_text: Option<TextDigest>,
     pub(super) memory: Memory,
     pub(super) budget: Budget,
     pub(super) backoff: Duration,
@@ -86,7 +107,7 @@ pub struct Core {
     pub(super) flight: Option<Flight>,
     pub(super) last_broken: Option<String>,
     pub(super) configured: u64,
-    pub(super) runtime: HashMap<String, Runtime>,
+    pub(super) runtime: Facts,
     /// Expiry clocks start no earlier than this (the start time when the
     /// state file was missing or unreadable).
     pub(super) clock_floor: SystemTime,
@@ -113,12 +134,12 @@ impl Core {
         now: Now,
     ) -> Core {
         let (runtime, clock_floor) = match state_text.map(super::state_file::parse) {
-            Some(Ok(r)) => (r, SystemTime::UNIX_EPOCH),
+            Some(Ok(r)) => (Facts::from(r), SystemTime::UNIX_EPOCH),
             Some(Err(e)) => {
                 tracing::warn!(error = %crate::event::escape(&e.to_string()), "state file unreadable; expiry clocks restart");
-                (HashMap::new(), now.wall)
+                (Facts::default(), now.wall)
             }
-            None => (HashMap::new(), now.wall),
+            None => (Facts::default(), now.wall),
         };
         Core {
             config,
@@ -128,7 +149,7 @@ impl Core {
                 ..Book::default()
             },
             dirty: false,
-            last_text: Some(include_text),
+            last_text: Some(TextDigest::of(&include_text)),
             memory: Memory::default(),
             budget: Budget::new(now.mono),
             backoff: BACKOFF_MIN,
@@ -536,7 +557,7 @@ impl Core {
         for p in std::mem::take(&mut self.book.in_flight) {
             self.book.peers.insert(p.name.clone(), p);
         }
-        self.last_text = Some(text);
+        self.last_text = Some(TextDigest::of(&text));
     }
 
     /// Nothing was written: what was in flight is pending again.

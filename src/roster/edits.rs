@@ -34,7 +34,8 @@ impl Core {
     /// The owned include as read now: an operator's edit shows as a
     /// deleted block, a removal.
     pub fn include_read(&mut self, text: String, now: Now) {
-        if self.last_text.as_deref() == Some(text.as_str()) {
+        let digest = super::core::TextDigest::of(&text);
+        if self.last_text == Some(digest) {
             return;
         }
         let parsed = match render::parse(&text) {
@@ -60,7 +61,7 @@ impl Core {
             ));
         }
         self.book.peers = kept;
-        self.last_text = Some(text);
+        self.last_text = Some(digest);
         self.changed(now.mono, Duration::ZERO);
     }
 

@@ -1,12 +1,11 @@
 //! What BIRD says of each session, and expiry (module doc of
 //! [`super::core`]). Pure: part of the core.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::core::{Core, Now};
 use super::runtime::{expires_at, observe, short_duration};
-use crate::bird::protocols::Protocol;
+use crate::bird::protocols::ProtocolRows;
 use crate::bird::render::Peer;
 use crate::event::Event;
 
@@ -17,26 +16,46 @@ impl Core {
     /// Folds one poll of BIRD into the peers' runtime facts; emits
     /// [`Event::StateChanged`] when a session goes up or down (not on the
     /// first poll after start, which only learns where things stand).
-    pub fn observe_states(&mut self, rows: &[Protocol], now: Now) {
+    pub fn observe_states<R: ProtocolRows + ?Sized>(&mut self, rows: &R, now: Now) {
         self.polls += 1;
         self.last_poll = Some(now.wall);
         self.last_poll_ok = Some(now.mono);
         self.bird_error = None;
-        let by_name: HashMap<&str, &Protocol> = rows.iter().map(|p| (p.name.as_str(), p)).collect();
-        let names: Vec<String> = self.book.peers.keys().cloned().collect();
+        let table = rows.to_table();
         let mut persist = false;
-        for name in names {
-            let rt = self.runtime.entry(name.clone()).or_default();
-            let before_known = rt.state.is_some();
-            let before_up = rt.is_up();
-            let before = rt.describe();
-            persist |= observe(rt, by_name.get(name.as_str()).copied(), now.wall);
-            let after_up = rt.is_up();
-            if self.polls > 1 && before_up != after_up && (before_known || after_up) {
-                let to = rt.describe();
-                self.out.push(Event::StateChanged {
+        for name in self.book.peers.keys() {
+            let row = table.get(name);
+            // The same row as last time changes nothing: skip the work
+            // (10,000 rows every poll).
+            let same = match row {
+                Some(r) => self.runtime.shows(
                     name,
-                    from: before,
+                    r.state,
+                    r.bgp_state_word().as_ref().map(|w| w.as_str()),
+                    r.info_message(),
+                ),
+                None => !self.runtime.listed(name),
+            };
+            if same {
+                continue;
+            }
+            let row = row.map(|r| r.to_protocol());
+            let first = self.polls <= 1;
+            let (changed, event) = self.runtime.update(name, |rt| {
+                let before_known = rt.state.is_some();
+                let before_up = rt.is_up();
+                let before = rt.describe();
+                let changed = observe(rt, row.as_ref(), now.wall);
+                let after_up = rt.is_up();
+                let event = (!first && before_up != after_up && (before_known || after_up))
+                    .then(|| (before, rt.describe()));
+                (changed, event)
+            });
+            persist |= changed;
+            if let Some((from, to)) = event {
+                self.out.push(Event::StateChanged {
+                    name: name.clone(),
+                    from,
                     to,
                 });
             }
@@ -44,7 +63,7 @@ impl Core {
         // Facts of peers that left the roster are dropped.
         let before = self.runtime.len();
         let peers = &self.book.peers;
-        self.runtime.retain(|n, _| peers.contains_key(n));
+        self.runtime.retain(|n| peers.contains_key(n));
         persist |= self.runtime.len() != before;
         if persist {
             self.state_changed(now.mono);
@@ -60,7 +79,7 @@ impl Core {
             .find(|g| g.name == peer.group)?
             .expire?;
         let admitted = humantime::parse_rfc3339_weak(&peer.admitted).ok()?;
-        let rt = self.runtime.get(&peer.name).cloned().unwrap_or_default();
+        let rt = self.runtime.get(&peer.name).unwrap_or_default();
         Some((expires_at(admitted, &rt, expire, self.clock_floor)?, expire))
     }
 
@@ -80,11 +99,7 @@ impl Core {
             .values()
             // Only peers the last poll listed: one missing from BIRD (its
             // config broken elsewhere, not yet loaded) has no known state.
-            .filter(|p| {
-                self.runtime
-                    .get(&p.name)
-                    .is_some_and(|rt| rt.state.is_some())
-            })
+            .filter(|p| self.runtime.listed(&p.name))
             .filter_map(|p| match self.expiry_of(p) {
                 Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
                 _ => None,

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::admission::Refusal;
 use crate::bird::conf;
-use crate::bird::protocols::Protocol;
+use crate::bird::protocols::ProtocolTable;
 use crate::bird::render::{self, Peer};
 use crate::config::Config;
 use crate::event::Event;
@@ -38,6 +38,7 @@ pub mod budget;
 pub mod core;
 mod edits;
 mod expiry;
+mod facts;
 pub mod job;
 pub mod runtime;
 pub mod state_file;
@@ -79,8 +80,9 @@ pub enum Msg {
     /// The roster as it stands, and every event from then on ("dump, then
     /// push": nothing falls between the two).
     Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<Event>)>),
-    /// The observer's latest `show protocols` (every row, not only ours).
-    States(Vec<Protocol>),
+    /// The observer's latest `show protocols` (every row, not only ours),
+    /// compact.
+    States(ProtocolTable),
     /// The observer could not ask BIRD; the text says why.
     StatesFailed(String),
     /// An event decided elsewhere (the NHRP server's answers to nhrpd):

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::facts::Facts;
 use super::runtime::Runtime;
 use crate::event::rfc3339;
 
@@ -48,14 +49,14 @@ pub fn parse(text: &str) -> Result<HashMap<String, Runtime>, toml::de::Error> {
 }
 
 /// The state file's text for `runtime` (only peers with a persisted fact).
-pub fn render(runtime: &HashMap<String, Runtime>) -> Result<String, toml::ser::Error> {
+pub fn render(runtime: &Facts) -> Result<String, toml::ser::Error> {
     let file = StateFile {
         peers: runtime
             .iter()
             .filter(|(_, rt)| rt.last_established.is_some() || rt.down_since.is_some())
             .map(|(n, rt)| {
                 (
-                    n.clone(),
+                    n.to_owned(),
                     PeerFacts {
                         last_established: rt.last_established.map(rfc3339),
                         down_since: rt.down_since.map(rfc3339),

@@ -368,15 +368,11 @@ impl Roster {
             else {
                 return true;
             };
-            let Ok(reply) = c.show_protocols(false, None).await else {
+            // The compact table, not the 2 MB reply of 10,000 rows.
+            let Ok(listed) = c.protocol_table(None).await else {
                 return true;
             };
-            let listed: BTreeSet<String> = crate::bird::protocols::parse_protocols(&reply)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| p.name)
-                .collect();
-            !names.is_subset(&listed)
+            !names.iter().all(|n| listed.get(n).is_some())
         }))
     }
 

@@ -15,7 +15,7 @@ impl Core {
             .map(|p| PeerView {
                 peer: p.clone(),
                 pending: false,
-                runtime: self.runtime.get(&p.name).cloned().unwrap_or_default(),
+                runtime: self.runtime.get(&p.name).unwrap_or_default(),
                 expires: self.expiry_of(p).map(|(at, _)| at),
             })
             .chain(

@@ -284,7 +284,8 @@ prefixes = ["10.99.0.0/24"]
         peers: vec![
             ("10.88.0.2".parse().unwrap(), "clients".into()),
             ("10.99.0.2".parse().unwrap(), "open".into()),
-        ],
+        ]
+        .into(),
         configured: 1,
     }
 }
