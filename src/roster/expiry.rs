@@ -23,7 +23,7 @@ impl Core {
         self.bird_error = None;
         let table = rows.to_table();
         let mut persist = false;
-        for name in self.book.peers.keys() {
+        for name in self.book.peers.names() {
             let row = table.get(name);
             // The same row as last time changes nothing: skip the work
             // (10,000 rows every poll).
@@ -54,7 +54,7 @@ impl Core {
             persist |= changed;
             if let Some((from, to)) = event {
                 self.out.push(Event::StateChanged {
-                    name: name.clone(),
+                    name: name.to_string(),
                     from,
                     to,
                 });
@@ -63,7 +63,7 @@ impl Core {
         // Facts of peers that left the roster are dropped.
         let before = self.runtime.len();
         let peers = &self.book.peers;
-        self.runtime.retain(|n| peers.contains_key(n));
+        self.runtime.retain(|n| peers.contains(n));
         persist |= self.runtime.len() != before;
         if persist {
             self.state_changed(now.mono);
@@ -96,12 +96,12 @@ impl Core {
         let due: Vec<(Peer, Duration)> = self
             .book
             .peers
-            .values()
+            .iter()
             // Only peers the last poll listed: one missing from BIRD (its
             // config broken elsewhere, not yet loaded) has no known state.
             .filter(|p| self.runtime.listed(&p.name))
-            .filter_map(|p| match self.expiry_of(p) {
-                Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
+            .filter_map(|p| match self.expiry_of(&p) {
+                Some((at, expire)) if at <= now.wall => Some((p, expire)),
                 _ => None,
             })
             .collect();

@@ -130,7 +130,7 @@ impl Roster {
     }
 
     /// The peers in the owned include.
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+    pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
         self.core.peers()
     }
 
