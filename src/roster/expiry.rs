@@ -11,6 +11,9 @@ use crate::event::Event;
 
 /// Expiry needs a poll of BIRD at most this old.
 const POLL_FRESH: Duration = Duration::from_secs(300);
+/// A poll that adds at least this many facts, and a quarter of them all,
+/// rebuilds the facts' map ([`super::facts::Facts::compact`]).
+const COMPACT_AFTER: usize = 256;
 
 impl Core {
     /// Folds one poll of BIRD into the peers' runtime facts; emits
@@ -23,6 +26,7 @@ impl Core {
         self.bird_error = None;
         let table = rows.to_table();
         let mut persist = false;
+        let known = self.runtime.len();
         for name in self.book.peers.names() {
             let row = table.get(name);
             // The same row as last time changes nothing: skip the work
@@ -59,6 +63,11 @@ impl Core {
                     to,
                 });
             }
+        }
+        // Many facts added at once (the first poll): rebuild the map full.
+        let added = self.runtime.len() - known;
+        if added >= COMPACT_AFTER && added * 4 > self.runtime.len() {
+            self.runtime.compact();
         }
         // Facts of peers that left the roster are dropped.
         let before = self.runtime.len();
