@@ -30,10 +30,12 @@
 //! admission goes through the roster ([`Msg::Admit`](crate::roster::Msg::Admit)).
 //!
 //! Layout: `message` is the pure part (parser, framer, reply), `server` the
-//! socket and the decisions.
+//! socket and the decisions, `vty` the reader of nhrpd's cache (which
+//! spokes are still there: departures).
 
 mod message;
 mod server;
+pub mod vty;
 
 pub use message::{
     decode_hex, parse_binding, parse_message, reply, Binding, Frame, Framer, Message, NhrpError,
