@@ -11,7 +11,8 @@
 //!    the real nhrpd's cache, one does not. The one without is removed
 //!    after `depart` with an audit line, the other stays; when its binding
 //!    goes (`no ip nhrp map`, typed into the real vtysh), it is removed
-//!    too; when it registers again it is admitted again.
+//!    too; when it registers again it is admitted again. `autopeer check`
+//!    warns when it cannot read the cache.
 //!
 //! Substitution (this kernel has no GRE): the binding is a static map
 //! (`ip nhrp map`) on a veth named gre1, not a spoke's dynamic
@@ -454,6 +455,16 @@ fn spokes_whose_binding_leaves_nhrpds_cache_depart_and_come_back() {
     let _bird = RealBird::start(dir, &bird_conf(dir, port));
     let config = dir.join("autopeer.toml");
     std::fs::write(&config, autopeer_toml(dir, &frr.vty())).unwrap();
+    // `check` reads the cache too: fine here, a warning when it cannot.
+    let (_, out) = common::daemon::autopeer_check(&config);
+    assert!(!out.contains("nhrp_vty"), "{out}");
+    let elsewhere = dir.join("elsewhere.toml");
+    std::fs::write(&elsewhere, autopeer_toml(dir, &dir.join("no-nhrpd.vty"))).unwrap();
+    let (_, out) = common::daemon::autopeer_check(&elsewhere);
+    assert!(
+        out.contains("sources.nhrp_vty") && out.contains("cannot read nhrpd's cache"),
+        "{out}"
+    );
     let ctl = dir.join("autopeer.ctl");
     let daemon =
         Daemon::start(&config, &dir.join("autopeer.log")).ready(&ctl, Duration::from_secs(20));
