@@ -29,13 +29,13 @@ use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autopeer::config::Config;
 use autopeer::sources::nhrp::vty::{self, CacheEntry, VtyError};
 use common::bird::{free_port, RealBird};
 use common::daemon::{autopeer, Daemon};
+use common::frr::Frr;
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,179 +158,56 @@ fn depart_needs_nhrpds_vty_socket_and_a_positive_duration() {
 
 // ------------------------------------------------- real nhrpd, real BIRD
 
-const ZEBRA: &str = "/usr/lib/frr/zebra";
-const NHRPD: &str = "/usr/lib/frr/nhrpd";
-const VTYSH: &str = "/usr/bin/vtysh";
-
 fn prerequisites() -> bool {
     use common::prereq;
-    let missing = prereq::root("the test makes a network namespace")
-        .or_else(|| prereq::file(NHRPD, "apt install frr"))
-        .or_else(|| prereq::file(ZEBRA, "apt install frr"))
-        .or_else(|| prereq::file(VTYSH, "apt install frr"))
+    let missing = common::frr::missing()
+        .or_else(|| prereq::file(common::frr::VTYSH, "apt install frr"))
         .or_else(common::bird::missing_bird);
     prereq::runnable("nhrpd departure", missing)
 }
 
-/// A namespace with a veth named gre1, zebra and nhrpd in it; processes
-/// ended by pid and the namespace deleted on drop.
-struct Frr {
-    ns: String,
-    dir: PathBuf,
-    children: Vec<Child>,
+/// zebra and nhrpd in a namespace with a veth named gre1 (10.200.0.1/16).
+fn start_frr(dir: &Path) -> Frr {
+    let ns = format!("apdep{}", std::process::id());
+    let mut frr = Frr::new(&ns, &dir.join("frr"));
+    frr.ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    frr.ip(&[
+        "-n", &ns, "link", "add", "gre1", "type", "veth", "peer", "name", "gre1p",
+    ]);
+    // No IPv6 link-local address appearing a second later: every address
+    // zebra reports makes nhrpd drop gre1's cache entries.
+    frr.ip(&["-n", &ns, "link", "set", "gre1", "addrgenmode", "none"]);
+    frr.ip(&["-n", &ns, "addr", "add", "10.200.0.1/16", "dev", "gre1"]);
+    frr.ip(&["-n", &ns, "link", "set", "gre1", "up"]);
+    frr.ip(&["-n", &ns, "link", "set", "gre1p", "up"]);
+    let conf = frr.dir.join("nhrpd.conf");
+    std::fs::write(
+        &conf,
+        "interface gre1\n ip nhrp network-id 1\n ip nhrp registration no-unique\nexit\n",
+    )
+    .unwrap();
+    frr.start_zebra_nhrpd(&conf);
+    let vty = frr.vty();
+    wait_for("nhrpd's vty socket", Duration::from_secs(10), || {
+        vty.exists()
+    });
+    frr
 }
 
-impl Frr {
-    fn start(dir: &Path) -> Frr {
-        let ns = format!("apdep{}", std::process::id());
-        let mut frr = Frr {
-            ns: ns.clone(),
-            dir: dir.join("frr"),
-            children: Vec::new(),
-        };
-        std::fs::create_dir_all(&frr.dir).unwrap();
-        let st = Command::new("chown")
-            .args(["frr:frr"])
-            .arg(&frr.dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        for cmd in [
-            vec!["ip", "netns", "add", &ns],
-            vec!["ip", "-n", &ns, "link", "set", "lo", "up"],
-            vec![
-                "ip", "-n", &ns, "link", "add", "gre1", "type", "veth", "peer", "name", "gre1p",
-            ],
-            // No IPv6 link-local address appearing a second later: every
-            // address zebra reports makes nhrpd drop gre1's cache entries.
-            vec![
-                "ip",
-                "-n",
-                &ns,
-                "link",
-                "set",
-                "gre1",
-                "addrgenmode",
-                "none",
-            ],
-            vec![
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                "10.200.0.1/16",
-                "dev",
-                "gre1",
-            ],
-            vec!["ip", "-n", &ns, "link", "set", "gre1", "up"],
-            vec!["ip", "-n", &ns, "link", "set", "gre1p", "up"],
-        ] {
-            let st = Command::new(cmd[0]).args(&cmd[1..]).status().unwrap();
-            assert!(st.success(), "{cmd:?}");
+/// `ip nhrp map PROTO NBMA` on gre1 (or `no ...`), until nhrpd's cache
+/// says so for a second: each interface update from zebra (gre1 seen, up,
+/// an address) drops gre1's cache entries, and on a veth, which is no GRE
+/// device, nhrpd does not map them again.
+fn map(frr: &Frr, proto: &str, nbma: &str, on: bool) {
+    let line = format!("{}ip nhrp map {proto} {nbma}", if on { "" } else { "no " });
+    let cached = || frr.vtysh(&["show ip nhrp cache"]).contains(proto);
+    wait_for(&line, Duration::from_secs(15), || {
+        frr.vtysh(&["configure terminal", "interface gre1", &line]);
+        cached() == on && {
+            std::thread::sleep(Duration::from_secs(1));
+            cached() == on
         }
-        let conf = frr.dir.join("nhrpd.conf");
-        std::fs::write(
-            &conf,
-            "interface gre1\n ip nhrp network-id 1\n ip nhrp registration no-unique\nexit\n",
-        )
-        .unwrap();
-        let d = frr.dir.display().to_string();
-        let zapi = format!("{d}/zserv.api");
-        frr.spawn(
-            &[
-                ZEBRA,
-                "-z",
-                &zapi,
-                "-i",
-                &format!("{d}/zebra.pid"),
-                "--vty_socket",
-                &d,
-                "-f",
-                "/dev/null",
-                "--log",
-                "stdout",
-            ],
-            "zebra.log",
-        );
-        wait_for("zebra's API socket", Duration::from_secs(10), || {
-            Path::new(&zapi).exists()
-        });
-        frr.spawn(
-            &[
-                NHRPD,
-                "-z",
-                &zapi,
-                "-i",
-                &format!("{d}/nhrpd.pid"),
-                "--vty_socket",
-                &d,
-                "-f",
-                conf.to_str().unwrap(),
-                "--log",
-                "stdout",
-            ],
-            "nhrpd.log",
-        );
-        wait_for("nhrpd's vty socket", Duration::from_secs(10), || {
-            frr.vty().exists()
-        });
-        frr
-    }
-
-    fn spawn(&mut self, args: &[&str], log: &str) {
-        let out = std::fs::File::create(self.dir.join(log)).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        self.children.push(child);
-    }
-
-    fn vty(&self) -> PathBuf {
-        self.dir.join("nhrpd.vty")
-    }
-
-    /// The real vtysh, talking to this nhrpd only.
-    fn vtysh(&self, commands: &[&str]) -> String {
-        let mut cmd = Command::new(VTYSH);
-        cmd.arg("--vty_socket").arg(&self.dir).args(["-d", "nhrpd"]);
-        for c in commands {
-            cmd.args(["-c", c]);
-        }
-        let out = cmd.output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-
-    /// `ip nhrp map PROTO NBMA` on gre1 (or `no ...`), until nhrpd's cache
-    /// says so for a second: each interface update from zebra (gre1 seen,
-    /// up, an address) drops gre1's cache entries, and on a veth, which is
-    /// no GRE device, nhrpd does not map them again.
-    fn map(&self, proto: &str, nbma: &str, on: bool) {
-        let line = format!("{}ip nhrp map {proto} {nbma}", if on { "" } else { "no " });
-        let cached = || self.vtysh(&["show ip nhrp cache"]).contains(proto);
-        wait_for(&line, Duration::from_secs(15), || {
-            self.vtysh(&["configure terminal", "interface gre1", &line]);
-            cached() == on && {
-                std::thread::sleep(Duration::from_secs(1));
-                cached() == on
-            }
-        });
-    }
-}
-
-impl Drop for Frr {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
+    });
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
@@ -427,7 +304,7 @@ fn spokes_whose_binding_leaves_nhrpds_cache_depart_and_come_back() {
         .unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let frr = Frr::start(dir);
+    let frr = start_frr(dir);
 
     // The reader against the real nhrpd: an empty cache, then a binding.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -438,7 +315,7 @@ fn spokes_whose_binding_leaves_nhrpds_cache_depart_and_come_back() {
         rt.block_on(vty::read_bound(&frr.vty())).unwrap(),
         addrs(&[])
     );
-    frr.map("10.200.0.9", "192.0.2.9", true);
+    map(&frr, "10.200.0.9", "192.0.2.9", true);
     assert_eq!(
         rt.block_on(vty::read_bound(&frr.vty())).unwrap(),
         addrs(&["10.200.0.9"]),
@@ -514,7 +391,7 @@ fn spokes_whose_binding_leaves_nhrpds_cache_depart_and_come_back() {
 
     // Its binding goes: it departs too.
     let t0 = Instant::now();
-    frr.map("10.200.0.9", "192.0.2.9", false);
+    map(&frr, "10.200.0.9", "192.0.2.9", false);
     let gone9 = "removing neighbor 10.200.0.9 from group spokes: departed: no NHRP binding in nhrpd's cache for 3s";
     wait_for("10.200.0.9 to depart", Duration::from_secs(30), || {
         audit().contains(gone9)
@@ -529,7 +406,7 @@ fn spokes_whose_binding_leaves_nhrpds_cache_depart_and_come_back() {
     );
 
     // It registers again: admitted again, not held back.
-    frr.map("10.200.0.9", "192.0.2.9", true);
+    map(&frr, "10.200.0.9", "192.0.2.9", true);
     assert_eq!(
         authorize(&sock, 3, "10.200.0.9", "192.0.2.9"),
         "eventid=3\nresult=accept\n\n"

@@ -7,6 +7,7 @@
 //! - [`lab`]: the namespace lab of `bird/lab`;
 //! - [`daemon`]: the autopeer binary (`run`, `watch`, client commands);
 //! - [`attacker`]: another account's privileges for hostile-file tests;
+//! - [`frr`]: FRR's zebra and nhrpd in a namespace the test makes;
 //! - here: the lab transcripts in `fixtures/transcripts/` and `FakeBird`,
 //!   a scripted BIRD control socket on a temp UNIX socket.
 //!
@@ -18,6 +19,7 @@
 pub mod attacker;
 pub mod bird;
 pub mod daemon;
+pub mod frr;
 pub mod journald;
 pub mod lab;
 pub mod prereq;
