@@ -27,8 +27,9 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use common::prereq;
+use common::{prereq, uml};
 
 fn examples() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bird/nhrp-hub"))
@@ -71,4 +72,62 @@ fn the_example_nhrpd_and_bird_snippets_parse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every claim of the module doc, as the payload names its checks.
+const CHECKS: &[&str] = &[
+    "autopeer_check",
+    "nhrpd_connected",
+    "registered_s1",
+    "registered_s2",
+    "authorized_s1",
+    "authorized_s2",
+    "established_s1",
+    "established_s2",
+    "spoke_side_established",
+    "rejected_s3",
+    "nhrpd_refused_s3",
+    "no_bgp_for_s3",
+    "no_include_for_s3",
+    "routes_via_hub",
+    "spoke_ping",
+    "shortcut_installed",
+    "shortcut_cache",
+    "shortcut_ping",
+    "shortcut_path",
+    "departed",
+    "departed_from_bird",
+    "s1_stays",
+    "readmitted",
+    "reestablished",
+];
+
+#[test]
+fn a_dmvpn_hub_with_real_nhrpd_over_gre_admits_rejects_and_departs_spokes() {
+    let missing = common::frr::missing()
+        .or_else(|| prereq::file(common::frr::VTYSH, "apt install frr"))
+        .or_else(common::bird::missing_bird)
+        .or_else(|| prereq::file("/usr/sbin/iptables", "apt install iptables"))
+        .or_else(|| prereq::file("/usr/bin/ping", "apt install iputils-ping"));
+    if !prereq::runnable("UML DMVPN", missing) {
+        return;
+    }
+    let Some(vm) = uml::require("UML DMVPN") else {
+        return;
+    };
+    let script = format!(
+        "{}\nAUTOPEER={}\nEX={}\n{}",
+        uml::CHECK_FN,
+        uml::quote(env!("CARGO_BIN_EXE_autopeer")),
+        uml::quote(examples().to_str().unwrap()),
+        include_str!("uml_dmvpn.sh")
+    );
+    let run = vm.timeout(Duration::from_secs(900)).script(&script);
+    for figure in run.output.lines().filter(|l| l.starts_with("FIGURE ")) {
+        eprintln!("{figure}");
+    }
+    for c in CHECKS {
+        run.assert_check(c);
+    }
+    run.assert_ok();
 }
