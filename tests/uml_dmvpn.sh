@@ -53,11 +53,11 @@ node() { # NAME NBMA GRE [LAN]
   mkdir -p "$W/$n"
 }
 
-frr() { # NAME CONF: zebra + nhrpd in NAME, sockets in /tmp/frr-NAME
+frr() { # NAME CONF: zebra + nhrpd in NAME, sockets and logs in /tmp/frr-NAME (user frr's)
   local n=$1 conf=$2 d=/tmp/frr-$1
   mkdir -p "$d"; chown frr:frr "$d"
   ip netns exec "$n" /usr/lib/frr/zebra -z "$d/zserv.api" -i "$d/zebra.pid" \
-    --vty_socket "$d" -f /dev/null --log "file:$W/$n/zebra.log" &
+    --vty_socket "$d" -f /dev/null --log "file:$d/zebra.log" &
   wait_for 20 test -S "$d/zserv.api" || echo "zebra in $n did not start"
   nhrpd "$n" "$conf"
 }
@@ -65,7 +65,7 @@ nhrpd() { # NAME CONF
   local n=$1 conf=$2 d=/tmp/frr-$1
   rm -f "$d/nhrpd.vty"
   ip netns exec "$n" /usr/lib/frr/nhrpd -z "$d/zserv.api" -i "$d/nhrpd.pid" \
-    --vty_socket "$d" -f "$conf" --log "file:$W/$n/nhrpd.log" &
+    --vty_socket "$d" -f "$conf" --log "file:$d/nhrpd.log" &
   wait_for 20 test -S "$d/nhrpd.vty" || echo "nhrpd in $n did not start"
 }
 
@@ -176,4 +176,5 @@ vty s1 "show ip nhrp cache" "show ip nhrp shortcut"
 birdc_n hub show protocols
 cat "$H/audit.log"
 echo "--- autopeer log (last 30 lines)"; tail -30 "$H/autopeer.log"
+for n in hub s1; do echo "--- nhrpd log of $n (last 20 lines)"; tail -20 "/tmp/frr-$n/nhrpd.log"; done
 exit 0
