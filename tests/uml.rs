@@ -18,6 +18,12 @@
 //! - `bird_up`, `bird_bgp`: the host's real BIRD runs in each namespace,
 //!   answers birdc, and the two reach BGP Established over the GRE tunnel.
 //!
+//! - `rust_test_body_runs_inside_uml`: a test of this binary runs its body
+//!   inside UML (`Uml::test`) and makes a GRE device there.
+//!
+//! - `cache_refuses_kernels_others_could_write`: `scripts/uml path` ignores
+//!   a cache or entry that another account owns or could write.
+//!
 //! Needs the UML kernel (`scripts/uml build`; `.ci/run` builds it) and
 //! bird2: under CI=true a missing one fails, elsewhere the test skips.
 
@@ -223,28 +229,116 @@ fn uml_reports_status_and_times_out() {
         "the payload never started, so the timeout proves nothing: {}",
         run.report()
     );
-    let left = live_group_members(run.pid);
+    let left = uml::live_group_members(run.pid);
     assert!(left.is_empty(), "UML processes outlived the run: {left:?}");
 }
 
-/// Processes of process group `pgid` that are not zombies.
-fn live_group_members(pgid: u32) -> Vec<u32> {
-    let mut left = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
-            left.push(pid);
-        }
+/// A Rust test body runs inside UML: the harness boots this very test
+/// binary there (`Uml::test`), where `uml::inside()` is true and GRE
+/// exists (on this host `ip link add ... type gre` fails).
+#[test]
+fn rust_test_body_runs_inside_uml() {
+    if uml::inside() {
+        let out = std::process::Command::new("ip")
+            .args(["link", "add", "probe0", "type", "gre"])
+            .args(["local", "192.0.2.1", "remote", "192.0.2.2"])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip link add type gre inside UML: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("gre device made inside UML");
+        return;
     }
-    left
+    let Some(uml) = uml::require("UML test-binary run") else {
+        return;
+    };
+    let run = uml.test("rust_test_body_runs_inside_uml");
+    run.assert_ok();
+    assert!(
+        run.output.contains("gre device made inside UML") && run.output.contains("1 passed"),
+        "the test did not run its body inside UML: {}",
+        run.report()
+    );
+}
+
+/// `scripts/uml path` hands out a cached kernel only from a cache and an
+/// entry that are root's and closed to others: a kernel is code the tests
+/// run as root, so an entry another account planted or could rewrite is
+/// ignored. Runs the script against a cache in a temp dir; needs root.
+#[test]
+fn cache_refuses_kernels_others_could_write() {
+    use std::os::unix::fs::PermissionsExt;
+    if !prereq::runnable(
+        "UML cache test",
+        prereq::root("the cache must be root's").or_else(|| prereq::tools(&["gcc", "sha256sum"])),
+    ) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/uml");
+    let run = |cache: &std::path::Path, what: &str| {
+        let out = std::process::Command::new(&script)
+            .arg(what)
+            .env("AUTOPEER_UML_CACHE", cache)
+            .output()
+            .expect("run scripts/uml");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let entry = cache.join("0123abcd");
+    std::fs::create_dir_all(&entry).expect("mkdir");
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(&cache, 0o755);
+    chmod(&entry, 0o755);
+    let (ok, recipe) = run(&cache, "recipe");
+    assert!(ok && recipe.len() == 64, "recipe: {recipe}");
+    std::fs::write(entry.join("recipe"), format!("{recipe}\n")).expect("write recipe");
+    std::fs::write(entry.join("linux"), "#!/bin/sh\n").expect("write linux");
+    chmod(&entry.join("linux"), 0o755);
+    let kernel = entry.join("linux").display().to_string();
+
+    assert_eq!(
+        run(&cache, "path"),
+        (true, kernel.clone()),
+        "a sound entry is found"
+    );
+
+    chmod(&entry, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry writable by others"
+    );
+    chmod(&entry, 0o755);
+
+    chmod(&cache, 0o777);
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "cache writable by others"
+    );
+    chmod(&cache, 0o755);
+
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).expect("chown");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "entry owned by nobody"
+    );
+    std::os::unix::fs::chown(&entry, Some(0), Some(0)).expect("chown");
+
+    std::fs::write(entry.join("recipe"), "another recipe\n").expect("write recipe");
+    assert_eq!(
+        run(&cache, "path"),
+        (false, String::new()),
+        "another recipe's kernel"
+    );
 }

@@ -41,6 +41,7 @@ pub struct Uml {
     kernel: PathBuf,
     timeout: Duration,
     files: Vec<(String, Vec<u8>)>,
+    env: Vec<(String, String)>,
 }
 
 /// What one run left behind.
@@ -126,8 +127,8 @@ pub const CHECK_FN: &str = r#"check() {
 }
 "#;
 
-/// PID 1 inside UML. `@RUN@` and `@PAYLOAD@` are replaced per run (single
-/// quoted shell words).
+/// PID 1 inside UML. `@RUN@`, `@ENV@` and `@PAYLOAD@` are replaced per run
+/// (single quoted shell words).
 const INIT: &str = r#"#!/bin/sh
 # PID 1 of a UML test run (tests/common/uml.rs). Root is the host's
 # filesystem, read-only; everything writable is tmpfs or the run directory.
@@ -135,7 +136,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN=@RUN@
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
@@ -152,7 +153,8 @@ if ! mount -t hostfs -o "$RUN" hostfs "$RUN"; then
 fi
 ip link set lo up
 hostname uml
-export HOME=/tmp TMPDIR=/tmp UML_RUN="$RUN"
+export HOME=/tmp TMPDIR=/tmp UML_RUN="$RUN" AUTOPEER_IN_UML=1
+@ENV@
 cd "$RUN"
 echo "uml-init: payload starts" > /dev/console
 @PAYLOAD@ > "$RUN/output" 2>&1 < /dev/null
@@ -197,12 +199,18 @@ pub fn require(what: &str) -> Option<Uml> {
             kernel,
             timeout: Duration::from_secs(300),
             files: Vec::new(),
+            env: Vec::new(),
         }),
         Err(reason) => {
             prereq::runnable(what, Some(reason));
             None
         }
     }
+}
+
+/// True inside UML (the harness's init sets `AUTOPEER_IN_UML=1`).
+pub fn inside() -> bool {
+    std::env::var("AUTOPEER_IN_UML").as_deref() == Ok("1")
 }
 
 /// Single-quotes `s` for sh.
@@ -231,6 +239,27 @@ impl Uml {
         );
         self.files.push((name.to_owned(), contents.into()));
         self
+    }
+
+    /// Set `key=value` in the payload's environment. `CI` and
+    /// `RUST_BACKTRACE` are passed on from the host's unless set here.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        assert!(
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad environment variable name: {key}"
+        );
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs test `name` of the calling test binary inside UML
+    /// (`--exact NAME --nocapture`); there [`inside`] is true, so the test
+    /// runs its body instead of booting UML again. [`Run::assert_ok`] then
+    /// also proves that exactly that test ran and passed.
+    pub fn test(&self, name: &str) -> Run {
+        let exe = std::env::current_exe().expect("the test binary");
+        let exe = exe.to_str().expect("UTF-8 test binary path");
+        self.command(exe, &["--exact", name, "--nocapture", "--test-threads=1"])
     }
 
     /// Runs `script` with bash inside UML.
@@ -262,8 +291,19 @@ impl Uml {
             .iter()
             .map(|a| quote(&a.replace("@RUN@", &run)))
             .collect();
+        let mut env = self.env.clone();
+        for key in ["CI", "RUST_BACKTRACE"] {
+            if let (Ok(value), false) = (std::env::var(key), env.iter().any(|(k, _)| k == key)) {
+                env.push((key.to_owned(), value));
+            }
+        }
+        let env: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("export {k}={}", quote(v)))
+            .collect();
         let init = INIT
             .replace("@RUN@", &quote(&run))
+            .replace("@ENV@", &env.join("\n"))
             .replace("@PAYLOAD@", &payload.join(" "));
         let init_path = dir.path().join("init");
         fs::write(&init_path, init).expect("write init");
@@ -295,6 +335,9 @@ impl Uml {
             .arg(format!("uml_dir={run}"))
             .arg(format!("umid={umid}"))
             .env("TMPDIR", memory_dir(dir.path()))
+            // A UML kernel panic aborts the host process: any core file
+            // lands in the run directory, not in the source tree.
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("console fd"))
             .stderr(log)
@@ -322,6 +365,11 @@ impl Uml {
         // none may outlive the run, whether it powered off or timed out.
         let _ = rp::kill_process_group(pid, rp::Signal::KILL);
         let _ = child.wait();
+        // SIGKILL takes effect asynchronously; wait until they are gone.
+        let gone = Instant::now() + Duration::from_secs(30);
+        while !live_group_members(child.id()).is_empty() && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(50));
+        }
 
         let status = fs::read_to_string(dir.path().join("status"))
             .ok()
@@ -342,6 +390,28 @@ impl Uml {
             dir,
         }
     }
+}
+
+/// Processes of process group `pgid` that are not zombies.
+pub fn live_group_members(pgid: u32) -> Vec<u32> {
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
+            left.push(pid);
+        }
+    }
+    left
 }
 
 /// Where UML keeps its memory file: /dev/shm when it has room for all of
