@@ -12,7 +12,8 @@
 //! - spoke to spoke: a ping between two spokes' LANs first crosses the
 //!   hub, whose nhrpd sends a traffic indication; the spoke resolves a
 //!   shortcut (listed by `show ip nhrp shortcut`, the other spoke in its
-//!   cache) and the route then goes straight to the other spoke;
+//!   cache) and the route then goes straight to the other spoke: the
+//!   hub relays no more of that traffic (an iptables counter on the hub);
 //! - departure: a spoke whose nhrpd stops and whose public address goes
 //!   away is removed once nhrpd's binding lapsed plus `depart`, audited,
 //!   and leaves BIRD, while the other spoke stays;
@@ -91,9 +92,11 @@ const CHECKS: &[&str] = &[
     "no_include_for_s3",
     "routes_via_hub",
     "spoke_ping",
+    "relayed_first",
     "shortcut_installed",
     "shortcut_cache",
     "shortcut_ping",
+    "shortcut_bypasses_hub",
     "shortcut_path",
     "departed",
     "departed_from_bird",
