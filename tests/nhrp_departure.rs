@@ -1,7 +1,8 @@
 //! Departure of DMVPN spokes: nhrpd's cache, read over its vty socket.
 //!
 //! 1. The pure part: the vty reply framing and the cache JSON, from bytes
-//!    captured from nhrpd 8.4.4 (fixtures/nhrp/cache-*.vty), and what
+//!    captured from nhrpd 8.4.4 (fixtures/nhrp/cache-*.vty, one from a
+//!    hub over real GRE), and what
 //!    counts as a binding; hostile answers are errors, never panics.
 //! 2. The config: `depart` needs `[sources] nhrp_vty`; `"0s"` is refused.
 //! 3. Real nhrpd (Debian frr 8.4.4) + zebra in a network namespace this
@@ -74,6 +75,15 @@ fn the_cache_json_nhrpd_prints_is_read_and_invalid_entries_bind_nothing() {
         .to_owned();
     assert_eq!(status, 1);
     assert!(entries("cache-empty-v6.vty").is_empty());
+    // The hub over real GRE (captured in UML): two spokes and itself.
+    let hub = entries("cache-hub-gre.vty");
+    assert_eq!(hub.len(), 3);
+    assert!(hub.iter().all(|e| e.interface == "gre1"));
+    assert_eq!(
+        vty::bound(&hub),
+        addrs(&["10.200.0.1", "10.200.0.11", "10.200.0.12"])
+    );
+    assert_eq!(hub[0].nbma, Some("203.0.113.12".parse().unwrap()));
     // A registered spoke binds; one being authorized does not yet.
     let dynamic = entries("cache-dynamic.vty");
     assert_eq!(dynamic.len(), 2);
