@@ -188,6 +188,15 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
         }
     }
     out.extend(crate::metrics::probe::check(config).await);
+    // Departures need nhrpd's cache; nhrpd may start after autopeer.
+    if let Some((vty, _)) = crate::sources::nhrp::vty::poll_interval(config) {
+        if let Err(e) = crate::sources::nhrp::vty::read_bound(&vty).await {
+            out.push(warning(
+                "sources.nhrp_vty",
+                format!("cannot read nhrpd's cache: {e}; no spoke departs until it can"),
+            ));
+        }
+    }
     match Connection::connect(&config.bird.socket, Duration::from_secs(5)).await {
         Ok(mut c) => {
             if let Err(e) = c.show_status().await {

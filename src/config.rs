@@ -16,6 +16,7 @@
 //! - `rate` defaults to [`DEFAULT_RATE`] (60 admissions per minute); the
 //!   string `"unlimited"` turns the limit off; 0 is a problem.
 //! - `expire` defaults to `"never"`: autopeer removes nobody unless told to.
+//!   So does `depart`, which needs `[sources] nhrp_vty`.
 //! - `batch` must be at most 60 s.
 //! - Relative paths anywhere in the file resolve against the config file's
 //!   directory.
@@ -167,6 +168,8 @@ pub struct RawSources {
     pub nhrp_socket: Option<PathBuf>,
     #[serde(default = "default_nhrp_policy")]
     pub nhrp_policy: String,
+    #[serde(default)]
+    pub nhrp_vty: Option<PathBuf>,
     #[serde(default = "default_unverified")]
     pub unverified: String,
     #[serde(default = "default_journal")]
@@ -183,6 +186,7 @@ impl Default for RawSources {
             logs: default_logs(),
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
+            nhrp_vty: None,
             unverified: default_unverified(),
             journal: default_journal(),
         }
@@ -227,6 +231,8 @@ pub struct RawGroup {
     pub ca: Option<PathBuf>,
     #[serde(default)]
     pub require_cert: bool,
+    #[serde(default = "default_expire")]
+    pub depart: String,
 }
 
 impl fmt::Debug for RawGroup {
@@ -316,6 +322,8 @@ pub struct SourcesSection {
     pub logs: Vec<PathBuf>,
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
+    /// nhrpd's vty socket, read for departures (`None`: not read).
+    pub nhrp_vty: Option<PathBuf>,
     pub unverified: UnverifiedPolicy,
     pub journal: JournalMode,
 }
@@ -346,6 +354,9 @@ pub struct Group {
     pub nbma_prefixes: Vec<IpNet>,
     /// NHRP certificate binding (`ca`, `require_cert`); `None` without `ca`.
     pub cert: Option<crate::sources::nhrp::cert::CertPolicy>,
+    /// How long a peer may lack an NHRP binding in nhrpd's cache (with
+    /// its session down) before it is removed; `None` is `"never"`.
+    pub depart: Option<Duration>,
 }
 
 impl Group {

@@ -27,7 +27,8 @@
 //!    only when the channel is full or gone)
 //!   keyring --watch Option<KeyringStatus>--> roster (show status, trust)
 //!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
-//!   roster --watch Arc<Config>------> nhrp server
+//! nhrp cache reader (1x, idle without `depart`) --NhrpCache------------>
+//!   roster --watch Arc<Config>------> nhrp server, nhrp cache reader
 //!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
 //!                                     peers, count of configures), and
 //!                                     observer (a change: poll again soon)
@@ -218,6 +219,13 @@ pub async fn run(
         }
         None => None,
     };
+    // Departures: nhrpd's cache, read while some group has `depart`
+    // (it idles otherwise, and follows reloads).
+    let departures = tokio::spawn(nhrp::vty::watch_cache(
+        roster.config_watch(),
+        msg_tx.clone(),
+        token.clone(),
+    ));
     let keyring_task = tokio::spawn(crate::keyring::task::run(
         roster.key_watch(),
         keyring_status,
@@ -274,6 +282,7 @@ pub async fn run(
     if let Some(t) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
+    departures.abort();
     if let Some(t) = nhrp_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }

@@ -27,6 +27,11 @@ fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
     let expire = expire
         .map(|e| format!("expire = \"{e}\"\n"))
         .unwrap_or_default();
+    config_with(batch, "", &expire)
+}
+
+/// The scenarios' config with extra `[sources]` and `[[group]]` lines.
+fn config_with(batch: &str, sources: &str, group: &str) -> Arc<Config> {
     // "": no `batch` key, the default.
     let batch = if batch.is_empty() {
         String::new()
@@ -44,13 +49,14 @@ socket = "/nonexistent/autopeer.ctl"
 {batch}
 [sources]
 logs = []
+{sources}
 [[group]]
 name = "clients"
 template = "CLIENTS"
 prefixes = ["10.88.0.0/24"]
 neighbor = "internal"
 rate = "unlimited"
-{expire}"#
+{group}"#
     );
     Arc::new(Config::load_str(&text, Path::new("/nonexistent")).unwrap())
 }
@@ -504,4 +510,134 @@ fn a_peer_the_include_cannot_hold_is_set_aside_alone() {
     );
     assert!(sc.names().is_empty());
     assert_eq!(sc.knock("10.88.0.2"), Err("recently_removed".into()));
+}
+
+/// A spoke registration (nhrpd's authorize-binding, as the NHRP server
+/// hands it to the roster).
+fn register(sc: &mut Scene, addr: &str) -> Result<String, String> {
+    sc.sight(addr, Via::Nhrp, Trust::Nhrp)
+}
+
+fn bound(addrs: &[&str]) -> Result<std::collections::BTreeSet<IpAddr>, String> {
+    Ok(addrs.iter().map(|a| a.parse().unwrap()).collect())
+}
+
+#[test]
+fn departure_removes_spokes_gone_from_nhrpds_cache_and_readmits_them() {
+    let cfg = config_with(
+        "0s",
+        "nhrp_vty = \"/nonexistent/nhrpd.vty\"",
+        "depart = \"30s\"\nexpire = \"7d\"",
+    );
+    let mut sc = Scene::new(cfg);
+    for a in ["10.88.0.2", "10.88.0.3", "10.88.0.4"] {
+        register(&mut sc, a).unwrap();
+    }
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    let rows = || {
+        vec![
+            row("clients_10_88_0_2", ProtoState::Start, "Active"),
+            row("clients_10_88_0_3", ProtoState::Up, "Established"),
+            row("clients_10_88_0_4", ProtoState::Start, "Active"),
+        ]
+    };
+    sc.core.observe_states(&rows(), sc.now);
+    // 10.88.0.4 keeps its binding; .2 and .3 have none from now on.
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    sc.advance(29 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    assert!(sc.lines().is_empty(), "not before depart");
+    assert_eq!(sc.due_in(), None);
+    sc.advance(S);
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    // .3's session is up: it has not left, whatever the cache says.
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.2 from group clients: departed: no NHRP binding in nhrpd's cache for 30s"]
+    );
+    assert_eq!(
+        sc.due_in(),
+        Some(Duration::ZERO),
+        "removed at once, not at expiry"
+    );
+    let job = sc.begin().unwrap();
+    assert_eq!(job.peers.len(), 2);
+    sc.finish(job, ok());
+    assert_eq!(sc.names(), ["clients_10_88_0_3", "clients_10_88_0_4"]);
+    // The spoke registers again: nhrpd asks, the roster admits it (a
+    // departure does not quiet the address as an operator's removal does).
+    assert_eq!(register(&mut sc, "10.88.0.2").unwrap(), "clients_10_88_0_2");
+    assert_eq!(
+        sc.lines(),
+        ["adding neighbor 10.88.0.2 to group clients (via nhrp)"]
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    sc.core.observe_states(&rows(), sc.now);
+
+    // A cache that cannot be read departs no one and restarts the clocks:
+    // .4 absent for 20 s, then nhrpd down (restarting), then absent again.
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    sc.advance(20 * S);
+    sc.core.observe_nhrp(Err("cannot connect".into()), sc.now);
+    sc.advance(15 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    assert!(sc.lines().is_empty(), "clock restarted by the failed read");
+    sc.advance(30 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.4 from group clients: departed: no NHRP binding in nhrpd's cache for 30s"]
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+
+    // Without a fresh poll of BIRD (its state unknown) no one departs.
+    sc.advance(10 * 60 * S);
+    sc.core.observe_nhrp(bound(&[]), sc.now);
+    sc.advance(60 * S);
+    sc.core.observe_nhrp(bound(&[]), sc.now);
+    assert!(sc.lines().is_empty(), "no departure on a stale BIRD poll");
+}
+
+#[test]
+fn departure_leaves_groups_without_depart_alone_and_dry_run_removes_nothing() {
+    let cfg = config_with("0s", "nhrp_vty = \"/nonexistent/nhrpd.vty\"", "");
+    let mut sc = Scene::new(cfg);
+    register(&mut sc, "10.88.0.2").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    let rows = vec![row("clients_10_88_0_2", ProtoState::Start, "Active")];
+    for _ in 0..3 {
+        sc.core.observe_states(&rows, sc.now);
+        sc.core.observe_nhrp(bound(&[]), sc.now);
+        sc.advance(3600 * S);
+    }
+    assert!(sc.lines().is_empty());
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
+
+    let cfg = config_with(
+        "0s",
+        "nhrp_vty = \"/nonexistent/nhrpd.vty\"",
+        "depart = \"1s\"",
+    );
+    let mut cfg = (*cfg).clone();
+    cfg.agent.dry_run = true;
+    let include = sc.include();
+    let mut sc = Scene::restart(Arc::new(cfg), include, None, sc.now);
+    for _ in 0..3 {
+        sc.core.observe_states(&rows, sc.now);
+        sc.core.observe_nhrp(bound(&[]), sc.now);
+        sc.advance(2 * S);
+    }
+    assert!(sc.lines().is_empty());
+    assert_eq!(sc.due_in(), None);
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
 }

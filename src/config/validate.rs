@@ -130,6 +130,7 @@ impl Config {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
+            nhrp_vty: raw.sources.nhrp_vty.map(abs),
             unverified,
             journal,
         };
@@ -171,6 +172,16 @@ impl Config {
             indexes.push(index);
         }
         check_group_overlaps(&groups, &keys, &indexes, &mut p);
+        if sources.nhrp_vty.is_none() {
+            for (g, key) in groups.iter().zip(&keys) {
+                if g.depart.is_some() {
+                    p.push(Problem::new(
+                        format!("{key}.depart"),
+                        "needs [sources] nhrp_vty (nhrpd's vty socket, where departures are seen)",
+                    ));
+                }
+            }
+        }
 
         if p.is_empty() {
             Ok(Config {
@@ -294,6 +305,28 @@ fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like \"100ms\" or \"7d\": {e}"))
+}
+
+/// `"never"` (`None`) or a positive duration (`example` is shown when 0
+/// is given: it would remove every peer at once).
+fn never_or_duration(s: &str, key: &str, example: &str, p: &mut Vec<Problem>) -> Option<Duration> {
+    if s.trim() == "never" {
+        return None;
+    }
+    match parse_duration(s) {
+        Ok(d) if d.is_zero() => {
+            p.push(Problem::new(
+                key,
+                format!("0 would remove every peer at once: use a duration like \"{example}\" or \"never\""),
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(m) => {
+            p.push(Problem::new(key, format!("{m} or \"never\"")));
+            None
+        }
+    }
 }
 
 /// A prefix with host bits clear; the message suggests the network.
@@ -486,27 +519,8 @@ fn convert_group(
         }
     };
 
-    let expire = if rg.expire.trim() == "never" {
-        None
-    } else {
-        match parse_duration(&rg.expire) {
-            Ok(d) if d.is_zero() => {
-                p.push(Problem::new(
-                    format!("{key}.expire"),
-                    "0 would remove every peer at once: use a duration like \"7d\" or \"never\"",
-                ));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(m) => {
-                p.push(Problem::new(
-                    format!("{key}.expire"),
-                    format!("{m} or \"never\""),
-                ));
-                None
-            }
-        }
-    };
+    let expire = never_or_duration(&rg.expire, &format!("{key}.expire"), "7d", p);
+    let depart = never_or_duration(&rg.depart, &format!("{key}.depart"), "1m", p);
 
     if let Some(i) = &rg.interface {
         if !is_interface_name(i) {
@@ -543,6 +557,7 @@ fn convert_group(
         interface: rg.interface,
         nbma_prefixes: nbma_prefixes.into_iter().map(|(_, n)| n).collect(),
         cert,
+        depart,
     };
     (group, prefix_index)
 }

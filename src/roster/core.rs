@@ -16,6 +16,11 @@
 //!   session was last Established or went down; the last two persist in
 //!   `[agent] state` (losing that file only resets expiry clocks).
 //!
+//! Departure (`super::departure`): a peer of a group with `depart` that
+//! has no binding in nhrpd's cache for `depart`, its session not
+//! Established, is removed at the cache read that finds it due; the
+//! address is not quieted, so the spoke's next registration admits it.
+//!
 //! Expiry: a peer of a group with `expire` that was never Established
 //! within `expire` of its admission, or has been down longer than
 //! `expire`, is removed; all peers due at one check go out in one apply.
@@ -23,7 +28,7 @@
 //! observer's last successful poll is fresh (a BIRD that cannot be asked
 //! expires no one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -120,6 +125,9 @@ pub struct Core {
     pub(super) removed_since_apply: usize,
     pub(super) started: SystemTime,
     pub(super) out: Vec<Event>,
+    /// Peers of `depart` groups missing from nhrpd's cache, and since when
+    /// (`super::departure`).
+    pub(super) absent: HashMap<String, super::departure::Absence>,
 }
 
 impl Core {
@@ -169,6 +177,7 @@ impl Core {
             removed_since_apply: 0,
             started: now.wall,
             out: Vec::new(),
+            absent: HashMap::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::bird::render::Peer;
 use crate::event::Event;
 
 /// Expiry needs a poll of BIRD at most this old.
-const POLL_FRESH: Duration = Duration::from_secs(300);
+pub(super) const POLL_FRESH: Duration = Duration::from_secs(300);
 
 impl Core {
     /// Folds one poll of BIRD into the peers' runtime facts; emits

@@ -289,6 +289,7 @@ impl Roster {
             Msg::States(rows) => self.core.observe_states(&rows, now()),
             Msg::StatesFailed(error) => self.core.states_failed(error),
             Msg::Emit(event) => self.core.relay(event, now()),
+            Msg::NhrpCache(bound) => self.core.observe_nhrp(bound, now()),
         }
     }
 
