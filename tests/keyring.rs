@@ -364,6 +364,7 @@ fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) 
         expire: None,
         interface: None,
         nbma_prefixes: Vec::new(),
+        ao_keys: Vec::new(),
     }
 }
 

@@ -295,21 +295,87 @@ pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
     Ok(out)
 }
 
-/// A duplicate of `l` from BIRD, checked to still be the same socket (the
-/// descriptor may have been closed and reused meanwhile). `Ok(None)`: the
-/// listener is gone or changed.
-pub(super) fn steal_listener(bird: &Bird, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
-    match bird.steal(l.fd) {
-        Ok(fd) => match sys::inode_of(fd.as_fd()) {
-            Ok(ino) if ino == l.inode => Ok(Some(fd)),
+/// One established TCP connection of the BIRD process (a BGP session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The socket's own family (an IPv4 peer of a dual-stack listener
+    /// has an IPv6 socket).
+    pub family: Family,
+    pub fd: i32,
+    pub inode: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// BIRD's established TCP connections whose local port is `port` (those
+/// it accepted on its BGP listener), from `/proc/PID/net/tcp{,6}` and
+/// `/proc/PID/fd`. Remote addresses come back as the kernel shows them
+/// (a v4-mapped IPv6 address on a dual-stack socket is made IPv4).
+pub fn accepted_sessions(pid: i32, port: u16) -> Result<Vec<Session>, KeyringError> {
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
+        path: fd_dir.clone(),
+        source,
+    })?;
+    let by_inode: BTreeMap<u64, i32> = fds.into_iter().map(|(fd, ino)| (ino, fd)).collect();
+    let mut out = Vec::new();
+    for (file, family) in [("tcp", Family::V4), ("tcp6", Family::V6)] {
+        let path = PathBuf::from(format!("/proc/{pid}/net/{file}"));
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && family == Family::V6 => continue,
+            Err(source) => return Err(KeyringError::Proc { path, source }),
+        };
+        for row in parse_proc_net_tcp(&text) {
+            if row.state != holder::TCP_ESTABLISHED || row.local.port() != port {
+                continue;
+            }
+            if let Some(&fd) = by_inode.get(&row.inode) {
+                let unmap = |a: SocketAddr| match a.ip() {
+                    std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                        Some(v4) => SocketAddr::new(v4.into(), a.port()),
+                        None => a,
+                    },
+                    _ => a,
+                };
+                out.push(Session {
+                    family,
+                    fd,
+                    inode: row.inode,
+                    local: unmap(row.local),
+                    remote: unmap(row.remote),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A duplicate of BIRD's descriptor `fd`, checked to be the socket `inode`.
+/// `Ok(None)`: closed or reused meanwhile.
+pub(super) fn steal_socket(
+    bird: &Bird,
+    fd: i32,
+    inode: u64,
+) -> Result<Option<OwnedFd>, KeyringError> {
+    match bird.steal(fd) {
+        Ok(dup) => match sys::inode_of(dup.as_fd()) {
+            Ok(ino) if ino == inode => Ok(Some(dup)),
             _ => Ok(None),
         },
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
             Err(KeyringError::Gone { pid: bird.pid })
         }
-        Err(e) => Err(steal_error(bird.pid, l.fd, e)),
+        Err(e) => Err(steal_error(bird.pid, fd, e)),
     }
+}
+
+/// A duplicate of `l` from BIRD, checked to still be the same socket (the
+/// descriptor may have been closed and reused meanwhile). `Ok(None)`: the
+/// listener is gone or changed.
+pub(super) fn steal_listener(bird: &Bird, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
+    steal_socket(bird, l.fd, l.inode)
 }
 
 /// The MD5 keys (address/prefix length, never the key) the kernel holds on

@@ -40,6 +40,7 @@
 //! BIRD's control socket ([`Bird`]); print a key anywhere (all keys are
 //! [`Secret`](crate::secret::Secret)s).
 
+pub mod ao;
 pub mod diag;
 pub mod discovery;
 pub mod holder;
@@ -64,8 +65,8 @@ pub use plan::{
     KeyInputs, KeyPlan, KeyringProblem,
 };
 pub use report::{
-    missing_listener_advice, optmem_estimate, optmem_problem, KeyringReport, KeyringStatus,
-    ListenerReport, ListenerStatus, MissingListener, Reporter, BYTES_PER_KEY,
+    missing_listener_advice, optmem_estimate, optmem_problem, AoListenerStatus, KeyringReport,
+    KeyringStatus, ListenerReport, ListenerStatus, MissingListener, Reporter, BYTES_PER_KEY,
 };
 pub use state::Keyring;
 pub use sys::connect_signed;

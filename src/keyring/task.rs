@@ -195,11 +195,8 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
         return;
     }
     state.report.status.keyed_groups = plan.keyed_groups();
-    state.report.status.wanted = (
-        plan.keys_of(Family::V4).count(),
-        plan.keys_of(Family::V6).count(),
-    );
-    if plan.keys.is_empty() && state.ring.keyed_inodes().is_empty() {
+    state.report.status.wanted = (plan.wanted_of(Family::V4), plan.wanted_of(Family::V6));
+    if plan.keys.is_empty() && plan.ao.is_empty() && state.ring.keyed_inodes().is_empty() {
         // Nothing to key and nothing to take back: no need for BIRD's pid
         // or for privileges, beyond one sweep for keys a killed run left.
         sweep_once(state, plan);
