@@ -379,6 +379,102 @@ pub fn netstat_counters(text: &str) -> Vec<(String, u64)> {
     Vec::new()
 }
 
+/// Whether this kernel has TCP-AO: `TCP_AO_GET_KEYS` on a fresh socket of
+/// our own answers ENOENT (no keys yet) with it and ENOPROTOOPT without.
+/// `Err` is the sentence for `check`.
+pub fn kernel_support() -> Result<(), String> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .map_err(|e| format!("cannot open a TCP socket to test for TCP-AO: {e}"))?;
+    match sys::ao_get_keys(std::os::fd::AsFd::as_fd(&sock)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(explain(&e)),
+    }
+}
+
+/// Whether the kernel can make an MKT with `alg`: installs a throw-away key
+/// for 192.0.2.0/24 on a fresh socket of our own (nothing else ever sees
+/// it). `Err` says why not, naming `/proc/crypto` when the base cipher is
+/// not listed there.
+pub fn algorithm_support(alg: AoAlgorithm) -> Result<(), String> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .map_err(|e| format!("cannot open a TCP socket: {e}"))?;
+    let probe = AoAdd {
+        addr: IpAddr::from([192, 0, 2, 0]),
+        prefix: 24,
+        sndid: 1,
+        rcvid: 1,
+        alg: alg.kernel_name(),
+        key: b"autopeer-check",
+    };
+    match sys::ao_add_key(std::os::fd::AsFd::as_fd(&sock), &probe) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Err(explain(&e)),
+        Err(e) => {
+            let base = match alg {
+                AoAlgorithm::HmacSha1 => "sha1",
+                AoAlgorithm::CmacAes128 => "aes",
+                AoAlgorithm::HmacSha256 => "sha256",
+            };
+            let listed = std::fs::read_to_string("/proc/crypto")
+                .map(|t| crypto_lists(&t, base))
+                .unwrap_or(false);
+            Err(format!(
+                "the kernel cannot make {} keys ({e}){}",
+                alg.kernel_name(),
+                if listed {
+                    String::new()
+                } else {
+                    format!("; /proc/crypto lists no {base}: load its module or choose another algorithm")
+                }
+            ))
+        }
+    }
+}
+
+/// Whether `/proc/crypto` text has an algorithm named `name`.
+pub fn crypto_lists(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        l.split_once(':')
+            .is_some_and(|(k, v)| k.trim() == "name" && v.trim() == name)
+    })
+}
+
+/// BIRD's own MKTs (host-length: `authentication ao` of a static neighbor)
+/// on a listener that collide with a group key: inside one of the
+/// group's prefixes with the same SendID or RecvID. The kernel refuses
+/// such overlapping MKTs (EEXIST), and BIRD would reject a session that
+/// carries a key it did not configure. One sentence each.
+pub fn collisions(present: &[AoKeyInfo], groups: &[Group]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in present.iter().filter(|k| is_host(&k.net)) {
+        for g in groups.iter().filter(|g| g.contains(k.net.addr())) {
+            for gk in &g.ao_keys {
+                if gk.send_id == k.sndid || gk.recv_id == k.rcvid {
+                    out.push(format!(
+                        "BIRD holds its own TCP-AO key {}/{} for {} inside group {}, whose {} \
+                         shares an ID: give the group's key other IDs or move the neighbor \
+                         out of the group's prefixes",
+                        k.sndid,
+                        k.rcvid,
+                        k.net.addr(),
+                        g.name,
+                        gk.name()
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +618,41 @@ protocol bgp s1 from T { neighbor 10.1.0.5; }
         // Converged: nothing to do.
         let have: Vec<AoKeyInfo> = keys.iter().map(|k| present(k, k.secret.expose())).collect();
         assert_eq!(reconcile(&have, &wanted), vec![]);
+    }
+
+    #[test]
+    fn birds_own_keys_that_share_an_id_are_named() {
+        let g = ao_group("ao", &["10.1.0.0/24"], &[(1, 1, true)]);
+        let (keys, _) = desired_ao_keys(std::slice::from_ref(&g), &conf(""), &BTreeSet::new());
+        let bird = |addr: &str, id: u8| AoKeyInfo {
+            net: net(addr),
+            sndid: id,
+            rcvid: id,
+            ..present(&keys[0], b"x")
+        };
+        let found = collisions(
+            &[
+                bird("10.1.0.9/32", 1),
+                bird("10.1.0.10/32", 5),
+                bird("10.2.0.1/32", 1),
+                present(&keys[0], b"x"),
+            ],
+            &[g],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("BIRD holds its own TCP-AO key 1/1 for 10.1.0.9 inside group ao, whose key 1/1 shares an ID"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn proc_crypto_names() {
+        let text =
+            "name         : sha256\ndriver       : sha256-generic\n\nname         : hmac(sha1)\n";
+        assert!(crypto_lists(text, "sha256"));
+        assert!(crypto_lists(text, "hmac(sha1)"));
+        assert!(!crypto_lists(text, "sha1"));
     }
 
     #[test]

@@ -395,6 +395,20 @@ pub fn read_back_in(bird: &Bird, listener: &Listener) -> io::Result<Option<Vec<I
     Ok(all.remove(&(listener.inode & u64::from(u32::MAX))))
 }
 
+/// The TCP-AO MKTs on BIRD's listener `l` (ours and BIRD's; the secrets
+/// stay in [`Secret`](crate::secret::Secret)s). `Ok(None)`: the listener
+/// is gone; an empty list on a kernel without TCP-AO.
+pub fn listener_ao_keys(
+    bird: &Bird,
+    l: &Listener,
+) -> Result<Option<Vec<sys::AoKeyInfo>>, KeyringError> {
+    bird.verify()?;
+    let Some(fd) = steal_listener(bird, l)? else {
+        return Ok(None);
+    };
+    Ok(Some(sys::ao_get_keys(fd.as_fd()).unwrap_or_default()))
+}
+
 /// Duplicate every BIRD listener once and close it again: proves that
 /// `sync` will be allowed to key them. Returns the listeners.
 pub fn probe(bird: &Bird) -> Result<Vec<Listener>, KeyringError> {

@@ -56,8 +56,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use discovery::{
-    cap_eff_has_sys_ptrace, check_privileges, listening_sockets, probe, read_back, read_back_in,
-    Bird, KeyringError, Listener,
+    cap_eff_has_sys_ptrace, check_privileges, listener_ao_keys, listening_sockets, probe,
+    read_back, read_back_in, Bird, KeyringError, Listener,
 };
 pub use holder::{parse_proc_net_tcp, parse_socket_link, TcpEntry, TCP_LISTEN};
 pub use plan::{
