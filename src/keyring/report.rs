@@ -477,6 +477,47 @@ mod tests {
         assert_eq!(lines.len(), 2);
     }
 
+    #[test]
+    fn ao_keys_and_counters_per_listener() {
+        let status = KeyringStatus {
+            keyed_groups: vec!["aopeers".into()],
+            wanted: (2, 0),
+            pid: Some(42),
+            listeners: vec![ListenerStatus {
+                family: Family::V4,
+                local: "0.0.0.0:179".parse().unwrap(),
+                inode: 4711,
+                keys: 2,
+                failed: Vec::new(),
+            }],
+            ao_listeners: vec![AoListenerStatus {
+                inode: 4711,
+                keys: vec![
+                    "10.77.0.0/24 key 1/1 hmac-sha1".into(),
+                    "10.77.0.0/24 key 2/2 hmac-sha256".into(),
+                ],
+                info: Some(super::super::sys::AoInfo {
+                    bad: 4,
+                    key_not_found: 3,
+                    ao_required: 2,
+                    ..Default::default()
+                }),
+                sessions: 1,
+                session_changes: 0,
+            }],
+            ao_counters: vec![("TCPAOGood".into(), 27), ("TCPAOBad".into(), 4)],
+            ..KeyringStatus::default()
+        };
+        assert_eq!(
+            status.lines(),
+            [
+                "Keyring IPv4: listener 0.0.0.0:179 inode 4711 (BIRD pid 42), 2 of 2 prefix key(s) installed",
+                "Keyring IPv4: TCP-AO on inode 4711: 10.77.0.0/24 key 1/1 hmac-sha1, 10.77.0.0/24 key 2/2 hmac-sha256; listener drops: bad 4, key not found 3, unsigned 2; 1 signed session(s)",
+                "Keyring TCP-AO counters: TCPAOGood 27, TCPAOBad 4",
+            ]
+        );
+    }
+
     fn changes(r: &mut Reporter) -> Vec<KeyringChange> {
         r.take_events()
             .into_iter()

@@ -356,6 +356,34 @@ mod tests {
         assert!(!format!("{events:?} {lines} {}", e.to_json()).contains("tmpl-key"));
     }
 
+    /// A plan with only TCP-AO keys is a plan: BIRD is looked for, and the
+    /// status counts the group and its MKTs.
+    #[test]
+    fn an_ao_only_plan_keys() {
+        let mut state = State {
+            socket: "/nonexistent/bird.ctl".into(),
+            ..State::default()
+        };
+        let plan = KeyPlan {
+            ao: vec![crate::keyring::ao::DesiredAoKey {
+                prefix: "10.77.0.0/24".parse().unwrap(),
+                send_id: 1,
+                recv_id: 1,
+                algorithm: crate::config::AoAlgorithm::HmacSha1,
+                secret: Secret::new(b"ao-secret".to_vec()),
+                current: true,
+                group: "aopeers".into(),
+            }],
+            ..KeyPlan::default()
+        };
+        step(&mut state, &plan, false);
+        assert_eq!(state.report.status.keyed_groups, ["aopeers"]);
+        assert_eq!(state.report.status.wanted, (1, 0));
+        let lines = state.report.status.lines().join("\n");
+        assert!(lines.contains("Keyring: cannot find BIRD"), "{lines}");
+        assert!(!lines.contains("ao-secret"));
+    }
+
     /// The task needs no roster: its status arrives on the watch it was
     /// given and its events in the sink, and at shutdown it ends.
     #[tokio::test]
