@@ -402,6 +402,18 @@ impl AoAlgorithm {
         }
     }
 
+    /// The algorithm behind a name the kernel reports for a key
+    /// (`TCP_AO_GET_KEYS`): it stores AES-128-CMAC as `cmac(aes)`.
+    pub fn from_kernel(name: &str) -> Option<AoAlgorithm> {
+        match name {
+            "cmac(aes)" => Some(AoAlgorithm::CmacAes128),
+            _ => Self::ALL
+                .iter()
+                .find(|(_, a)| a.kernel_name() == name)
+                .map(|(_, a)| *a),
+        }
+    }
+
     /// From a config word or the kernel's name, any case.
     pub fn parse(s: &str) -> Option<AoAlgorithm> {
         let s = s.trim().to_ascii_lowercase();

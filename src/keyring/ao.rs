@@ -69,7 +69,7 @@ impl DesiredAoKey {
         k.net.trunc() == self.prefix
             && k.sndid == self.send_id
             && k.rcvid == self.recv_id
-            && k.alg == self.algorithm.kernel_name()
+            && AoAlgorithm::from_kernel(&k.alg) == Some(self.algorithm)
             && k.maclen == sys::AO_MACLEN
             && k.key.expose() == self.secret.expose()
     }
@@ -342,10 +342,8 @@ pub fn describe_present(present: &[AoKeyInfo]) -> Vec<String> {
     present
         .iter()
         .map(|k| {
-            let alg = AoAlgorithm::ALL
-                .iter()
-                .find(|(_, a)| a.kernel_name() == k.alg)
-                .map_or(k.alg.clone(), |(w, _)| (*w).to_owned());
+            let alg =
+                AoAlgorithm::from_kernel(&k.alg).map_or(k.alg.clone(), |a| a.word().to_owned());
             format!(
                 "{} key {}/{} {alg}{}",
                 k.net,
@@ -615,6 +613,12 @@ protocol bgp s1 from T { neighbor 10.1.0.5; }
                 AoAction::Delete(net("10.1.0.0/24"), 9, 9)
             ]
         );
+        // The kernel reads AES-128-CMAC back as `cmac(aes)`: the same key.
+        let mut cmac = keys[0].clone();
+        cmac.algorithm = AoAlgorithm::CmacAes128;
+        let mut back = present(&cmac, b"secret-1");
+        back.alg = "cmac(aes)".into();
+        assert_eq!(reconcile(&[back], &[&cmac]), vec![]);
         // Converged: nothing to do.
         let have: Vec<AoKeyInfo> = keys.iter().map(|k| present(k, k.secret.expose())).collect();
         assert_eq!(reconcile(&have, &wanted), vec![]);
