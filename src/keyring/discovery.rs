@@ -259,6 +259,23 @@ impl Bird {
 /// and `tcp6` (the process's own network namespace). BIRD has no TCP
 /// listener besides BGP, so each one is a BGP listener.
 pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
+    let mut out: Vec<Listener> = tcp_sockets(pid)?
+        .into_iter()
+        .filter(|(_, _, row)| row.state == TCP_LISTEN)
+        .map(|(family, fd, row)| Listener {
+            fd,
+            inode: row.inode,
+            family,
+            local: row.local,
+        })
+        .collect();
+    out.sort_by_key(|l| (l.family, l.local, l.inode));
+    Ok(out)
+}
+
+/// The TCP sockets among process `pid`'s descriptors: (family of the
+/// socket, descriptor, its row of `/proc/PID/net/tcp` or `tcp6`).
+fn tcp_sockets(pid: i32) -> Result<Vec<(Family, i32, holder::TcpEntry)>, KeyringError> {
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
     let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
         path: fd_dir.clone(),
@@ -273,25 +290,16 @@ pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
         let path = PathBuf::from(format!("/proc/{pid}/net/{file}"));
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            // No IPv6 in the kernel: no tcp6 file, no IPv6 listener.
+            // No IPv6 in the kernel: no tcp6 file, no IPv6 socket.
             Err(e) if e.kind() == io::ErrorKind::NotFound && family == Family::V6 => continue,
             Err(source) => return Err(KeyringError::Proc { path, source }),
         };
         for row in parse_proc_net_tcp(&text) {
-            if row.state != TCP_LISTEN {
-                continue;
-            }
             if let Some(&fd) = by_inode.get(&row.inode) {
-                out.push(Listener {
-                    fd,
-                    inode: row.inode,
-                    family,
-                    local: row.local,
-                });
+                out.push((family, fd, row));
             }
         }
     }
-    out.sort_by_key(|l| (l.family, l.local, l.inode));
     Ok(out)
 }
 
@@ -312,43 +320,24 @@ pub struct Session {
 /// `/proc/PID/fd`. Remote addresses come back as the kernel shows them
 /// (a v4-mapped IPv6 address on a dual-stack socket is made IPv4).
 pub fn accepted_sessions(pid: i32, port: u16) -> Result<Vec<Session>, KeyringError> {
-    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
-        path: fd_dir.clone(),
-        source,
-    })?;
-    let by_inode: BTreeMap<u64, i32> = fds.into_iter().map(|(fd, ino)| (ino, fd)).collect();
-    let mut out = Vec::new();
-    for (file, family) in [("tcp", Family::V4), ("tcp6", Family::V6)] {
-        let path = PathBuf::from(format!("/proc/{pid}/net/{file}"));
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && family == Family::V6 => continue,
-            Err(source) => return Err(KeyringError::Proc { path, source }),
-        };
-        for row in parse_proc_net_tcp(&text) {
-            if row.state != holder::TCP_ESTABLISHED || row.local.port() != port {
-                continue;
-            }
-            if let Some(&fd) = by_inode.get(&row.inode) {
-                let unmap = |a: SocketAddr| match a.ip() {
-                    std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                        Some(v4) => SocketAddr::new(v4.into(), a.port()),
-                        None => a,
-                    },
-                    _ => a,
-                };
-                out.push(Session {
-                    family,
-                    fd,
-                    inode: row.inode,
-                    local: unmap(row.local),
-                    remote: unmap(row.remote),
-                });
-            }
-        }
-    }
-    Ok(out)
+    let unmap = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => a,
+        },
+        _ => a,
+    };
+    Ok(tcp_sockets(pid)?
+        .into_iter()
+        .filter(|(_, _, row)| row.state == holder::TCP_ESTABLISHED && row.local.port() == port)
+        .map(|(family, fd, row)| Session {
+            family,
+            fd,
+            inode: row.inode,
+            local: unmap(row.local),
+            remote: unmap(row.remote),
+        })
+        .collect())
 }
 
 /// A duplicate of BIRD's descriptor `fd`, checked to be the socket `inode`.

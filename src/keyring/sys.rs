@@ -272,15 +272,27 @@ pub fn connect_signed(
     key: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
+    connect_prepared(local, remote, timeout, |fd| match key {
+        Some(key) => setsockopt_md5(fd, remote.ip(), None, key),
+        None => Ok(()),
+    })
+}
+
+/// Connect to `remote` from `local` within `timeout`, after `prepare` has
+/// set up the bound socket (its keys).
+fn connect_prepared(
+    local: IpAddr,
+    remote: SocketAddr,
+    timeout: Duration,
+    prepare: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+) -> io::Result<TcpStream> {
     let family = match remote {
         SocketAddr::V4(_) => AddressFamily::INET,
         SocketAddr::V6(_) => AddressFamily::INET6,
     };
     let sock = rustix::net::socket(family, SocketType::STREAM, None)?;
     rustix::net::bind(&sock, &SocketAddr::new(local, 0))?;
-    if let Some(key) = key {
-        setsockopt_md5(sock.as_fd(), remote.ip(), None, key)?;
-    }
+    prepare(sock.as_fd())?;
     // Linux bounds a blocking connect() by SO_SNDTIMEO (EINPROGRESS after it).
     rustix::net::sockopt::set_socket_timeout(
         &sock,
@@ -723,23 +735,5 @@ pub fn connect_ao(
     key: &AoAdd<'_>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let family = match remote {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    };
-    let sock = rustix::net::socket(family, SocketType::STREAM, None)?;
-    rustix::net::bind(&sock, &SocketAddr::new(local, 0))?;
-    ao_add_key(sock.as_fd(), key)?;
-    rustix::net::sockopt::set_socket_timeout(
-        &sock,
-        rustix::net::sockopt::Timeout::Send,
-        Some(timeout),
-    )?;
-    match rustix::net::connect(&sock, &remote) {
-        Ok(()) => Ok(TcpStream::from(sock)),
-        Err(rustix::io::Errno::INPROGRESS) | Err(rustix::io::Errno::AGAIN) => {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-        }
-        Err(e) => Err(e.into()),
-    }
+    connect_prepared(local, remote, timeout, |fd| ao_add_key(fd, key))
 }
