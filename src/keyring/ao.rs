@@ -64,6 +64,21 @@ impl DesiredAoKey {
         )
     }
 
+    /// (prefix, group, sentence) for a key the kernel refused.
+    pub fn failure(&self, e: &io::Error) -> (IpNet, String, String) {
+        (
+            self.prefix,
+            self.group.clone(),
+            format!(
+                "TCP-AO key {}/{} {}: {}",
+                self.send_id,
+                self.recv_id,
+                self.algorithm,
+                explain(e)
+            ),
+        )
+    }
+
     /// Whether the kernel's `k` is this MKT with this algorithm and secret.
     fn same_as(&self, k: &AoKeyInfo) -> bool {
         k.net.trunc() == self.prefix
@@ -249,8 +264,8 @@ pub struct SocketOutcome {
     pub keys: usize,
     pub added: usize,
     pub removed: usize,
-    /// (MKT description, error): never a secret.
-    pub failed: Vec<(String, String)>,
+    /// (prefix, group, what failed): never a secret.
+    pub failed: Vec<(IpNet, String, String)>,
 }
 
 /// The sentence for an error of the kernel's TCP-AO calls.
@@ -293,7 +308,7 @@ pub fn sync_socket(
                 Ok(()) => out.added += 1,
                 Err(e) => {
                     out.keys -= 1;
-                    out.failed.push((wanted[i].describe(), explain(&e)));
+                    out.failed.push(wanted[i].failure(&e));
                 }
             },
             AoAction::Replace(i) => {
@@ -305,7 +320,7 @@ pub fn sync_socket(
                     Ok(()) => out.added += 1,
                     Err(e) => {
                         out.keys -= 1;
-                        out.failed.push((w.describe(), explain(&e)));
+                        out.failed.push(w.failure(&e));
                     }
                 }
             }
@@ -322,9 +337,11 @@ pub fn sync_socket(
                 match res {
                     Ok(()) => out.removed += 1,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(e) => out
-                        .failed
-                        .push((format!("{net} key {s}/{r} (stale)"), explain(&e))),
+                    Err(e) => out.failed.push((
+                        net,
+                        "(stale)".to_owned(),
+                        format!("cannot delete TCP-AO key {s}/{r}: {}", explain(&e)),
+                    )),
                 }
             }
         }

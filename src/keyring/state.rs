@@ -65,7 +65,7 @@ pub struct Keyring {
 struct AoListenerOutcome {
     keys: usize,
     removed: usize,
-    failed: Vec<(String, String)>,
+    failed: Vec<(IpNet, String, String)>,
     status: Option<AoListenerStatus>,
 }
 
@@ -179,9 +179,7 @@ impl Keyring {
                 plan,
                 &mut alive,
             )?;
-            for (what, err) in &ao.failed {
-                failed.push((IpNet::from(l.local.ip()), what.clone(), err.clone()));
-            }
+            failed.extend(ao.failed);
             report.listeners.push(ListenerReport {
                 listener: l,
                 new_socket,
@@ -242,9 +240,15 @@ impl Keyring {
         let present = match sys::ao_get_keys(fd) {
             Ok(p) => p,
             Err(e) => {
-                if !wanted.is_empty() {
-                    let why = super::ao::explain(&e);
-                    out.failed.push(("TCP-AO keys".to_owned(), why));
+                // One line for all of them (a kernel without TCP-AO).
+                if let Some(w) = wanted.first() {
+                    let (prefix, group, why) = w.failure(&e);
+                    let why = if wanted.len() > 1 {
+                        format!("{why} (and {} more)", wanted.len() - 1)
+                    } else {
+                        why
+                    };
+                    out.failed.push((prefix, group, why));
                 }
                 return Ok(out);
             }
@@ -262,9 +266,14 @@ impl Keyring {
         };
         match sys::ao_get_keys(fd) {
             Ok(now) => status.keys = super::ao::describe_present(&now),
-            Err(e) => out
-                .failed
-                .push(("(read-back)".to_owned(), super::ao::explain(&e))),
+            Err(e) => out.failed.push((
+                IpNet::from(l.local.ip()),
+                "(read-back)".to_owned(),
+                format!(
+                    "cannot read the TCP-AO keys back: {}",
+                    super::ao::explain(&e)
+                ),
+            )),
         }
         status.info = sys::ao_info(fd).ok();
         // The sessions accepted through this listener: same port, same
@@ -298,9 +307,12 @@ impl Keyring {
             let r = super::ao::sync_socket(sfd.as_fd(), l.family, &has, &for_peer, current);
             status.sessions += 1;
             status.session_changes += r.added + r.removed;
-            for (what, err) in r.failed {
-                out.failed
-                    .push((format!("session {} {what}", s.remote), err));
+            for (prefix, group, err) in r.failed {
+                out.failed.push((
+                    prefix,
+                    group,
+                    format!("on the session with {}: {err}", s.remote),
+                ));
             }
             if let Some(c) = current {
                 alive.insert((s.inode, c));
