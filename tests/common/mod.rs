@@ -7,6 +7,7 @@
 //! - [`lab`]: the namespace lab of `bird/lab`;
 //! - [`daemon`]: the autopeer binary (`run`, `watch`, client commands);
 //! - [`attacker`]: another account's privileges for hostile-file tests;
+//! - [`uml`]: a User-Mode Linux kernel for features this host lacks;
 //! - here: the lab transcripts in `fixtures/transcripts/` and `FakeBird`,
 //!   a scripted BIRD control socket on a temp UNIX socket.
 //!
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod journald;
 pub mod lab;
 pub mod prereq;
+pub mod uml;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
