@@ -52,7 +52,19 @@ fn client_key<'a>(secret: &'a [u8], id: u8) -> AoAdd<'a> {
     }
 }
 
+/// Each client and each accepted connection is a descriptor: raise the
+/// soft limit to the hard one (UML's init has 1024 of 4096).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    lim.current = lim.maximum;
+    if let Err(e) = setrlimit(Resource::Nofile, lim) {
+        eprintln!("cannot raise the descriptor limit: {e}");
+    }
+}
+
 fn handshakes(clients: usize) {
+    raise_fd_limit();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let to: SocketAddr = listener.local_addr().expect("addr");
     let t = Instant::now();

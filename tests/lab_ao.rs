@@ -107,7 +107,7 @@ template bgp AO {
   local 10.77.0.1 as 65000;
   neighbor internal;
   rr client;
-  hold time 9; keepalive time 3; connect delay time 1; error wait time 1, 5;
+  hold time 30; keepalive time 3; connect delay time 1; error wait time 1, 5;
   ipv4 { import all; export all; };
 }
 # Keeps BIRD's listener open while no peer is admitted yet.
@@ -163,7 +163,7 @@ protocol device { }
 protocol static { ipv4; route 10.99.$1.0/24 blackhole; }
 protocol bgp up {
   local 10.77.0.$1 as 65000; neighbor 10.77.0.1 as 65000;
-  hold time 9; keepalive time 3; connect retry time 2; connect delay time 1;
+  hold time 30; keepalive time 3; connect retry time 2; connect delay time 1;
   error wait time 1, 5;
   ipv4 { import all; export all; };
   $2
@@ -226,34 +226,53 @@ s_rr=$(since rrc show protocols aopeers_10_77_0_2); s_c2=$(since cc 2 show proto
 rrc configure
 sleep 5
 same_since() {
+  echo "since: rr $s_rr -> $(since rrc show protocols aopeers_10_77_0_2), c2 $s_c2 -> $(since cc 2 show protocols up)"
+  cc 2 show protocols up | tail -n 1
   [ "$(since rrc show protocols aopeers_10_77_0_2)" = "$s_rr" ] &&
   [ "$(since cc 2 show protocols up)" = "$s_c2" ] && est_rr && est_c2
 }
-check configure_keeps_session same_since || { fail; dump; }
+# A flap changes the since-time for good; retrying only rides out a birdc
+# that did not answer on a loaded host.
+check configure_keeps_session waitfor 10 same_since || { fail; dump; }
 
 # Rollover: key 2 on both ends, key 2 current, key 1 gone from both ends.
 K2=$(key 2 n3wKey-2 "hmac sha256" "")
 K2P=$(key 2 n3wKey-2 "hmac sha256" "preferred;")
-bad0=$(netstat $RR TCPAOBad); nf0=$(netstat $RR TCPAOKeyNotFound)
+# Segments dropped on the session itself (autopeer reads the session's
+# TCP_AO_INFO; the namespace counters also count SYNs at the listener) and
+# anywhere in the client's namespace.
+session_drops() { aps show status | sed -n 's/.*signed session(s), \([0-9]*\) segment(s) dropped.*/\1/p' | head -n 1; }
+sd0=$(session_drops); cbad0=$(netstat ${P}c2 TCPAOBad); cnf0=$(netstat ${P}c2 TCPAOKeyNotFound)
+step() { echo "rollover $1: rr KeyNotFound $(netstat $RR TCPAOKeyNotFound) Bad $(netstat $RR TCPAOBad); c2 KeyNotFound $(netstat ${P}c2 TCPAOKeyNotFound) Bad $(netstat ${P}c2 TCPAOBad)"; }
+step start
 client_conf 2 "authentication ao; keys { $K1 $K2 };"; cc 2 configure
+step client-added-2
 ap_conf "1:hmac-sha1:s3cretAO:true" "2:hmac-sha256:n3wKey-2:false"; aps configure
+step ap-added-2
 check rollover_added waitfor 30 status_has 'key 2/2 hmac-sha256' || { fail; dump; }
 sleep 4
 ap_conf "1:hmac-sha1:s3cretAO:false" "2:hmac-sha256:n3wKey-2:true"; aps configure
 sleep 4
+step ap-current-2
 client_conf 2 "authentication ao; keys { $K1 $K2P };"; cc 2 configure
 sleep 4
+step client-preferred-2
 ap_conf "2:hmac-sha256:n3wKey-2:true"; aps configure
+step ap-retired-1
 no_key1() { ! status_has 'key 1/1'; }
 check rollover_retired waitfor 30 no_key1 || { fail; dump; }
 sleep 4
+sleep 4
+step before-client-retires-1
 client_conf 2 "authentication ao; keys { $K2P };"; cc 2 configure
 sleep 20
-check rollover_no_flap same_since || { fail; dump; }
+step done
+check rollover_no_flap waitfor 10 same_since || { fail; dump; }
 check rollover_signed signed || { fail; dump; }
 rollover_clean() {
-  echo "rr TCPAOBad $bad0 -> $(netstat $RR TCPAOBad), KeyNotFound $nf0 -> $(netstat $RR TCPAOKeyNotFound)"
-  [ "$(netstat $RR TCPAOBad)" = "$bad0" ] && [ "$(netstat $RR TCPAOKeyNotFound)" = "$nf0" ]
+  echo "rr session drops $sd0 -> $(session_drops); c2 TCPAOBad $cbad0 -> $(netstat ${P}c2 TCPAOBad), KeyNotFound $cnf0 -> $(netstat ${P}c2 TCPAOKeyNotFound)"
+  [ -n "$sd0" ] && [ "$(session_drops)" = "$sd0" ] &&
+  [ "$(netstat ${P}c2 TCPAOBad)" = "$cbad0" ] && [ "$(netstat ${P}c2 TCPAOKeyNotFound)" = "$cnf0" ]
 }
 check rollover_no_drops rollover_clean || fail
 
@@ -338,12 +357,10 @@ fn run_with_reflector(rr_version: &str) {
     run.assert_ok();
 }
 
+/// One after the other, not in parallel: two UML kernels at once on a
+/// small shared machine starve BIRD's timers.
 #[test]
-fn ao_group_with_bird_2_0_as_reflector() {
+fn ao_group_with_bird_2_0_and_debian_13_bird_as_reflector() {
     run_with_reflector("2.0");
-}
-
-#[test]
-fn ao_group_with_debian_13_bird_as_reflector() {
     run_with_reflector("2.17");
 }

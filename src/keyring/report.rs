@@ -77,6 +77,9 @@ pub struct AoListenerStatus {
     pub sessions: usize,
     /// MKTs added to or deleted from those sessions in the last sync.
     pub session_changes: usize,
+    /// Segments those sessions dropped (their `TCP_AO_INFO` bad and key
+    /// not found counters, summed).
+    pub session_drops: u64,
 }
 
 impl AoListenerStatus {
@@ -98,7 +101,10 @@ impl AoListenerStatus {
                 i.bad, i.key_not_found, i.ao_required
             ));
         }
-        line.push_str(&format!("; {} signed session(s)", self.sessions));
+        line.push_str(&format!(
+            "; {} signed session(s), {} segment(s) dropped on them",
+            self.sessions, self.session_drops
+        ));
         line
     }
 }
@@ -504,6 +510,7 @@ mod tests {
                 }),
                 sessions: 1,
                 session_changes: 0,
+                session_drops: 0,
             }],
             ao_counters: vec![("TCPAOGood".into(), 27), ("TCPAOBad".into(), 4)],
             ..KeyringStatus::default()
@@ -512,7 +519,7 @@ mod tests {
             status.lines(),
             [
                 "Keyring IPv4: listener 0.0.0.0:179 inode 4711 (BIRD pid 42), 2 of 2 prefix key(s) installed",
-                "Keyring IPv4: TCP-AO on inode 4711: 10.77.0.0/24 key 1/1 hmac-sha1, 10.77.0.0/24 key 2/2 hmac-sha256; listener drops: bad 4, key not found 3, unsigned 2; 1 signed session(s)",
+                "Keyring IPv4: TCP-AO on inode 4711: 10.77.0.0/24 key 1/1 hmac-sha1, 10.77.0.0/24 key 2/2 hmac-sha256; listener drops: bad 4, key not found 3, unsigned 2; 1 signed session(s), 0 segment(s) dropped on them",
                 "Keyring TCP-AO counters: TCPAOGood 27, TCPAOBad 4",
             ]
         );

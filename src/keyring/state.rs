@@ -307,6 +307,9 @@ impl Keyring {
             let r = super::ao::sync_socket(sfd.as_fd(), l.family, &has, &for_peer, current);
             status.sessions += 1;
             status.session_changes += r.added + r.removed;
+            if let Ok(i) = sys::ao_info(sfd.as_fd()) {
+                status.session_drops += i.bad + i.key_not_found;
+            }
             for (prefix, group, err) in r.failed {
                 out.failed.push((
                     prefix,
