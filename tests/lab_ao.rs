@@ -1,7 +1,7 @@
 //! TCP-AO groups end to end (issue 16), inside the User-Mode Linux harness
 //! (this host's kernel has no CONFIG_TCP_AO; tests/common/uml.rs boots one
 //! that has). In namespaces inside UML: a reflector BIRD (the host's 2.0.12,
-//! or Debian 13's 2.17 chrooted) with no AO config at all, the autopeer
+//! then Debian 13's 2.17 and 3.1, chrooted) with no AO config at all, the autopeer
 //! daemon with one AO group, and real AO clients (Debian 13's BIRD 2.17
 //! with `authentication ao`). Each step is a `CHECK` line of the payload:
 //!
@@ -27,8 +27,8 @@
 //!   (a new listener without keys): autopeer keys the new listener and the
 //!   client comes back Established and signed.
 //!
-//! Needs the UML kernel (scripts/uml), bird2 and the Debian 13 root of
-//! bird/roots (2.17): under CI=true a missing one fails, elsewhere the test
+//! Needs the UML kernel (scripts/uml), bird2 and the Debian 13 roots of
+//! bird/roots (2.17, 3.1): under CI=true a missing one fails, elsewhere the test
 //! skips with one line. Timings inside UML mean nothing.
 
 mod common;
@@ -360,7 +360,8 @@ fn run_with_reflector(rr_version: &str) {
 /// One after the other, not in parallel: two UML kernels at once on a
 /// small shared machine starve BIRD's timers.
 #[test]
-fn ao_group_with_bird_2_0_and_debian_13_bird_as_reflector() {
+fn ao_group_with_bird_2_0_and_debian_13_birds_as_reflector() {
     run_with_reflector("2.0");
     run_with_reflector("2.17");
+    run_with_reflector("3.1");
 }
