@@ -1,10 +1,12 @@
 //! The keyring's system calls: pidfd duplication of another process's socket,
 //! what a UNIX listening socket says about itself, a thread in another
-//! network namespace for sock_diag, and `setsockopt(TCP_MD5SIG[_EXT])` with
-//! a `struct tcp_md5sig`.
+//! network namespace for sock_diag, `setsockopt(TCP_MD5SIG[_EXT])` with a
+//! `struct tcp_md5sig`, and the TCP-AO options (`TCP_AO_ADD_KEY`,
+//! `TCP_AO_DEL_KEY`, `TCP_AO_INFO`, `TCP_AO_GET_KEYS`).
 //!
-//! This is the only file of autopeer with `unsafe`: one block in
-//! [`setsockopt_md5`], and one in [`peer_groups`] (`SO_PEERGROUPS` for the
+//! This is the only file of autopeer with `unsafe`: `setsockopt` with a
+//! struct (`set_tcp_opt`, for MD5 and TCP-AO keys), `getsockopt` into one
+//! (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`), and [`peer_groups`] (`SO_PEERGROUPS` for the
 //! control socket, which rustix does not wrap either; kept here so that
 //! all `unsafe` stays in one audited file). Everything rustix covers goes
 //! through rustix. It must not decide anything: which keys, on which
@@ -96,27 +98,11 @@ pub fn setsockopt_md5(
         }
         None => TCP_MD5SIG,
     };
-    // SAFETY: `fd` is a live descriptor for the duration of the borrow;
-    // `sig` is a fully initialised #[repr(C)] value with the kernel's layout
-    // (size asserted above) that outlives the call, and optlen is its size.
-    // The kernel only reads from the pointer.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            optname,
-            (&sig as *const TcpMd5Sig).cast::<libc::c_void>(),
-            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
-        )
-    };
+    let r = set_tcp_opt(fd, optname, &sig);
     // Wipe our copy of the key.
     sig.tcpm_key = [0u8; MAX_KEY_LEN];
     std::hint::black_box(&sig);
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    r
 }
 
 /// A pidfd for process `pid` (`pidfd_open`, Linux 5.3+): operations
