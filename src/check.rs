@@ -357,10 +357,14 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
                 .collect()
         }
     };
-    if plan.keys.is_empty() {
+    if !plan.ao.is_empty() {
+        out.extend(check_ao_kernel(config));
+    }
+    if plan.keys.is_empty() && plan.ao.is_empty() {
         return out;
     }
-    let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
+    let keyed_groups = plan.keyed_groups();
+    let keyed: BTreeSet<&str> = keyed_groups.iter().map(String::as_str).collect();
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
     let roster: Vec<(std::net::IpAddr, String)> = crate::fsx::read_to_string(&config.bird.include)
@@ -428,7 +432,7 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         }
     };
     for family in [Family::V4, Family::V6] {
-        let n = plan.keys_of(family).count();
+        let n = plan.wanted_of(family);
         if n == 0 {
             continue;
         }
@@ -448,6 +452,56 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
                     l.local,
                     l.inode,
                     keyed.iter().copied().collect::<Vec<_>>().join(" ")
+                ),
+            ));
+        }
+    }
+    if !plan.ao.is_empty() {
+        for l in &listeners {
+            if let Ok(Some(present)) = keyring::listener_ao_keys(&bird, l) {
+                for m in keyring::ao::collisions(&present, &config.groups) {
+                    out.push(problem("bird.keyring", m));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// TCP-AO groups need a kernel with TCP-AO and the algorithms they name;
+/// one sentence each, naming the groups.
+fn check_ao_kernel(config: &Config) -> Vec<Finding> {
+    let ao_groups: Vec<&crate::config::Group> =
+        config.groups.iter().filter(|g| g.is_ao()).collect();
+    let names = |gs: &[&crate::config::Group]| -> String {
+        gs.iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Err(why) = keyring::ao::kernel_support() {
+        return vec![problem(
+            "bird.keyring",
+            format!("TCP-AO group(s) {}: {why}", names(&ao_groups)),
+        )];
+    }
+    let mut out = Vec::new();
+    let algs: BTreeSet<crate::config::AoAlgorithm> = ao_groups
+        .iter()
+        .flat_map(|g| g.ao_keys.iter().map(|k| k.algorithm))
+        .collect();
+    for alg in algs {
+        if let Err(why) = keyring::ao::algorithm_support(alg) {
+            let users: Vec<&crate::config::Group> = ao_groups
+                .iter()
+                .copied()
+                .filter(|g| g.ao_keys.iter().any(|k| k.algorithm == alg))
+                .collect();
+            out.push(problem(
+                "bird.keyring",
+                format!(
+                    "algorithm {alg} of TCP-AO group(s) {}: {why}",
+                    names(&users)
                 ),
             ));
         }

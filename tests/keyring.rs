@@ -366,6 +366,7 @@ fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) 
         nbma_prefixes: Vec::new(),
         cert: None,
         depart: None,
+        ao_keys: Vec::new(),
     }
 }
 

@@ -469,6 +469,13 @@ impl Core {
                 .values()
                 .filter_map(|t| t.local_as.map(|n| (t.name.clone(), n)))
                 .collect(),
+            passive: self
+                .config
+                .groups
+                .iter()
+                .filter(|g| g.is_ao())
+                .map(|g| g.name.clone())
+                .collect(),
         })
     }
 
