@@ -290,6 +290,15 @@ pub fn trigger_sources(config: &Config, bc: &BirdConf, journal: bool) -> Finding
     if journal && bc.logs_to_syslog {
         seen.push("the systemd journal (bird.conf logs to syslog)".into());
     }
+    // BIRD's own files are tailed whether listed or not (sources::tail).
+    for f in &bc.log_files {
+        if !config.sources.logs.iter().any(|log| same_file(f, log)) {
+            seen.push(format!(
+                "BIRD's log file {} (named in bird.conf)",
+                f.display()
+            ));
+        }
+    }
     if !seen.is_empty() {
         return info(
             "sources",

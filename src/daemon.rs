@@ -123,9 +123,14 @@ pub async fn run(
     let bird_conf = conf::scan(&config.bird.config, &config.bird.include).ok();
     // Watches are live once `start` returns: only then is the daemon ready.
     let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
-    if let Some(bc) = &bird_conf {
-        tailer.set_bird_files(&bc.log_files);
+    let bird_files = bird_conf
+        .as_ref()
+        .map(|bc| bc.log_files.clone())
+        .unwrap_or_default();
+    for (path, e) in tailer.set_bird_files(&bird_files).failed {
+        tracing::warn!(path = %path.display(), error = %e, "cannot tail BIRD's log file named in bird.conf");
     }
+    tailer.follow_bird_files(bird_log_files(roster.key_watch(), bird_files));
     let mut marks: Vec<crate::ctl::proto::SourceMark> = tailer
         .bird_file_marks()
         .into_iter()
@@ -329,6 +334,30 @@ async fn start_journal(
             Ok(None)
         }
     }
+}
+
+/// bird.conf's `log "FILE"` files, as the roster re-reads bird.conf
+/// (starting from `first`): the tail follows BIRD's own log files across a
+/// reconfiguration.
+fn bird_log_files(
+    mut keys: tokio::sync::watch::Receiver<crate::keyring::plan::KeyInputs>,
+    first: Vec<PathBuf>,
+) -> tokio::sync::watch::Receiver<Vec<PathBuf>> {
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    tokio::spawn(async move {
+        // Ends with the roster (its sender) or the tail (the receiver).
+        while keys.changed().await.is_ok() && !tx.is_closed() {
+            let files = keys.borrow_and_update().birdconf.log_files.clone();
+            tx.send_if_modified(|old| {
+                let new = *old != files;
+                if new {
+                    *old = files;
+                }
+                new
+            });
+        }
+    });
+    rx
 }
 
 /// Passes each sighting on to the roster once ([`OneSighting`]).
