@@ -131,14 +131,8 @@ pub async fn run(
         tracing::warn!(path = %path.display(), error = %e, "cannot tail BIRD's log file named in bird.conf");
     }
     tailer.follow_bird_files(bird_log_files(roster.key_watch(), bird_files));
-    let mut marks: Vec<crate::ctl::proto::SourceMark> = tailer
-        .bird_file_marks()
-        .into_iter()
-        .map(|(path, verified)| crate::ctl::proto::SourceMark {
-            name: path.display().to_string(),
-            verified,
-        })
-        .collect();
+    let files = tailer.marks_watch();
+    let mut marks: Vec<crate::ctl::proto::SourceMark> = Vec::new();
     let tail_task = tokio::spawn(tailer.run(source_tx.clone(), Arc::clone(&stats), token.clone()));
     let journal_stats = Arc::new(journal::JournalStats::default());
     let journal_task = start_journal(
@@ -151,13 +145,10 @@ pub async fn run(
     .await?;
     if journal_task.is_some() {
         // Its entries count only when journald names BIRD's process.
-        marks.insert(
-            0,
-            crate::ctl::proto::SourceMark {
-                name: "journal".into(),
-                verified: true,
-            },
-        );
+        marks.push(crate::ctl::proto::SourceMark {
+            name: "journal".into(),
+            verified: true,
+        });
     }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
@@ -179,6 +170,7 @@ pub async fn run(
             sources: crate::ctl::server::Sources {
                 journal: journal_task.as_ref().map(|_| Arc::clone(&journal_stats)),
                 marks,
+                files: Some(files),
             },
             metrics: metrics_addr,
         },

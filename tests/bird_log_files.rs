@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::bird::{free_port, passive_clients_conf, RealBird};
-use common::daemon::Daemon;
+use common::daemon::{autopeer, Daemon};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -52,6 +52,25 @@ fn open_files(pid: u32) -> Vec<PathBuf> {
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .collect()
+}
+
+/// `autopeer show sources`' marks: (verified|unverified, path), sorted.
+fn marks(d: &Path) -> Vec<(String, PathBuf)> {
+    let (code, out) = autopeer(&d.join("autopeer.ctl"), &["show", "sources"]);
+    assert_eq!(code, 0, "{out}");
+    let mut v: Vec<(String, PathBuf)> = out
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["source", mark, path] => Some((mark.to_string(), PathBuf::from(path))),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn mark(m: &str, p: &Path) -> (String, PathBuf) {
+    (m.to_string(), p.to_path_buf())
 }
 
 /// Points bird.conf's `log` at `log` and has BIRD load it.
@@ -125,6 +144,7 @@ neighbor = "internal"
     let admitted = |a: &str| format!("adding neighbor {a} to group clients (via bird-log)");
 
     // BIRD's log at start: trusted.
+    assert_eq!(marks(d), [mark("verified", &d.join("bird.log"))]);
     knock(&d.join("bird.log"), "10.88.0.2");
     wait_for(&audit, &admitted("10.88.0.2"), ctx);
 
@@ -146,6 +166,13 @@ neighbor = "internal"
         &audit,
         "refusing neighbor 10.88.0.4: unverified source syslog",
         ctx,
+    );
+    assert_eq!(
+        marks(d),
+        [
+            mark("unverified", &d.join("bird.log")),
+            mark("verified", &new)
+        ]
     );
     assert!(
         open_files(daemon.pid()).contains(&new),
@@ -172,5 +199,12 @@ neighbor = "internal"
     knock(&third, "10.88.0.7");
     wait_for(&audit, &admitted("10.88.0.7"), ctx);
     assert!(!ctx().contains("10.88.0.6"), "{}", ctx());
+    assert_eq!(
+        marks(d),
+        [
+            mark("unverified", &d.join("bird.log")),
+            mark("verified", &third)
+        ]
+    );
     daemon.stop();
 }

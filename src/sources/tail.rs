@@ -173,6 +173,9 @@ pub struct Tailer {
     /// bird.conf's `log "FILE"` files as they change (see
     /// [`Tailer::follow_bird_files`]).
     bird_files: Option<watch::Receiver<Vec<PathBuf>>>,
+    /// [`Tailer::bird_file_marks`] for whoever follows them
+    /// ([`Tailer::marks_watch`]).
+    marks: Option<watch::Sender<Vec<(PathBuf, bool)>>>,
     /// The read buffer, [`CHUNK`] bytes once anything was read, shared by
     /// all files (one is read at a time). Kept, not allocated per read.
     buf: Vec<u8>,
@@ -372,6 +375,14 @@ impl Tailer {
         change
     }
 
+    /// [`Tailer::bird_file_marks`] now and as bird.conf changes them.
+    pub fn marks_watch(&mut self) -> watch::Receiver<Vec<(PathBuf, bool)>> {
+        let tx = watch::Sender::new(self.bird_file_marks());
+        let rx = tx.subscribe();
+        self.marks = Some(tx);
+        rx
+    }
+
     /// Follows bird.conf's log files as they change (bird.conf re-read):
     /// [`Tailer::run`] applies each new list with
     /// [`Tailer::set_bird_files`] and logs what changed.
@@ -458,6 +469,7 @@ impl Tailer {
             configured,
             dirs,
             bird_files: None,
+            marks: None,
             due,
             files,
             buf: Vec::new(),
@@ -553,6 +565,9 @@ impl Tailer {
             }
         }
         let change = self.set_bird_files(&files);
+        if let Some(tx) = &self.marks {
+            tx.send_replace(self.bird_file_marks());
+        }
         let list = |v: &[PathBuf]| {
             v.iter()
                 .map(|p| p.display().to_string())
