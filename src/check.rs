@@ -733,4 +733,24 @@ mod trigger_tests {
         assert_eq!(f.severity, Severity::Info);
         assert!(f.message.contains("BIRD's log file"), "{f}");
     }
+
+    #[test]
+    fn birds_own_file_is_seen_when_not_listed() {
+        // The tail follows bird.conf's `log "FILE"` whether listed or not.
+        let (d, _, _) = setup("", "");
+        let log = d.path().join("bird.log");
+        let (_d2, config, bc) = setup(
+            &format!("log \"{}\" all;\n", log.display()),
+            "journal = \"off\"\nlogs = []",
+        );
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Info, "{f}");
+        assert_eq!(
+            f.message,
+            format!(
+                "BIRD's trigger line will be seen in BIRD's log file {} (named in bird.conf)",
+                log.display()
+            )
+        );
+    }
 }

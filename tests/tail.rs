@@ -599,3 +599,71 @@ async fn no_file_is_birds_until_bird_conf_says_so() {
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, task).await;
 }
+
+/// A BIRD log file that bird.conf starts naming while the tail runs is
+/// opened by the same rules as at start: the attacker's FIFO there is
+/// refused (no hang, the other file goes on), the regular file that
+/// replaces it is read as BIRD's, and once bird.conf no longer names it,
+/// it is no longer read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (fifo, other) = (&s.log, &s.other);
+    as_attacker(&format!("mkfifo {}", fifo.display()));
+    let mut tailer = bounded("Tailer::start", fifo, Tailer::start(vec![other.clone()]))
+        .await
+        .unwrap();
+    let (files_tx, files_rx) = tokio::sync::watch::channel(Vec::new());
+    tailer.follow_bird_files(files_rx);
+    let marks = tailer.marks_watch();
+    let (tx, rx) = mpsc::channel(16);
+    let stats = Arc::new(TailStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(tailer.run(tx, stats.clone(), shutdown.clone()));
+    let mut t = Running {
+        rx,
+        stats,
+        shutdown,
+        task,
+    };
+    // bird.conf now says BIRD logs to the attacker's path.
+    files_tx.send_replace(vec![fifo.clone()]);
+    t.wait_refused(1).await;
+    append(other, trigger("10.88.0.40", 40).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.40", 40, fifo).await;
+    assert_eq!(marks.borrow().len(), 2, "{:?}", *marks.borrow());
+    // A regular file replaces the FIFO: read from its start, as BIRD's.
+    attacker_writes_trigger(&format!("rm {} &&", fifo.display()), fifo, "10.88.0.41", 41);
+    let got = tokio::time::timeout(WAIT, t.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.addr, got.via, got.trust),
+        (
+            "10.88.0.41".parse::<IpAddr>().unwrap(),
+            Via::BirdLog,
+            Trust::Bird
+        )
+    );
+    // bird.conf no longer names it: its lines are not read.
+    files_tx.send_replace(Vec::new());
+    for _ in 0..200 {
+        if marks.borrow().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(marks.borrow().len(), 1, "{:?}", *marks.borrow());
+    append(fifo, trigger("10.88.0.42", 42).as_bytes());
+    append(other, trigger("10.88.0.43", 43).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.43", 43, fifo).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        t.rx.try_recv().is_err(),
+        "nothing read from the dropped file"
+    );
+    t.stop_or_unjam(fifo).await;
+}
