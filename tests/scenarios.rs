@@ -23,6 +23,16 @@ use autopeer::sources::{Sighting, Trust, Via};
 
 const BIRD: &str = "router id 10.88.0.1;\ntemplate bgp CLIENTS { local 10.88.0.1 as 65000; }\n";
 
+/// A config's `[bird]` and the start of its `[agent]`: nothing real.
+const HEAD: &str = r#"[bird]
+socket = "/nonexistent/bird.ctl"
+config = "/nonexistent/bird.conf"
+include = "/nonexistent/autopeer.conf"
+keyring = "off"
+[agent]
+socket = "/nonexistent/autopeer.ctl"
+"#;
+
 fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
     let expire = expire
         .map(|e| format!("expire = \"{e}\"\n"))
@@ -34,14 +44,7 @@ fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
         format!("batch = \"{batch}\"")
     };
     let text = format!(
-        r#"[bird]
-socket = "/nonexistent/bird.ctl"
-config = "/nonexistent/bird.conf"
-include = "/nonexistent/autopeer.conf"
-keyring = "off"
-[agent]
-socket = "/nonexistent/autopeer.ctl"
-{batch}
+        r#"{HEAD}{batch}
 [sources]
 logs = []
 [[group]]
@@ -509,14 +512,7 @@ fn a_peer_the_include_cannot_hold_is_set_aside_alone() {
 /// A group of link-local neighbors on `iface`.
 fn link_local_config(iface: &str) -> Arc<Config> {
     let text = format!(
-        r#"[bird]
-socket = "/nonexistent/bird.ctl"
-config = "/nonexistent/bird.conf"
-include = "/nonexistent/autopeer.conf"
-keyring = "off"
-[agent]
-socket = "/nonexistent/autopeer.ctl"
-[sources]
+        r#"{HEAD}[sources]
 logs = []
 [[group]]
 name = "ll"

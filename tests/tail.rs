@@ -431,6 +431,11 @@ impl Running {
         let tailer = bounded("Tailer::start", &s.log, Tailer::start(paths))
             .await
             .unwrap();
+        Running::spawn(tailer)
+    }
+
+    /// Runs `tailer` on its own task.
+    fn spawn(tailer: Tailer) -> Running {
         let (tx, rx) = mpsc::channel(16);
         let stats = Arc::new(TailStats::default());
         let shutdown = CancellationToken::new();
@@ -618,16 +623,7 @@ async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after()
     let (files_tx, files_rx) = tokio::sync::watch::channel(Vec::new());
     tailer.follow_bird_files(files_rx);
     let marks = tailer.marks_watch();
-    let (tx, rx) = mpsc::channel(16);
-    let stats = Arc::new(TailStats::default());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(tailer.run(tx, stats.clone(), shutdown.clone()));
-    let mut t = Running {
-        rx,
-        stats,
-        shutdown,
-        task,
-    };
+    let mut t = Running::spawn(tailer);
     // bird.conf now says BIRD logs to the attacker's path.
     files_tx.send_replace(vec![fifo.clone()]);
     t.wait_refused(1).await;
