@@ -606,10 +606,11 @@ async fn no_file_is_birds_until_bird_conf_says_so() {
 }
 
 /// A BIRD log file that bird.conf starts naming while the tail runs is
-/// opened by the same rules as at start: the attacker's FIFO there is
-/// refused (no hang, the other file goes on), the regular file that
-/// replaces it is read as BIRD's, and once bird.conf no longer names it,
-/// it is no longer read.
+/// tailed only when the operator follows BIRD's log (a listed file is
+/// BIRD's), and then opened by the same rules as at start: the attacker's
+/// FIFO there is refused (no hang, the other file goes on), the regular
+/// file that replaces it is read as BIRD's, and once bird.conf no longer
+/// names it, it is no longer read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after() {
     let Some(s) = scene() else {
@@ -624,8 +625,16 @@ async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after()
     tailer.follow_bird_files(files_rx);
     let marks = tailer.marks_watch();
     let mut t = Running::spawn(tailer);
-    // bird.conf now says BIRD logs to the attacker's path.
+    // bird.conf says BIRD logs to the attacker's path, and the listed
+    // file is not BIRD's: not tailed (`logs` chose no BIRD file).
     files_tx.send_replace(vec![fifo.clone()]);
+    append(other, trigger("10.88.0.39", 39).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.39", 39, fifo).await;
+    assert_eq!(marks.borrow().len(), 1, "{:?}", *marks.borrow());
+    assert_eq!(t.stats.snapshot().files_refused, 0);
+    // BIRD logs to both: the operator's file is BIRD's, so BIRD's log is
+    // followed, the attacker's path too.
+    files_tx.send_replace(vec![other.clone(), fifo.clone()]);
     t.wait_refused(1).await;
     append(other, trigger("10.88.0.40", 40).as_bytes());
     t.expect_addr_or_unjam("10.88.0.40", 40, fifo).await;
@@ -645,7 +654,7 @@ async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after()
         )
     );
     // bird.conf no longer names it: its lines are not read.
-    files_tx.send_replace(Vec::new());
+    files_tx.send_replace(vec![other.clone()]);
     for _ in 0..200 {
         if marks.borrow().len() == 1 {
             break;

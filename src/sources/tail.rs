@@ -170,6 +170,10 @@ pub struct Tailer {
     configured: HashSet<PathBuf>,
     /// Directories watched.
     dirs: HashSet<PathBuf>,
+    /// A configured path was BIRD's own log file: the operator follows
+    /// BIRD's log, so it is followed where bird.conf moves it. Never set
+    /// when none was (`logs = []`: only NHRP admits).
+    follow: bool,
     /// bird.conf's `log "FILE"` files as they change (see
     /// [`Tailer::follow_bird_files`]).
     bird_files: Option<watch::Receiver<Vec<PathBuf>>>,
@@ -295,9 +299,11 @@ fn canon(p: &Path) -> PathBuf {
 }
 
 impl Tailer {
-    /// Says which files BIRD itself writes (bird.conf's `log "FILE"`):
-    /// they are tailed as well as the paths given to [`Tailer::start`], and
-    /// a BIRD file of an earlier call that is neither is no longer tailed.
+    /// Says which files BIRD itself writes (bird.conf's `log "FILE"`).
+    /// Once one of the paths given to [`Tailer::start`] is BIRD's (the
+    /// operator follows BIRD's log), BIRD's files are tailed as well as
+    /// those paths, wherever bird.conf moves them, and a BIRD file of an
+    /// earlier call that is neither is no longer tailed.
     /// Only in BIRD's own files may a line in BIRD's file format be
     /// trusted: in any other path it may have been written by someone else,
     /// so its sightings are [`Trust::Unverified`] and named [`Via::Syslog`]
@@ -315,6 +321,10 @@ impl Tailer {
             }
         }
         let bird: HashSet<PathBuf> = keys.iter().map(|(k, _)| canon(k)).collect();
+        self.follow |= self.configured.iter().any(|k| bird.contains(&canon(k)));
+        if !self.follow {
+            keys.clear();
+        }
         // No longer BIRD's and not configured: stop tailing.
         let gone: Vec<PathBuf> = self
             .files
@@ -468,6 +478,7 @@ impl Tailer {
             wanted,
             configured,
             dirs,
+            follow: false,
             bird_files: None,
             marks: None,
             due,
