@@ -299,6 +299,21 @@ pub fn trigger_sources(config: &Config, bc: &BirdConf, journal: bool) -> Finding
     if journal && bc.logs_to_syslog {
         seen.push("the systemd journal (bird.conf logs to syslog)".into());
     }
+    // With one of BIRD's files listed, the tail follows all of BIRD's
+    // files, listed or not (sources::tail).
+    let follows = config
+        .sources
+        .logs
+        .iter()
+        .any(|log| bc.log_files.iter().any(|f| same_file(f, log)));
+    for f in bc.log_files.iter().filter(|_| follows) {
+        if !config.sources.logs.iter().any(|log| same_file(f, log)) {
+            seen.push(format!(
+                "BIRD's log file {} (named in bird.conf)",
+                f.display()
+            ));
+        }
+    }
     if !seen.is_empty() {
         return info(
             "sources",
@@ -786,5 +801,37 @@ mod trigger_tests {
         let f = trigger_sources(&config, &bc, false);
         assert_eq!(f.severity, Severity::Info);
         assert!(f.message.contains("BIRD's log file"), "{f}");
+    }
+
+    #[test]
+    fn birds_other_files_are_seen_once_one_is_listed() {
+        // The tail follows all of bird.conf's `log "FILE"`s once one is
+        // listed; with none listed, none.
+        let (d, _, _) = setup("", "");
+        let (log, other) = (d.path().join("bird.log"), d.path().join("other.log"));
+        let bird_conf = format!(
+            "log \"{}\" all;\nlog \"{}\" all;\n",
+            log.display(),
+            other.display()
+        );
+        let (_d2, config, bc) = setup(
+            &bird_conf,
+            &format!("journal = \"off\"\nlogs = [\"{}\"]", log.display()),
+        );
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Info, "{f}");
+        assert_eq!(
+            f.message,
+            format!(
+                "BIRD's trigger line will be seen in BIRD's log file {}, BIRD's log file {} (named in bird.conf)",
+                log.display(),
+                other.display()
+            )
+        );
+        let (_d3, config, bc) = setup(&bird_conf, "journal = \"off\"\nlogs = []");
+        assert_eq!(
+            trigger_sources(&config, &bc, false).severity,
+            Severity::Warning
+        );
     }
 }

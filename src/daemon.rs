@@ -124,17 +124,16 @@ pub async fn run(
     let bird_conf = conf::scan(&config.bird.config, &config.bird.include).ok();
     // Watches are live once `start` returns: only then is the daemon ready.
     let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
-    if let Some(bc) = &bird_conf {
-        tailer.set_bird_files(&bc.log_files);
+    let bird_files = bird_conf
+        .as_ref()
+        .map(|bc| bc.log_files.clone())
+        .unwrap_or_default();
+    for (path, e) in tailer.set_bird_files(&bird_files).failed {
+        tracing::warn!(path = %path.display(), error = %e, "cannot tail BIRD's log file named in bird.conf");
     }
-    let mut marks: Vec<crate::ctl::proto::SourceMark> = tailer
-        .bird_file_marks()
-        .into_iter()
-        .map(|(path, verified)| crate::ctl::proto::SourceMark {
-            name: path.display().to_string(),
-            verified,
-        })
-        .collect();
+    tailer.follow_bird_files(bird_log_files(roster.key_watch(), bird_files));
+    let files = tailer.marks_watch();
+    let mut marks: Vec<crate::ctl::proto::SourceMark> = Vec::new();
     let tail_task = tokio::spawn(tailer.run(source_tx.clone(), Arc::clone(&stats), token.clone()));
     let journal_stats = Arc::new(journal::JournalStats::default());
     let journal_task = start_journal(
@@ -147,13 +146,10 @@ pub async fn run(
     .await?;
     if journal_task.is_some() {
         // Its entries count only when journald names BIRD's process.
-        marks.insert(
-            0,
-            crate::ctl::proto::SourceMark {
-                name: "journal".into(),
-                verified: true,
-            },
-        );
+        marks.push(crate::ctl::proto::SourceMark {
+            name: "journal".into(),
+            verified: true,
+        });
     }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
@@ -175,6 +171,7 @@ pub async fn run(
             sources: crate::ctl::server::Sources {
                 journal: journal_task.as_ref().map(|_| Arc::clone(&journal_stats)),
                 marks,
+                files: Some(files),
             },
             metrics: metrics_addr,
         },
@@ -338,6 +335,30 @@ async fn start_journal(
             Ok(None)
         }
     }
+}
+
+/// bird.conf's `log "FILE"` files, as the roster re-reads bird.conf
+/// (starting from `first`): the tail follows BIRD's own log files across a
+/// reconfiguration.
+fn bird_log_files(
+    mut keys: tokio::sync::watch::Receiver<crate::keyring::plan::KeyInputs>,
+    first: Vec<PathBuf>,
+) -> tokio::sync::watch::Receiver<Vec<PathBuf>> {
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    tokio::spawn(async move {
+        // Ends with the roster (its sender) or the tail (the receiver).
+        while keys.changed().await.is_ok() && !tx.is_closed() {
+            let files = keys.borrow_and_update().birdconf.log_files.clone();
+            tx.send_if_modified(|old| {
+                let new = *old != files;
+                if new {
+                    *old = files;
+                }
+                new
+            });
+        }
+    });
+    rx
 }
 
 /// Passes each sighting on to the roster once ([`OneSighting`]).

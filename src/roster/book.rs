@@ -26,8 +26,10 @@ impl Book {
 }
 
 impl RosterLookup for Book {
-    fn find(&self, addr: IpAddr) -> Option<String> {
-        self.all().find(|p| p.addr == addr).map(|p| p.name.clone())
+    fn find(&self, addr: IpAddr, iface: Option<&str>) -> Option<String> {
+        self.all()
+            .find(|p| admission::same_neighbor(p.addr, p.iface.as_deref(), addr, iface))
+            .map(|p| p.name.clone())
     }
 
     fn group_size(&self, group: &str) -> usize {

@@ -372,8 +372,18 @@ impl Core {
 
     /// Removes peers by protocol name or address.
     pub fn remove(&mut self, target: &str, now: Now) -> Result<Vec<String>, String> {
-        let addr: Option<IpAddr> = crate::cli::parse_addr(target).map(|(a, _)| a);
-        let hit = |p: &Peer| p.name == target || Some(p.addr) == addr;
+        // `fe80::1%eth1` is one neighbor; a link-local address without
+        // its interface names it on every interface.
+        let addr = crate::cli::parse_addr(target);
+        let hit = |p: &Peer| {
+            p.name == target
+                || addr.as_ref().is_some_and(|(a, i)| match i {
+                    Some(_) => {
+                        admission::same_neighbor(p.addr, p.iface.as_deref(), *a, i.as_deref())
+                    }
+                    None => p.addr == *a,
+                })
+        };
         let gone: Vec<Peer> = self.book.all().filter(|p| hit(p)).cloned().collect();
         if gone.is_empty() {
             return Err(format!("no peer {target} in the roster"));
@@ -384,7 +394,7 @@ impl Core {
         self.removed_since_apply += gone.len();
         for p in &gone {
             self.runtime.remove(&p.name);
-            self.memory.quiet(p.addr, now.mono);
+            self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
             self.out
                 .push(Event::removing(p, "removed by operator".to_string()));
         }
@@ -486,7 +496,7 @@ impl Core {
         // A bad peer never sinks a batch: it was set aside, alone.
         for (p, error) in done.plan.set_aside {
             self.book.in_flight.retain(|q| q.name != p.name);
-            self.memory.quiet(p.addr, now.mono);
+            self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
             let neighbor = Neighbor {
                 addr: p.addr,
                 iface: p.iface.clone(),
@@ -540,7 +550,7 @@ impl Core {
             Err(ApplyError::Rejected { text: bird }) => {
                 let names = self.book.in_flight.iter().map(|p| p.name.clone()).collect();
                 for p in std::mem::take(&mut self.book.in_flight) {
-                    self.memory.quiet(p.addr, now.mono);
+                    self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
                 }
                 self.removed_since_apply += removed;
                 self.out.push(Event::RejectedByBird { names, text: bird });

@@ -74,9 +74,7 @@ impl Core {
             .values()
             .filter_map(|p| {
                 self.birdconf
-                    .neighbors
-                    .iter()
-                    .find(|n| n.addr == p.addr)
+                    .static_neighbor(p.addr, p.iface.as_deref())
                     .map(|n| (p.name.clone(), format!("{}:{}", n.file.display(), n.line)))
             })
             .collect();
