@@ -188,6 +188,15 @@ pub async fn check_config(config: &Config) -> Vec<Finding> {
         }
     }
     out.extend(crate::metrics::probe::check(config).await);
+    // Departures need nhrpd's cache; nhrpd may start after autopeer.
+    if let Some((vty, _)) = crate::sources::nhrp::vty::poll_interval(config) {
+        if let Err(e) = crate::sources::nhrp::vty::read_bound(&vty).await {
+            out.push(warning(
+                "sources.nhrp_vty",
+                format!("cannot read nhrpd's cache: {e}; no spoke departs until it can"),
+            ));
+        }
+    }
     match Connection::connect(&config.bird.socket, Duration::from_secs(5)).await {
         Ok(mut c) => {
             if let Err(e) = c.show_status().await {
@@ -290,6 +299,21 @@ pub fn trigger_sources(config: &Config, bc: &BirdConf, journal: bool) -> Finding
     if journal && bc.logs_to_syslog {
         seen.push("the systemd journal (bird.conf logs to syslog)".into());
     }
+    // With one of BIRD's files listed, the tail follows all of BIRD's
+    // files, listed or not (sources::tail).
+    let follows = config
+        .sources
+        .logs
+        .iter()
+        .any(|log| bc.log_files.iter().any(|f| same_file(f, log)));
+    for f in bc.log_files.iter().filter(|_| follows) {
+        if !config.sources.logs.iter().any(|log| same_file(f, log)) {
+            seen.push(format!(
+                "BIRD's log file {} (named in bird.conf)",
+                f.display()
+            ));
+        }
+    }
     if !seen.is_empty() {
         return info(
             "sources",
@@ -348,10 +372,14 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
                 .collect()
         }
     };
-    if plan.keys.is_empty() {
+    if !plan.ao.is_empty() {
+        out.extend(check_ao_kernel(config));
+    }
+    if plan.keys.is_empty() && plan.ao.is_empty() {
         return out;
     }
-    let keyed: BTreeSet<&str> = plan.keys.iter().map(|k| k.group.as_str()).collect();
+    let keyed_groups = plan.keyed_groups();
+    let keyed: BTreeSet<&str> = keyed_groups.iter().map(String::as_str).collect();
     // Per family: static MD5 neighbors, roster peers of keyed groups,
     // their max_peers (the worst case), and the prefix keys themselves.
     let roster: Vec<(std::net::IpAddr, String)> = crate::fsx::read_to_string(&config.bird.include)
@@ -419,7 +447,7 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
         }
     };
     for family in [Family::V4, Family::V6] {
-        let n = plan.keys_of(family).count();
+        let n = plan.wanted_of(family);
         if n == 0 {
             continue;
         }
@@ -439,6 +467,56 @@ pub fn check_keyring(config: &Config, bc: &BirdConf) -> Vec<Finding> {
                     l.local,
                     l.inode,
                     keyed.iter().copied().collect::<Vec<_>>().join(" ")
+                ),
+            ));
+        }
+    }
+    if !plan.ao.is_empty() {
+        for l in &listeners {
+            if let Ok(Some(present)) = keyring::listener_ao_keys(&bird, l) {
+                for m in keyring::ao::collisions(&present, &config.groups) {
+                    out.push(problem("bird.keyring", m));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// TCP-AO groups need a kernel with TCP-AO and the algorithms they name;
+/// one sentence each, naming the groups.
+fn check_ao_kernel(config: &Config) -> Vec<Finding> {
+    let ao_groups: Vec<&crate::config::Group> =
+        config.groups.iter().filter(|g| g.is_ao()).collect();
+    let names = |gs: &[&crate::config::Group]| -> String {
+        gs.iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Err(why) = keyring::ao::kernel_support() {
+        return vec![problem(
+            "bird.keyring",
+            format!("TCP-AO group(s) {}: {why}", names(&ao_groups)),
+        )];
+    }
+    let mut out = Vec::new();
+    let algs: BTreeSet<crate::config::AoAlgorithm> = ao_groups
+        .iter()
+        .flat_map(|g| g.ao_keys.iter().map(|k| k.algorithm))
+        .collect();
+    for alg in algs {
+        if let Err(why) = keyring::ao::algorithm_support(alg) {
+            let users: Vec<&crate::config::Group> = ao_groups
+                .iter()
+                .copied()
+                .filter(|g| g.ao_keys.iter().any(|k| k.algorithm == alg))
+                .collect();
+            out.push(problem(
+                "bird.keyring",
+                format!(
+                    "algorithm {alg} of TCP-AO group(s) {}: {why}",
+                    names(&users)
                 ),
             ));
         }
@@ -723,5 +801,37 @@ mod trigger_tests {
         let f = trigger_sources(&config, &bc, false);
         assert_eq!(f.severity, Severity::Info);
         assert!(f.message.contains("BIRD's log file"), "{f}");
+    }
+
+    #[test]
+    fn birds_other_files_are_seen_once_one_is_listed() {
+        // The tail follows all of bird.conf's `log "FILE"`s once one is
+        // listed; with none listed, none.
+        let (d, _, _) = setup("", "");
+        let (log, other) = (d.path().join("bird.log"), d.path().join("other.log"));
+        let bird_conf = format!(
+            "log \"{}\" all;\nlog \"{}\" all;\n",
+            log.display(),
+            other.display()
+        );
+        let (_d2, config, bc) = setup(
+            &bird_conf,
+            &format!("journal = \"off\"\nlogs = [\"{}\"]", log.display()),
+        );
+        let f = trigger_sources(&config, &bc, false);
+        assert_eq!(f.severity, Severity::Info, "{f}");
+        assert_eq!(
+            f.message,
+            format!(
+                "BIRD's trigger line will be seen in BIRD's log file {}, BIRD's log file {} (named in bird.conf)",
+                log.display(),
+                other.display()
+            )
+        );
+        let (_d3, config, bc) = setup(&bird_conf, "journal = \"off\"\nlogs = []");
+        assert_eq!(
+            trigger_sources(&config, &bc, false).severity,
+            Severity::Warning
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! - `rate` defaults to [`DEFAULT_RATE`] (60 admissions per minute); the
 //!   string `"unlimited"` turns the limit off; 0 is a problem.
 //! - `expire` defaults to `"never"`: autopeer removes nobody unless told to.
+//!   So does `depart`, which needs `[sources] nhrp_vty`.
 //! - `batch` must be at most 60 s.
 //! - Relative paths anywhere in the file resolve against the config file's
 //!   directory.
@@ -167,6 +168,8 @@ pub struct RawSources {
     pub nhrp_socket: Option<PathBuf>,
     #[serde(default = "default_nhrp_policy")]
     pub nhrp_policy: String,
+    #[serde(default)]
+    pub nhrp_vty: Option<PathBuf>,
     #[serde(default = "default_unverified")]
     pub unverified: String,
     #[serde(default = "default_journal")]
@@ -183,6 +186,7 @@ impl Default for RawSources {
             logs: default_logs(),
             nhrp_socket: None,
             nhrp_policy: default_nhrp_policy(),
+            nhrp_vty: None,
             unverified: default_unverified(),
             journal: default_journal(),
         }
@@ -227,6 +231,38 @@ pub struct RawGroup {
     pub ca: Option<PathBuf>,
     #[serde(default)]
     pub require_cert: bool,
+    #[serde(default = "default_expire")]
+    pub depart: String,
+    #[serde(default, rename = "ao_key")]
+    pub ao_keys: Vec<RawAoKey>,
+}
+
+/// One `[[group.ao_key]]`: a TCP-AO master key tuple (RFC 5925 3.1).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RawAoKey {
+    pub send_id: i64,
+    pub recv_id: i64,
+    pub algorithm: String,
+    #[serde(default, deserialize_with = "de_secret")]
+    pub secret: Option<Secret<String>>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub current: bool,
+}
+
+impl fmt::Debug for RawAoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAoKey")
+            .field("send_id", &self.send_id)
+            .field("recv_id", &self.recv_id)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret)
+            .field("secret_file", &self.secret_file)
+            .field("current", &self.current)
+            .finish()
+    }
 }
 
 impl fmt::Debug for RawGroup {
@@ -316,6 +352,8 @@ pub struct SourcesSection {
     pub logs: Vec<PathBuf>,
     pub nhrp_socket: Option<PathBuf>,
     pub nhrp_policy: NhrpPolicy,
+    /// nhrpd's vty socket, read for departures (`None`: not read).
+    pub nhrp_vty: Option<PathBuf>,
     pub unverified: UnverifiedPolicy,
     pub journal: JournalMode,
 }
@@ -346,9 +384,104 @@ pub struct Group {
     pub nbma_prefixes: Vec<IpNet>,
     /// NHRP certificate binding (`ca`, `require_cert`); `None` without `ca`.
     pub cert: Option<crate::sources::nhrp::cert::CertPolicy>,
+    /// How long a peer may lack an NHRP binding in nhrpd's cache (with
+    /// its session down) before it is removed; `None` is `"never"`.
+    pub depart: Option<Duration>,
+    /// TCP-AO keys (`[[group.ao_key]]`); empty for MD5 and unsigned groups.
+    /// Never together with `password`; exactly one is `current`.
+    pub ao_keys: Vec<AoKey>,
 }
 
+/// A TCP-AO MAC algorithm (RFC 5926, and HMAC-SHA-256 where the kernel's
+/// crypto API has it), by the kernel's name for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AoAlgorithm {
+    HmacSha1,
+    CmacAes128,
+    HmacSha256,
+}
+
+impl AoAlgorithm {
+    /// Every algorithm: (config word, algorithm).
+    pub const ALL: [(&'static str, AoAlgorithm); 3] = [
+        ("hmac-sha1", AoAlgorithm::HmacSha1),
+        ("cmac-aes128", AoAlgorithm::CmacAes128),
+        ("hmac-sha256", AoAlgorithm::HmacSha256),
+    ];
+
+    /// The config word (`hmac-sha1`, as BIRD's `hmac sha1` with a dash).
+    pub fn word(self) -> &'static str {
+        match self {
+            AoAlgorithm::HmacSha1 => "hmac-sha1",
+            AoAlgorithm::CmacAes128 => "cmac-aes128",
+            AoAlgorithm::HmacSha256 => "hmac-sha256",
+        }
+    }
+
+    /// `struct tcp_ao_add::alg_name`: the kernel crypto API's name.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            AoAlgorithm::HmacSha1 => "hmac(sha1)",
+            AoAlgorithm::CmacAes128 => "cmac(aes128)",
+            AoAlgorithm::HmacSha256 => "hmac(sha256)",
+        }
+    }
+
+    /// The algorithm behind a name the kernel reports for a key
+    /// (`TCP_AO_GET_KEYS`): it stores AES-128-CMAC as `cmac(aes)`.
+    pub fn from_kernel(name: &str) -> Option<AoAlgorithm> {
+        match name {
+            "cmac(aes)" => Some(AoAlgorithm::CmacAes128),
+            _ => Self::ALL
+                .iter()
+                .find(|(_, a)| a.kernel_name() == name)
+                .map(|(_, a)| *a),
+        }
+    }
+
+    /// From a config word or the kernel's name, any case.
+    pub fn parse(s: &str) -> Option<AoAlgorithm> {
+        let s = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .find(|(w, a)| *w == s || a.kernel_name() == s)
+            .map(|(_, a)| *a)
+    }
+}
+
+impl fmt::Display for AoAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// One validated `[[group.ao_key]]`. `Debug` never shows the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AoKey {
+    pub send_id: u8,
+    pub recv_id: u8,
+    pub algorithm: AoAlgorithm,
+    /// 1..=80 bytes ([`MAX_AO_KEY_LEN`]).
+    pub secret: Secret<Vec<u8>>,
+    pub current: bool,
+}
+
+impl AoKey {
+    /// `key 1/1 hmac-sha1`: how errors and status name a key.
+    pub fn name(&self) -> String {
+        format!("key {}/{}", self.send_id, self.recv_id)
+    }
+}
+
+/// `TCP_AO_MAXKEYLEN`.
+pub const MAX_AO_KEY_LEN: usize = 80;
+
 impl Group {
+    /// Whether the group's peers sign with TCP-AO.
+    pub fn is_ao(&self) -> bool {
+        !self.ao_keys.is_empty()
+    }
+
     /// Whether `addr` lies in one of the group's prefixes.
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.prefixes.iter().any(|p| p.contains(&addr))

@@ -27,7 +27,8 @@
 //!    only when the channel is full or gone)
 //!   keyring --watch Option<KeyringStatus>--> roster (show status, trust)
 //!   roster --broadcast(1024) Event--> watch clients (Nx, via the ctl server)
-//!   roster --watch Arc<Config>------> nhrp server
+//! nhrp cache reader (1x, idle without `depart`) --NhrpCache------------>
+//!   roster --watch Arc<Config>------> nhrp server, nhrp cache reader
 //!   roster --watch KeyInputs--------> keyring (config, bird.conf scan,
 //!                                     peers, count of configures), and
 //!                                     observer (a change: poll again soon)
@@ -123,17 +124,16 @@ pub async fn run(
     let bird_conf = conf::scan(&config.bird.config, &config.bird.include).ok();
     // Watches are live once `start` returns: only then is the daemon ready.
     let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
-    if let Some(bc) = &bird_conf {
-        tailer.set_bird_files(&bc.log_files);
+    let bird_files = bird_conf
+        .as_ref()
+        .map(|bc| bc.log_files.clone())
+        .unwrap_or_default();
+    for (path, e) in tailer.set_bird_files(&bird_files).failed {
+        tracing::warn!(path = %path.display(), error = %e, "cannot tail BIRD's log file named in bird.conf");
     }
-    let mut marks: Vec<crate::ctl::proto::SourceMark> = tailer
-        .bird_file_marks()
-        .into_iter()
-        .map(|(path, verified)| crate::ctl::proto::SourceMark {
-            name: path.display().to_string(),
-            verified,
-        })
-        .collect();
+    tailer.follow_bird_files(bird_log_files(roster.key_watch(), bird_files));
+    let files = tailer.marks_watch();
+    let mut marks: Vec<crate::ctl::proto::SourceMark> = Vec::new();
     let tail_task = tokio::spawn(tailer.run(source_tx.clone(), Arc::clone(&stats), token.clone()));
     let journal_stats = Arc::new(journal::JournalStats::default());
     let journal_task = start_journal(
@@ -146,13 +146,10 @@ pub async fn run(
     .await?;
     if journal_task.is_some() {
         // Its entries count only when journald names BIRD's process.
-        marks.insert(
-            0,
-            crate::ctl::proto::SourceMark {
-                name: "journal".into(),
-                verified: true,
-            },
-        );
+        marks.push(crate::ctl::proto::SourceMark {
+            name: "journal".into(),
+            verified: true,
+        });
     }
 
     let _watcher = watch_bird_conf(&config, msg_tx.clone())?;
@@ -174,6 +171,7 @@ pub async fn run(
             sources: crate::ctl::server::Sources {
                 journal: journal_task.as_ref().map(|_| Arc::clone(&journal_stats)),
                 marks,
+                files: Some(files),
             },
             metrics: metrics_addr,
         },
@@ -218,6 +216,13 @@ pub async fn run(
         }
         None => None,
     };
+    // Departures: nhrpd's cache, read while some group has `depart`
+    // (it idles otherwise, and follows reloads).
+    let departures = tokio::spawn(nhrp::vty::watch_cache(
+        roster.config_watch(),
+        msg_tx.clone(),
+        token.clone(),
+    ));
     let keyring_task = tokio::spawn(crate::keyring::task::run(
         roster.key_watch(),
         keyring_status,
@@ -274,6 +279,7 @@ pub async fn run(
     if let Some(t) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
+    departures.abort();
     if let Some(t) = nhrp_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
@@ -329,6 +335,30 @@ async fn start_journal(
             Ok(None)
         }
     }
+}
+
+/// bird.conf's `log "FILE"` files, as the roster re-reads bird.conf
+/// (starting from `first`): the tail follows BIRD's own log files across a
+/// reconfiguration.
+fn bird_log_files(
+    mut keys: tokio::sync::watch::Receiver<crate::keyring::plan::KeyInputs>,
+    first: Vec<PathBuf>,
+) -> tokio::sync::watch::Receiver<Vec<PathBuf>> {
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    tokio::spawn(async move {
+        // Ends with the roster (its sender) or the tail (the receiver).
+        while keys.changed().await.is_ok() && !tx.is_closed() {
+            let files = keys.borrow_and_update().birdconf.log_files.clone();
+            tx.send_if_modified(|old| {
+                let new = *old != files;
+                if new {
+                    *old = files;
+                }
+                new
+            });
+        }
+    });
+    rx
 }
 
 /// Passes each sighting on to the roster once ([`OneSighting`]).

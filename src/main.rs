@@ -18,10 +18,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("autopeer: {e:#}");
+            eprintln!("autopeer: {}", causes(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each told once. autopeer's errors end with
+/// their cause's text (so that one in a log line is whole) and also give
+/// it as their source, which `{:#}` would print a second time.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(verbose: u8) {
@@ -141,7 +159,7 @@ fn ctl_client(cli: &Cli) -> anyhow::Result<ExitCode> {
     let socket = match client::socket_path(cli.socket.as_deref(), cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("autopeer: {e:#}");
+            eprintln!("autopeer: {}", causes(&e));
             return Ok(ExitCode::from(2));
         }
     };
@@ -155,7 +173,7 @@ fn ctl_client(cli: &Cli) -> anyhow::Result<ExitCode> {
         Ok(client::Outcome::Ok) => Ok(ExitCode::SUCCESS),
         Ok(client::Outcome::ErrorReply) => Ok(ExitCode::from(1)),
         Err(e) => {
-            eprintln!("autopeer: {e:#}");
+            eprintln!("autopeer: {}", causes(&e));
             Ok(ExitCode::from(1))
         }
     }

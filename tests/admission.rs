@@ -51,7 +51,7 @@ struct Roster {
 }
 
 impl RosterLookup for Roster {
-    fn find(&self, addr: IpAddr) -> Option<String> {
+    fn find(&self, addr: IpAddr, _: Option<&str>) -> Option<String> {
         self.peers.get(&addr).map(|(n, _)| n.clone())
     }
     fn group_size(&self, group: &str) -> usize {
@@ -380,7 +380,7 @@ fn quiet_group_nbma_names_and_the_operator() {
 
     // Quiet after a removal: a knock is ignored, an operator's add is not
     // (and ends the quiet period).
-    m.quiet(ip("10.88.0.7"), now);
+    m.quiet(ip("10.88.0.7"), None, now);
     let d = admission::decide(req("10.88.0.7", Via::BirdLog, Trust::Bird), ctx, &mut m);
     assert_eq!(
         refusal(d),
@@ -493,7 +493,7 @@ mod trust {
     }
 
     impl RosterLookup for Fixture {
-        fn find(&self, _: IpAddr) -> Option<String> {
+        fn find(&self, _: IpAddr, _: Option<&str>) -> Option<String> {
             None
         }
         fn group_size(&self, _: &str) -> usize {

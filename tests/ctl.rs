@@ -1288,6 +1288,7 @@ async fn show_sources_marks_each_source_and_counts_the_journal() {
             mark("/var/log/bird/bird.log", true),
             mark("/var/log/syslog", false),
         ],
+        files: None,
     };
     let reply = execute(&ctx, CtlCommand::ShowSources).await;
     let lines: Vec<Vec<&str>> = reply

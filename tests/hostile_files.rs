@@ -238,3 +238,29 @@ fn daemon_refuses_a_fifo_at_its_own_include_and_exits() {
         "{out}"
     );
 }
+
+/// A start error says its cause once: the error's own text ends with it
+/// and it is also the error's source, which the message used to repeat.
+#[test]
+fn a_start_error_names_its_cause_once() {
+    let ours = tempfile::tempdir().unwrap();
+    let include = ours.path().join("autopeer.conf");
+    std::fs::create_dir(&include).unwrap();
+    let bird_conf = write_bird_conf(ours.path(), "");
+    let log = ours.path().join("bird.log");
+    let config = write_config_with(ours.path(), &bird_conf, &include, &log, "");
+    let (status, out) = bounded(&config, "run", &include);
+    assert_eq!(status.code(), Some(2), "{out}");
+    let said: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("autopeer: "))
+        .collect();
+    assert_eq!(
+        said,
+        [format!(
+            "autopeer: daemon failed: cannot read {}: is a directory, not a regular file; autopeer does not open it",
+            include.display()
+        )],
+        "{out}"
+    );
+}

@@ -25,7 +25,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,112 +34,10 @@ use autopeer::sources::nhrp::{self, NhrpStats};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-const ZEBRA: &str = "/usr/lib/frr/zebra";
-const NHRPD: &str = "/usr/lib/frr/nhrpd";
+use common::frr::Frr;
 
 fn prerequisites() -> bool {
-    use common::prereq;
-    let missing = prereq::root("the lab makes namespaces")
-        .or_else(|| prereq::file(NHRPD, "apt install frr"))
-        .or_else(|| prereq::file(ZEBRA, "apt install frr"))
-        .or_else(|| {
-            frr_ids()
-                .is_none()
-                .then(|| "no user frr (apt install frr)".to_owned())
-        });
-    prereq::runnable("nhrpd lab", missing)
-}
-
-/// uid and gid of user frr, from /etc/passwd.
-fn frr_ids() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.starts_with("frr:"))?;
-    let mut f = line.split(':').skip(2);
-    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-}
-
-/// Processes and the namespace, removed on drop (by pid / by our own name).
-struct Lab {
-    ns: String,
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Lab {
-    fn spawn(&mut self, args: &[&str], log: &str) {
-        let out = std::fs::File::create(self.dir.join(log)).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns]).args(args);
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        self.children.push(child);
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
-/// Starts zebra, then nhrpd with config `conf`, in the lab's namespace;
-/// their sockets and pid files go to `lab.dir` (which user frr must own).
-fn start_zebra_nhrpd(lab: &mut Lab, conf: &Path) {
-    let d = lab.dir.display().to_string();
-    let zapi = format!("{d}/zserv.api");
-    lab.spawn(
-        &[
-            ZEBRA,
-            "-z",
-            &zapi,
-            "-i",
-            &format!("{d}/zebra.pid"),
-            "--vty_socket",
-            &d,
-            "-f",
-            "/dev/null",
-            "--log",
-            "stdout",
-        ],
-        "zebra.log",
-    );
-    let t0 = Instant::now();
-    while !Path::new(&zapi).exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "zebra did not start: {}",
-            lab.log("zebra.log")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    lab.spawn(
-        &[
-            NHRPD,
-            "-z",
-            &zapi,
-            "-i",
-            &format!("{d}/nhrpd.pid"),
-            "--vty_socket",
-            &d,
-            "-f",
-            conf.to_str().unwrap(),
-            "--log",
-            "stdout",
-        ],
-        "nhrpd.log",
-    );
+    common::prereq::runnable("nhrpd lab", common::frr::missing())
 }
 
 fn server(
@@ -180,11 +77,10 @@ async fn real_nhrpd_connects_and_reconnects() {
     if !prerequisites() {
         return;
     }
-    let (uid, gid) = frr_ids().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     // zebra (no DAC override) writes its sockets here.
-    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+    let mut lab = Frr::new(&format!("apnhrp-{}", std::process::id()), &dir);
     // The socket sits in a root-owned 0750 directory, like
     // /run/autopeer (RuntimeDirectoryMode=0750) under systemd: nhrpd's
     // CAP_DAC_OVERRIDE must get it through both.
@@ -214,22 +110,11 @@ async fn real_nhrpd_connects_and_reconnects() {
         ),
     )
     .unwrap();
-    let ns = format!("apnhrp-{}", std::process::id());
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap()
-        .success());
-    let mut lab = Lab {
-        ns,
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
     let stats = Arc::new(NhrpStats::default());
     let token = CancellationToken::new();
     let task = server(&cfg, &stats, &token);
 
-    start_zebra_nhrpd(&mut lab, &conf);
+    lab.start_zebra_nhrpd(&conf);
     // nhrpd connects 10 ms after start.
     wait_connections(&stats, 1, Duration::from_secs(10)).await;
     assert!(
@@ -730,10 +615,8 @@ fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
     // the lab's root-only 0700 directory), though it cannot send a binding
     // here.
     if prerequisites() {
-        let (uid, gid) = frr_ids().unwrap();
         let frr_dir = d.join("frr");
-        std::fs::create_dir(&frr_dir).unwrap();
-        std::os::unix::fs::chown(&frr_dir, Some(uid), Some(gid)).unwrap();
+        let mut frr = Frr::new(&format!("apnhrpe-{}", std::process::id()), &frr_dir);
         let conf = frr_dir.join("frr.conf");
         std::fs::write(
             &conf,
@@ -743,18 +626,7 @@ fn nhrp_registration_admits_an_established_bgp_peer_end_to_end() {
             ),
         )
         .unwrap();
-        let ns = format!("apnhrpe-{}", std::process::id());
-        assert!(Command::new("ip")
-            .args(["netns", "add", &ns])
-            .status()
-            .unwrap()
-            .success());
-        let mut frr = Lab {
-            ns,
-            children: Vec::new(),
-            dir: frr_dir,
-        };
-        start_zebra_nhrpd(&mut frr, &conf);
+        frr.start_zebra_nhrpd(&conf);
         wait_for("real nhrpd to connect to the daemon", 15, || {
             frr.log("nhrpd.log").contains("Connected to Event Manager")
                 && read(&daemon_log).contains("nhrp: nhrpd connected")

@@ -398,7 +398,20 @@ fn config_tables() -> BTreeMap<String, Vec<Field>> {
             Some(inner) => (format!("[[{}]]", top.key), inner.trim_end_matches('>')),
             None => (format!("[{}]", top.key), top.ty.as_str()),
         };
-        tables.insert(heading, struct_fields(&src, ty));
+        let mut fields = struct_fields(&src, ty);
+        // A `Vec<Raw...>` inside a table is a nested array of tables
+        // (`[[group.ao_key]]`), with its own heading and keys.
+        for f in &fields {
+            if let Some(inner) = f.ty.strip_prefix("Vec<Raw") {
+                let inner = format!("Raw{}", inner.trim_end_matches('>'));
+                let name = heading.trim_matches(|c| c == '[' || c == ']');
+                tables.insert(format!("[[{name}.{}]]", f.key), struct_fields(&src, &inner));
+            }
+        }
+        if heading.starts_with("[[") {
+            fields.retain(|f| !f.ty.starts_with("Vec<Raw"));
+        }
+        tables.insert(heading, fields);
     }
     tables
 }
@@ -429,8 +442,16 @@ fn the_struct_scan_sees_the_real_schema() {
     let keys = |h: &str| -> BTreeSet<String> { t[h].iter().map(|f| f.key.clone()).collect() };
     assert_eq!(
         t.keys().cloned().collect::<Vec<_>>(),
-        ["[[group]]", "[agent]", "[bird]", "[sources]"]
+        [
+            "[[group.ao_key]]",
+            "[[group]]",
+            "[agent]",
+            "[bird]",
+            "[sources]"
+        ]
     );
+    assert!(keys("[[group.ao_key]]").contains("secret_file"));
+    assert!(!keys("[[group]]").contains("ao_key"));
     assert!(keys("[bird]").contains("keyring"));
     assert!(keys("[agent]").contains("audit_log"));
     assert!(keys("[sources]").contains("nhrp_policy"));
@@ -505,8 +526,10 @@ fn example_keys(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut table = String::new();
     for line in text.lines() {
         let t = line.trim();
-        if t.starts_with('[') {
-            table = t.to_string();
+        // A commented-out optional table (`# [[group.ao_key]]`) counts too.
+        let heading = t.strip_prefix('#').map(str::trim_start).unwrap_or(t);
+        if heading.starts_with("[[") || t.starts_with('[') {
+            table = heading.to_string();
             out.entry(table.clone()).or_default();
             continue;
         }
@@ -558,11 +581,12 @@ fn the_examples_in_the_conf_page_are_valid() {
     for b in &blocks {
         match Config::load_str(b, &dir) {
             Ok(c) => assert!(!c.groups.is_empty()),
-            // The password file of the example does not exist here.
+            // The password and key files of the examples do not exist here.
             Err(ConfigError::Invalid { problems, .. }) => {
                 for p in &problems {
                     assert!(
-                        p.key_path.ends_with(".password_file"),
+                        p.key_path.ends_with(".password_file")
+                            || p.key_path.ends_with(".secret_file"),
                         "example in autopeer.conf.5 is invalid: {p}\n{b}"
                     );
                 }

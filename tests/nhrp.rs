@@ -320,7 +320,7 @@ fn fake_roster(cfg: &Config) -> mpsc::Sender<Msg> {
     use autopeer::admission::{self, Context, Decision, Evidence, Memory, Refusal, Request};
     struct Empty;
     impl admission::RosterLookup for Empty {
-        fn find(&self, _: IpAddr) -> Option<String> {
+        fn find(&self, _: IpAddr, _: Option<&str>) -> Option<String> {
             None
         }
         fn group_size(&self, _: &str) -> usize {

@@ -398,7 +398,7 @@ fn config_keys_read_the_ca_and_name_the_key_on_errors() {
 /// A roster holding at most one peer.
 struct OneRoster(Option<(IpAddr, &'static str)>);
 impl admission::RosterLookup for OneRoster {
-    fn find(&self, addr: IpAddr) -> Option<String> {
+    fn find(&self, addr: IpAddr, _: Option<&str>) -> Option<String> {
         self.0
             .filter(|(a, _)| *a == addr)
             .map(|(_, n)| n.to_string())

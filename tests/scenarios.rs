@@ -23,10 +23,25 @@ use autopeer::sources::{Sighting, Trust, Via};
 
 const BIRD: &str = "router id 10.88.0.1;\ntemplate bgp CLIENTS { local 10.88.0.1 as 65000; }\n";
 
+/// A config's `[bird]` and the start of its `[agent]`: nothing real.
+const HEAD: &str = r#"[bird]
+socket = "/nonexistent/bird.ctl"
+config = "/nonexistent/bird.conf"
+include = "/nonexistent/autopeer.conf"
+keyring = "off"
+[agent]
+socket = "/nonexistent/autopeer.ctl"
+"#;
+
 fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
     let expire = expire
         .map(|e| format!("expire = \"{e}\"\n"))
         .unwrap_or_default();
+    config_with(batch, "", &expire)
+}
+
+/// The scenarios' config with extra `[sources]` and `[[group]]` lines.
+fn config_with(batch: &str, sources: &str, group: &str) -> Arc<Config> {
     // "": no `batch` key, the default.
     let batch = if batch.is_empty() {
         String::new()
@@ -34,23 +49,17 @@ fn config(batch: &str, expire: Option<&str>) -> Arc<Config> {
         format!("batch = \"{batch}\"")
     };
     let text = format!(
-        r#"[bird]
-socket = "/nonexistent/bird.ctl"
-config = "/nonexistent/bird.conf"
-include = "/nonexistent/autopeer.conf"
-keyring = "off"
-[agent]
-socket = "/nonexistent/autopeer.ctl"
-{batch}
+        r#"{HEAD}{batch}
 [sources]
 logs = []
+{sources}
 [[group]]
 name = "clients"
 template = "CLIENTS"
 prefixes = ["10.88.0.0/24"]
 neighbor = "internal"
 rate = "unlimited"
-{expire}"#
+{group}"#
     );
     Arc::new(Config::load_str(&text, Path::new("/nonexistent")).unwrap())
 }
@@ -503,4 +512,258 @@ fn a_peer_the_include_cannot_hold_is_set_aside_alone() {
     );
     assert!(sc.names().is_empty());
     assert_eq!(sc.knock("10.88.0.2"), Err("recently_removed".into()));
+}
+
+/// A spoke registration (nhrpd's authorize-binding, as the NHRP server
+/// hands it to the roster).
+fn register(sc: &mut Scene, addr: &str) -> Result<String, String> {
+    sc.sight(addr, Via::Nhrp, Trust::Nhrp)
+}
+
+fn bound(addrs: &[&str]) -> Result<std::collections::BTreeSet<IpAddr>, String> {
+    Ok(addrs.iter().map(|a| a.parse().unwrap()).collect())
+}
+
+#[test]
+fn departure_removes_spokes_gone_from_nhrpds_cache_and_readmits_them() {
+    let cfg = config_with(
+        "0s",
+        "nhrp_vty = \"/nonexistent/nhrpd.vty\"",
+        "depart = \"30s\"\nexpire = \"7d\"",
+    );
+    let mut sc = Scene::new(cfg);
+    for a in ["10.88.0.2", "10.88.0.3", "10.88.0.4"] {
+        register(&mut sc, a).unwrap();
+    }
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    let rows = || {
+        vec![
+            row("clients_10_88_0_2", ProtoState::Start, "Active"),
+            row("clients_10_88_0_3", ProtoState::Up, "Established"),
+            row("clients_10_88_0_4", ProtoState::Start, "Active"),
+        ]
+    };
+    sc.core.observe_states(&rows(), sc.now);
+    // 10.88.0.4 keeps its binding; .2 and .3 have none from now on.
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    sc.advance(29 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    assert!(sc.lines().is_empty(), "not before depart");
+    assert_eq!(sc.due_in(), None);
+    sc.advance(S);
+    sc.core.observe_nhrp(bound(&["10.88.0.4"]), sc.now);
+    // .3's session is up: it has not left, whatever the cache says.
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.2 from group clients: departed: no NHRP binding in nhrpd's cache for 30s"]
+    );
+    assert_eq!(
+        sc.due_in(),
+        Some(Duration::ZERO),
+        "removed at once, not at expiry"
+    );
+    let job = sc.begin().unwrap();
+    assert_eq!(job.peers.len(), 2);
+    sc.finish(job, ok());
+    assert_eq!(sc.names(), ["clients_10_88_0_3", "clients_10_88_0_4"]);
+    // The spoke registers again: nhrpd asks, the roster admits it (a
+    // departure does not quiet the address as an operator's removal does).
+    assert_eq!(register(&mut sc, "10.88.0.2").unwrap(), "clients_10_88_0_2");
+    assert_eq!(
+        sc.lines(),
+        ["adding neighbor 10.88.0.2 to group clients (via nhrp)"]
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    sc.core.observe_states(&rows(), sc.now);
+
+    // A cache that cannot be read departs no one and restarts the clocks:
+    // .4 absent for 20 s, then nhrpd down (restarting), then absent again.
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    sc.advance(20 * S);
+    sc.core.observe_nhrp(Err("cannot connect".into()), sc.now);
+    sc.advance(15 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    assert!(sc.lines().is_empty(), "clock restarted by the failed read");
+    sc.advance(30 * S);
+    sc.core.observe_states(&rows(), sc.now);
+    sc.core.observe_nhrp(bound(&["10.88.0.2"]), sc.now);
+    assert_eq!(
+        sc.lines(),
+        ["removing neighbor 10.88.0.4 from group clients: departed: no NHRP binding in nhrpd's cache for 30s"]
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+
+    // Without a fresh poll of BIRD (its state unknown) no one departs.
+    sc.advance(10 * 60 * S);
+    sc.core.observe_nhrp(bound(&[]), sc.now);
+    sc.advance(60 * S);
+    sc.core.observe_nhrp(bound(&[]), sc.now);
+    assert!(sc.lines().is_empty(), "no departure on a stale BIRD poll");
+}
+
+#[test]
+fn departure_leaves_groups_without_depart_alone_and_dry_run_removes_nothing() {
+    let cfg = config_with("0s", "nhrp_vty = \"/nonexistent/nhrpd.vty\"", "");
+    let mut sc = Scene::new(cfg);
+    register(&mut sc, "10.88.0.2").unwrap();
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.lines();
+    let rows = vec![row("clients_10_88_0_2", ProtoState::Start, "Active")];
+    for _ in 0..3 {
+        sc.core.observe_states(&rows, sc.now);
+        sc.core.observe_nhrp(bound(&[]), sc.now);
+        sc.advance(3600 * S);
+    }
+    assert!(sc.lines().is_empty());
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
+
+    let cfg = config_with(
+        "0s",
+        "nhrp_vty = \"/nonexistent/nhrpd.vty\"",
+        "depart = \"1s\"",
+    );
+    let mut cfg = (*cfg).clone();
+    cfg.agent.dry_run = true;
+    let include = sc.include();
+    let mut sc = Scene::restart(Arc::new(cfg), include, None, sc.now);
+    for _ in 0..3 {
+        sc.core.observe_states(&rows, sc.now);
+        sc.core.observe_nhrp(bound(&[]), sc.now);
+        sc.advance(2 * S);
+    }
+    assert!(sc.lines().is_empty());
+    assert_eq!(sc.due_in(), None);
+    assert_eq!(sc.names(), ["clients_10_88_0_2"]);
+}
+
+/// A group of link-local neighbors on `iface`.
+fn link_local_config(iface: &str) -> Arc<Config> {
+    let text = format!(
+        r#"{HEAD}[sources]
+logs = []
+[[group]]
+name = "ll"
+template = "CLIENTS"
+prefixes = ["fe80::/10"]
+interface = "{iface}"
+neighbor = "internal"
+rate = "unlimited"
+"#
+    );
+    Arc::new(Config::load_str(&text, Path::new("/nonexistent")).unwrap())
+}
+
+/// A BIRD log line's sighting of `addr` on `iface`: the peer's name, or
+/// the refusal's kind.
+fn sight_on(sc: &mut Scene, addr: &str, iface: &str) -> Result<String, String> {
+    let s = Sighting {
+        addr: addr.parse().unwrap(),
+        port: None,
+        iface: Some(iface.to_string()),
+        via: Via::BirdLog,
+        trust: Trust::Bird,
+        at: sc.now.wall,
+    };
+    sc.core
+        .admit(&s, None, None, &[], sc.now)
+        .map(|a| a.name)
+        .map_err(|r| r.kind().to_string())
+}
+
+/// `fe80::1%eth1` and `fe80::1%eth2` are two neighbors (a link-local
+/// address means nothing without its interface, and BIRD's include says
+/// `neighbor fe80::1%eth1`): a peer on eth1, left in the include after the
+/// group moved to eth2, neither makes its namesake on eth2 "already a
+/// peer", nor is removed, quieted or displaced as if it were that one.
+#[test]
+fn a_link_local_address_is_one_neighbor_per_interface() {
+    let mut sc = Scene::new(link_local_config("eth1"));
+    assert_eq!(
+        sight_on(&mut sc, "fe80::1", "eth1"),
+        Ok("ll_fe80__1_if_eth1".into())
+    );
+    let job = sc.begin().unwrap();
+    sc.finish(job, ok());
+    sc.core.observe_states(
+        &[row("ll_fe80__1_if_eth1", ProtoState::Up, "Established")],
+        sc.now,
+    );
+    let include = sc.include();
+    assert!(include.contains("neighbor fe80::1%eth1"), "{include}");
+    let state = sc.core.take_state().unwrap();
+
+    // The group moves to eth2; the include and state file still hold the
+    // eth1 peer, with its interface.
+    let eth2 = link_local_config("eth2");
+    let later = sc.now.after(60 * S);
+    let mut sc2 = Scene::restart(Arc::clone(&eth2), include.clone(), Some(&state), later);
+    let ifaces: Vec<_> = sc2.core.peers().map(|p| p.iface.clone()).collect();
+    assert_eq!(ifaces, [Some("eth1".to_string())]);
+    assert!(sc2.core.snapshot(later).peers[0]
+        .runtime
+        .last_established
+        .is_some());
+    // The same address on eth2 is a new neighbor, not the eth1 peer.
+    let s = Sighting {
+        addr: "fe80::1".parse().unwrap(),
+        port: None,
+        iface: Some("eth2".into()),
+        via: Via::BirdLog,
+        trust: Trust::Bird,
+        at: later.wall,
+    };
+    let first = sc2.core.admit(&s, None, None, &[], later).unwrap();
+    assert_eq!(
+        (first.name.as_str(), first.already),
+        ("ll_fe80__1_if_eth2", false)
+    );
+    // Seen again on eth2: that one is already a peer.
+    let again = sc2.core.admit(&s, None, None, &[], later).unwrap();
+    assert_eq!(
+        (again.name.as_str(), again.already),
+        ("ll_fe80__1_if_eth2", true)
+    );
+    assert_eq!(sc2.core.snapshot(later).groups[0].peers, 2);
+    // Removing one by address and interface leaves the other.
+    assert_eq!(
+        sc2.core.remove("fe80::1%eth2", later).unwrap(),
+        ["ll_fe80__1_if_eth2"]
+    );
+    assert_eq!(sc2.names(), ["ll_fe80__1_if_eth1"]);
+    // Only the removed one is quieted.
+    let mut sc3 = Scene::restart(Arc::clone(&eth2), include, None, later);
+    assert_eq!(
+        sc3.core.remove("fe80::1%eth1", later).unwrap(),
+        ["ll_fe80__1_if_eth1"]
+    );
+    assert_eq!(
+        sight_on(&mut sc3, "fe80::1", "eth2"),
+        Ok("ll_fe80__1_if_eth2".into())
+    );
+    let job = sc3.begin().unwrap();
+    sc3.finish(job, ok());
+    let include = sc3.include();
+    assert!(include.contains("neighbor fe80::1%eth2"), "{include}");
+    assert!(!include.contains("%eth1"), "{include}");
+    sc3.lines();
+    // A neighbor configured by hand on another interface is another
+    // neighbor: autopeer's peer on eth2 stays.
+    let bc = scan_text(
+        &format!("{BIRD}protocol bgp mine from CLIENTS {{ neighbor fe80::1%eth9 internal; }}\n"),
+        Path::new("bird.conf"),
+    )
+    .unwrap();
+    assert_eq!(bc.neighbors[0].iface.as_deref(), Some("eth9"));
+    sc3.core.rescanned(bc);
+    sc3.core.after_rescan(sc3.now);
+    assert_eq!(sc3.lines(), Vec::<String>::new());
+    assert_eq!(sc3.names(), ["ll_fe80__1_if_eth2"]);
 }

@@ -431,6 +431,11 @@ impl Running {
         let tailer = bounded("Tailer::start", &s.log, Tailer::start(paths))
             .await
             .unwrap();
+        Running::spawn(tailer)
+    }
+
+    /// Runs `tailer` on its own task.
+    fn spawn(tailer: Tailer) -> Running {
         let (tx, rx) = mpsc::channel(16);
         let stats = Arc::new(TailStats::default());
         let shutdown = CancellationToken::new();
@@ -598,4 +603,72 @@ async fn no_file_is_birds_until_bird_conf_says_so() {
     assert_eq!((s.via, s.trust), (Via::Syslog, Trust::Unverified));
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, task).await;
+}
+
+/// A BIRD log file that bird.conf starts naming while the tail runs is
+/// tailed only when the operator follows BIRD's log (a listed file is
+/// BIRD's), and then opened by the same rules as at start: the attacker's
+/// FIFO there is refused (no hang, the other file goes on), the regular
+/// file that replaces it is read as BIRD's, and once bird.conf no longer
+/// names it, it is no longer read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bird_file_named_later_is_opened_by_the_same_rules_and_dropped_after() {
+    let Some(s) = scene() else {
+        return;
+    };
+    let (fifo, other) = (&s.log, &s.other);
+    as_attacker(&format!("mkfifo {}", fifo.display()));
+    let mut tailer = bounded("Tailer::start", fifo, Tailer::start(vec![other.clone()]))
+        .await
+        .unwrap();
+    let (files_tx, files_rx) = tokio::sync::watch::channel(Vec::new());
+    tailer.follow_bird_files(files_rx);
+    let marks = tailer.marks_watch();
+    let mut t = Running::spawn(tailer);
+    // bird.conf says BIRD logs to the attacker's path, and the listed
+    // file is not BIRD's: not tailed (`logs` chose no BIRD file).
+    files_tx.send_replace(vec![fifo.clone()]);
+    append(other, trigger("10.88.0.39", 39).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.39", 39, fifo).await;
+    assert_eq!(marks.borrow().len(), 1, "{:?}", *marks.borrow());
+    assert_eq!(t.stats.snapshot().files_refused, 0);
+    // BIRD logs to both: the operator's file is BIRD's, so BIRD's log is
+    // followed, the attacker's path too.
+    files_tx.send_replace(vec![other.clone(), fifo.clone()]);
+    t.wait_refused(1).await;
+    append(other, trigger("10.88.0.40", 40).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.40", 40, fifo).await;
+    assert_eq!(marks.borrow().len(), 2, "{:?}", *marks.borrow());
+    // A regular file replaces the FIFO: read from its start, as BIRD's.
+    attacker_writes_trigger(&format!("rm {} &&", fifo.display()), fifo, "10.88.0.41", 41);
+    let got = tokio::time::timeout(WAIT, t.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.addr, got.via, got.trust),
+        (
+            "10.88.0.41".parse::<IpAddr>().unwrap(),
+            Via::BirdLog,
+            Trust::Bird
+        )
+    );
+    // bird.conf no longer names it: its lines are not read.
+    files_tx.send_replace(vec![other.clone()]);
+    for _ in 0..200 {
+        if marks.borrow().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(marks.borrow().len(), 1, "{:?}", *marks.borrow());
+    append(fifo, trigger("10.88.0.42", 42).as_bytes());
+    append(other, trigger("10.88.0.43", 43).as_bytes());
+    t.expect_addr_or_unjam("10.88.0.43", 43, fifo).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        t.rx.try_recv().is_err(),
+        "nothing read from the dropped file"
+    );
+    t.stop_or_unjam(fifo).await;
 }

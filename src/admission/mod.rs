@@ -60,8 +60,9 @@ pub fn match_group(groups: &[Group], addr: IpAddr) -> Option<&Group> {
 
 /// What admission needs to know about the roster (owned by the roster task).
 pub trait RosterLookup {
-    /// The peer name already given to `addr`, if any.
-    fn find(&self, addr: IpAddr) -> Option<String>;
+    /// The peer name already given to `addr` (on `iface`, for a
+    /// link-local address: see [`same_neighbor`]), if any.
+    fn find(&self, addr: IpAddr, iface: Option<&str>) -> Option<String>;
     /// How many peers `group` has now.
     fn group_size(&self, group: &str) -> usize;
     /// Whether the kernel checks `group`'s MD5 prefix key now on every BIRD
@@ -180,15 +181,40 @@ pub const QUIET_AFTER_REMOVAL: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
     pub limits: Limits,
-    quiet: HashMap<IpAddr, Instant>,
+    quiet: HashMap<NeighborKey, Instant>,
 }
 
 impl Memory {
-    /// `addr` was removed or rejected at `now`: ignore it for
+    /// `addr` (on `iface`) was removed or rejected at `now`: ignore it for
     /// [`QUIET_AFTER_REMOVAL`].
-    pub fn quiet(&mut self, addr: IpAddr, now: Instant) {
-        self.quiet.insert(addr, now);
+    pub fn quiet(&mut self, addr: IpAddr, iface: Option<&str>, now: Instant) {
+        self.quiet.insert(NeighborKey::new(addr, iface), now);
     }
+}
+
+/// Which neighbor an address names: a link-local address only together
+/// with its interface (`fe80::1%eth1` and `fe80::1%eth2` are two
+/// neighbors, as BIRD's `neighbor fe80::1%eth1` says); any other address
+/// alone (an interface given with it changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NeighborKey {
+    addr: IpAddr,
+    iface: Option<String>,
+}
+
+impl NeighborKey {
+    pub fn new(addr: IpAddr, iface: Option<&str>) -> NeighborKey {
+        NeighborKey {
+            addr,
+            iface: iface.filter(|_| is_link_local(addr)).map(str::to_string),
+        }
+    }
+}
+
+/// Whether `(a, a_iface)` and `(b, b_iface)` are the same neighbor
+/// ([`NeighborKey`]).
+pub fn same_neighbor(a: IpAddr, a_iface: Option<&str>, b: IpAddr, b_iface: Option<&str>) -> bool {
+    a == b && (!is_link_local(a) || a_iface == b_iface)
 }
 
 /// Addresses never admitted, whatever the groups say.
@@ -287,15 +313,16 @@ fn decide_inner(
     }
     // Every registration shows its certificate again; other evidence about
     // a peer already in the roster admits nothing new, so it is not asked.
-    if !operator && (via == Via::Nhrp || ctx.roster.find(req.addr).is_none()) {
+    if !operator && (via == Via::Nhrp || ctx.roster.find(req.addr, req.iface).is_none()) {
         check_cert(ctx.groups, req.addr, via, req.cert, ctx.wall)?;
     }
     if !operator {
-        if let Some(t) = memory.quiet.get(&req.addr) {
+        let key = NeighborKey::new(req.addr, req.iface);
+        if let Some(t) = memory.quiet.get(&key) {
             if ctx.now.duration_since(*t) < QUIET_AFTER_REMOVAL {
                 return Err(Refusal::RecentlyRemoved);
             }
-            memory.quiet.remove(&req.addr);
+            memory.quiet.remove(&key);
         }
     }
     let only;
@@ -368,7 +395,7 @@ fn decide_inner(
         });
     }
     if operator {
-        memory.quiet.remove(&req.addr);
+        memory.quiet.remove(&NeighborKey::new(req.addr, req.iface));
     }
     Ok(Decision::Admit(Admit {
         group,
@@ -486,7 +513,7 @@ fn check(
             line: r.line,
         });
     }
-    if let Some(name) = roster.find(addr) {
+    if let Some(name) = roster.find(addr, iface) {
         return Err(Refusal::InRoster { name });
     }
     if roster.group_size(&g.name) >= g.max_peers {

@@ -32,7 +32,7 @@
 //! What may be a name, an interface or a key is decided in [`super::lang`],
 //! which the config's validation asks too.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -460,6 +460,20 @@ pub fn render_for(
     passwords: &BTreeMap<String, Secret<String>>,
     dialect: &Dialect,
 ) -> Result<String, RenderError> {
+    render_groups(peers, passwords, &BTreeSet::new(), dialect)
+}
+
+/// Like [`render_for`], and every peer of a group in `passive` (the TCP-AO
+/// groups) is written `passive on;`: BIRD has no AO key for it, so a
+/// connection BIRD opened itself would be unsigned and the peer would drop
+/// it (ao-experiment.md §4); its session comes in through the keyed
+/// listener instead, and the kernel signs it with the group's key.
+pub fn render_groups(
+    peers: &[Peer],
+    passwords: &BTreeMap<String, Secret<String>>,
+    passive: &BTreeSet<String>,
+    dialect: &Dialect,
+) -> Result<String, RenderError> {
     for (group, key) in passwords {
         check_key(group, key)?;
     }
@@ -503,6 +517,9 @@ pub fn render_for(
         if let Some(key) = passwords.get(&p.group) {
             let _ = writeln!(out, "  password \"{}\";", key.expose());
         }
+        if passive.contains(&p.group) {
+            let _ = writeln!(out, "  passive on;");
+        }
         let _ = writeln!(out, "}}");
     }
     Ok(out)
@@ -538,6 +555,7 @@ struct Block {
     iface_option: Option<String>,
     description: bool,
     password: bool,
+    passive: bool,
     direct: bool,
 }
 
@@ -679,6 +697,11 @@ pub fn parse(text: &str) -> Result<Vec<Peer>, RenderError> {
                 if b.iface_option.replace(name.to_string()).is_some() {
                     return Err(err(lineno, "second interface line", raw));
                 }
+            } else if line == "passive on;" {
+                // A TCP-AO group's peer; the config says which groups are.
+                if std::mem::replace(&mut b.passive, true) {
+                    return Err(err(lineno, "second passive line", raw));
+                }
             } else if line == "direct;" {
                 if std::mem::replace(&mut b.direct, true) {
                     return Err(err(lineno, "second direct line", raw));
@@ -729,6 +752,7 @@ pub fn parse(text: &str) -> Result<Vec<Peer>, RenderError> {
                 iface_option: None,
                 description: false,
                 password: false,
+                passive: false,
                 direct: false,
             });
         } else {

@@ -130,6 +130,7 @@ impl Config {
             logs: raw.sources.logs.into_iter().map(abs).collect(),
             nhrp_socket: raw.sources.nhrp_socket.map(abs),
             nhrp_policy,
+            nhrp_vty: raw.sources.nhrp_vty.map(abs),
             unverified,
             journal,
         };
@@ -171,6 +172,16 @@ impl Config {
             indexes.push(index);
         }
         check_group_overlaps(&groups, &keys, &indexes, &mut p);
+        if sources.nhrp_vty.is_none() {
+            for (g, key) in groups.iter().zip(&keys) {
+                if g.depart.is_some() {
+                    p.push(Problem::new(
+                        format!("{key}.depart"),
+                        "needs [sources] nhrp_vty (nhrpd's vty socket, where departures are seen)",
+                    ));
+                }
+            }
+        }
 
         if p.is_empty() {
             Ok(Config {
@@ -294,6 +305,28 @@ fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like \"100ms\" or \"7d\": {e}"))
+}
+
+/// `"never"` (`None`) or a positive duration (`example` is shown when 0
+/// is given: it would remove every peer at once).
+fn never_or_duration(s: &str, key: &str, example: &str, p: &mut Vec<Problem>) -> Option<Duration> {
+    if s.trim() == "never" {
+        return None;
+    }
+    match parse_duration(s) {
+        Ok(d) if d.is_zero() => {
+            p.push(Problem::new(
+                key,
+                format!("0 would remove every peer at once: use a duration like \"{example}\" or \"never\""),
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(m) => {
+            p.push(Problem::new(key, format!("{m} or \"never\"")));
+            None
+        }
+    }
 }
 
 /// A prefix with host bits clear; the message suggests the network.
@@ -486,27 +519,8 @@ fn convert_group(
         }
     };
 
-    let expire = if rg.expire.trim() == "never" {
-        None
-    } else {
-        match parse_duration(&rg.expire) {
-            Ok(d) if d.is_zero() => {
-                p.push(Problem::new(
-                    format!("{key}.expire"),
-                    "0 would remove every peer at once: use a duration like \"7d\" or \"never\"",
-                ));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(m) => {
-                p.push(Problem::new(
-                    format!("{key}.expire"),
-                    format!("{m} or \"never\""),
-                ));
-                None
-            }
-        }
-    };
+    let expire = never_or_duration(&rg.expire, &format!("{key}.expire"), "7d", p);
+    let depart = never_or_duration(&rg.depart, &format!("{key}.depart"), "1m", p);
 
     if let Some(i) = &rg.interface {
         if !is_interface_name(i) {
@@ -530,6 +544,30 @@ fn convert_group(
     let nbma_prefixes = parse_prefix_list(&rg.nbma_prefixes, &format!("{key}.nbma_prefixes"), p);
     let cert = cert_policy(rg.ca.as_deref(), rg.require_cert, key, base_dir, p);
 
+    let has_ao = !rg.ao_keys.is_empty();
+    let ao_keys = convert_ao_keys(rg.ao_keys, key, base_dir, p);
+    if has_ao {
+        if password.is_some() {
+            let which = if rg.password_file.is_some() {
+                "password_file"
+            } else {
+                "password"
+            };
+            p.push(Problem::new(
+                format!("{key}.{which}"),
+                "a group signs with TCP-MD5 or with TCP-AO, not both (the kernel refuses \
+                 both kinds of key for one peer): remove the password or the ao_key tables",
+            ));
+        }
+        if prefixes.iter().any(|n| n.prefix_len() == 0) {
+            p.push(Problem::new(
+                format!("{key}.prefixes"),
+                "a TCP-AO group cannot have a default route as prefix: its key would \
+                 demand TCP-AO from every address",
+            ));
+        }
+    }
+
     let group = Group {
         name: rg.name,
         template: rg.template,
@@ -543,6 +581,8 @@ fn convert_group(
         interface: rg.interface,
         nbma_prefixes: nbma_prefixes.into_iter().map(|(_, n)| n).collect(),
         cert,
+        depart,
+        ao_keys,
     };
     (group, prefix_index)
 }
@@ -596,6 +636,166 @@ fn cert_policy(
             None
         }
     }
+}
+
+/// Reads a key file into a secret: at most 4 KiB, no symbolic link, one
+/// trailing newline dropped. `Err` is the problem text (never the key).
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes =
+        read_key_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(bytes.len() - 1);
+    }
+    Ok(bytes)
+}
+
+/// The `[[group.ao_key]]` tables of one group: IDs 0-255, each SendID and
+/// each RecvID once in the group, a known algorithm, a secret of 1-80
+/// bytes from `secret` or `secret_file`, exactly one `current` (a lone key
+/// is current without saying so). Problems name the key by its position
+/// and IDs, never its secret.
+fn convert_ao_keys(
+    raw: Vec<RawAoKey>,
+    group_key: &str,
+    base_dir: &Path,
+    p: &mut Vec<Problem>,
+) -> Vec<AoKey> {
+    let mut out = Vec::new();
+    let n = raw.len();
+    let mut bad = false;
+    for (i, rk) in raw.into_iter().enumerate() {
+        let at = format!("{group_key}.ao_key[{i}]");
+        let id = |v: i64, field: &str, p: &mut Vec<Problem>| -> Option<u8> {
+            match u8::try_from(v) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    p.push(Problem::new(
+                        format!("{at}.{field}"),
+                        format!("{v} is not a TCP-AO key ID: use 0-255"),
+                    ));
+                    None
+                }
+            }
+        };
+        let send_id = id(rk.send_id, "send_id", p);
+        let recv_id = id(rk.recv_id, "recv_id", p);
+        let algorithm = AoAlgorithm::parse(&rk.algorithm);
+        if algorithm.is_none() {
+            let words: Vec<String> = AoAlgorithm::ALL
+                .iter()
+                .map(|(w, _)| format!("{w:?}"))
+                .collect();
+            p.push(Problem::new(
+                format!("{at}.algorithm"),
+                format!(
+                    "{:?} is not a TCP-AO algorithm: use {}",
+                    rk.algorithm,
+                    words.join(", ")
+                ),
+            ));
+        }
+        let secret: Option<Vec<u8>> = match (rk.secret, &rk.secret_file) {
+            (Some(_), Some(_)) => {
+                p.push(Problem::new(
+                    format!("{at}.secret"),
+                    "secret and secret_file are mutually exclusive",
+                ));
+                None
+            }
+            (Some(s), None) => Some(s.expose().as_bytes().to_vec()),
+            (None, Some(file)) => {
+                let path = if file.is_relative() {
+                    base_dir.join(file)
+                } else {
+                    file.clone()
+                };
+                match read_secret_file(&path) {
+                    Ok(b) => Some(b),
+                    Err(m) => {
+                        p.push(Problem::new(format!("{at}.secret_file"), m));
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                p.push(Problem::new(
+                    format!("{at}.secret"),
+                    "missing: set secret or secret_file",
+                ));
+                None
+            }
+        };
+        let field = if rk.secret_file.is_some() {
+            "secret_file"
+        } else {
+            "secret"
+        };
+        let secret = secret.and_then(|s| {
+            if s.is_empty() {
+                p.push(Problem::new(format!("{at}.{field}"), "the secret is empty"));
+                None
+            } else if s.len() > MAX_AO_KEY_LEN {
+                p.push(Problem::new(
+                    format!("{at}.{field}"),
+                    format!(
+                        "the secret is {} bytes long; the kernel takes at most {MAX_AO_KEY_LEN}",
+                        s.len()
+                    ),
+                ));
+                None
+            } else {
+                Some(Secret::new(s))
+            }
+        });
+        match (send_id, recv_id, algorithm, secret) {
+            (Some(send_id), Some(recv_id), Some(algorithm), Some(secret)) => out.push(AoKey {
+                send_id,
+                recv_id,
+                algorithm,
+                secret,
+                current: rk.current || n == 1,
+            }),
+            _ => bad = true,
+        }
+    }
+    for (i, k) in out.iter().enumerate() {
+        for other in &out[..i] {
+            if other.send_id == k.send_id || other.recv_id == k.recv_id {
+                let (what, id) = if other.send_id == k.send_id {
+                    ("send_id", k.send_id)
+                } else {
+                    ("recv_id", k.recv_id)
+                };
+                p.push(Problem::new(
+                    format!("{group_key}.ao_key"),
+                    format!(
+                        "{} and {} share {what} {id}: the kernel refuses two keys of one \
+                         prefix with the same SendID or RecvID (RFC 5925 3.1)",
+                        other.name(),
+                        k.name()
+                    ),
+                ));
+            }
+        }
+    }
+    let current = out.iter().filter(|k| k.current).count();
+    if !bad && n > 1 && current != 1 {
+        let listed: Vec<String> = out.iter().map(AoKey::name).collect();
+        p.push(Problem::new(
+            format!("{group_key}.ao_key"),
+            if current == 0 {
+                format!(
+                    "no key is current among {}: mark the one to send with `current = true`",
+                    listed.join(", ")
+                )
+            } else {
+                format!("{current} keys are marked current: mark exactly one")
+            },
+        ));
+    }
+    out
 }
 
 /// Two groups listing the same prefix would tie on longest-prefix match.

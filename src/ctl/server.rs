@@ -97,6 +97,9 @@ pub struct Context {
 pub struct Sources {
     pub journal: Option<Arc<JournalStats>>,
     pub marks: Vec<proto::SourceMark>,
+    /// The tailed files, each marked whether it is BIRD's own (verified);
+    /// listed after `marks`. They change with bird.conf.
+    pub files: Option<tokio::sync::watch::Receiver<Vec<(std::path::PathBuf, bool)>>>,
 }
 
 /// A bound control socket.
@@ -507,12 +510,20 @@ pub async fn execute(ctx: &Context, cmd: CtlCommand) -> String {
             };
             let mut w = ReplyWriter::new();
             let journal = ctx.sources.journal.as_ref().map(|j| j.snapshot());
-            let lines = proto::sources_lines(
-                &ctx.stats.snapshot(),
-                journal.as_ref(),
-                &ctx.sources.marks,
-                &snap,
-            );
+            let mut marks = ctx.sources.marks.clone();
+            if let Some(files) = &ctx.sources.files {
+                marks.extend(
+                    files
+                        .borrow()
+                        .iter()
+                        .map(|(path, verified)| proto::SourceMark {
+                            name: path.display().to_string(),
+                            verified: *verified,
+                        }),
+                );
+            }
+            let lines =
+                proto::sources_lines(&ctx.stats.snapshot(), journal.as_ref(), &marks, &snap);
             for l in lines {
                 w.line(proto::SOURCE_ROW, l);
             }

@@ -259,6 +259,23 @@ impl Bird {
 /// and `tcp6` (the process's own network namespace). BIRD has no TCP
 /// listener besides BGP, so each one is a BGP listener.
 pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
+    let mut out: Vec<Listener> = tcp_sockets(pid)?
+        .into_iter()
+        .filter(|(_, _, row)| row.state == TCP_LISTEN)
+        .map(|(family, fd, row)| Listener {
+            fd,
+            inode: row.inode,
+            family,
+            local: row.local,
+        })
+        .collect();
+    out.sort_by_key(|l| (l.family, l.local, l.inode));
+    Ok(out)
+}
+
+/// The TCP sockets among process `pid`'s descriptors: (family of the
+/// socket, descriptor, its row of `/proc/PID/net/tcp` or `tcp6`).
+fn tcp_sockets(pid: i32) -> Result<Vec<(Family, i32, holder::TcpEntry)>, KeyringError> {
     let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
     let fds = holder::socket_fds(&fd_dir).map_err(|source| KeyringError::Proc {
         path: fd_dir.clone(),
@@ -273,43 +290,81 @@ pub fn listening_sockets(pid: i32) -> Result<Vec<Listener>, KeyringError> {
         let path = PathBuf::from(format!("/proc/{pid}/net/{file}"));
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            // No IPv6 in the kernel: no tcp6 file, no IPv6 listener.
+            // No IPv6 in the kernel: no tcp6 file, no IPv6 socket.
             Err(e) if e.kind() == io::ErrorKind::NotFound && family == Family::V6 => continue,
             Err(source) => return Err(KeyringError::Proc { path, source }),
         };
         for row in parse_proc_net_tcp(&text) {
-            if row.state != TCP_LISTEN {
-                continue;
-            }
             if let Some(&fd) = by_inode.get(&row.inode) {
-                out.push(Listener {
-                    fd,
-                    inode: row.inode,
-                    family,
-                    local: row.local,
-                });
+                out.push((family, fd, row));
             }
         }
     }
-    out.sort_by_key(|l| (l.family, l.local, l.inode));
     Ok(out)
 }
 
-/// A duplicate of `l` from BIRD, checked to still be the same socket (the
-/// descriptor may have been closed and reused meanwhile). `Ok(None)`: the
-/// listener is gone or changed.
-pub(super) fn steal_listener(bird: &Bird, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
-    match bird.steal(l.fd) {
-        Ok(fd) => match sys::inode_of(fd.as_fd()) {
-            Ok(ino) if ino == l.inode => Ok(Some(fd)),
+/// One established TCP connection of the BIRD process (a BGP session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The socket's own family (an IPv4 peer of a dual-stack listener
+    /// has an IPv6 socket).
+    pub family: Family,
+    pub fd: i32,
+    pub inode: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// BIRD's established TCP connections whose local port is `port` (those
+/// it accepted on its BGP listener), from `/proc/PID/net/tcp{,6}` and
+/// `/proc/PID/fd`. Remote addresses come back as the kernel shows them
+/// (a v4-mapped IPv6 address on a dual-stack socket is made IPv4).
+pub fn accepted_sessions(pid: i32, port: u16) -> Result<Vec<Session>, KeyringError> {
+    let unmap = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => a,
+        },
+        _ => a,
+    };
+    Ok(tcp_sockets(pid)?
+        .into_iter()
+        .filter(|(_, _, row)| row.state == holder::TCP_ESTABLISHED && row.local.port() == port)
+        .map(|(family, fd, row)| Session {
+            family,
+            fd,
+            inode: row.inode,
+            local: unmap(row.local),
+            remote: unmap(row.remote),
+        })
+        .collect())
+}
+
+/// A duplicate of BIRD's descriptor `fd`, checked to be the socket `inode`.
+/// `Ok(None)`: closed or reused meanwhile.
+pub(super) fn steal_socket(
+    bird: &Bird,
+    fd: i32,
+    inode: u64,
+) -> Result<Option<OwnedFd>, KeyringError> {
+    match bird.steal(fd) {
+        Ok(dup) => match sys::inode_of(dup.as_fd()) {
+            Ok(ino) if ino == inode => Ok(Some(dup)),
             _ => Ok(None),
         },
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
             Err(KeyringError::Gone { pid: bird.pid })
         }
-        Err(e) => Err(steal_error(bird.pid, l.fd, e)),
+        Err(e) => Err(steal_error(bird.pid, fd, e)),
     }
+}
+
+/// A duplicate of `l` from BIRD, checked to still be the same socket (the
+/// descriptor may have been closed and reused meanwhile). `Ok(None)`: the
+/// listener is gone or changed.
+pub(super) fn steal_listener(bird: &Bird, l: &Listener) -> Result<Option<OwnedFd>, KeyringError> {
+    steal_socket(bird, l.fd, l.inode)
 }
 
 /// The MD5 keys (address/prefix length, never the key) the kernel holds on
@@ -327,6 +382,20 @@ pub fn read_back(listener: &Listener) -> io::Result<Option<Vec<IpNet>>> {
 pub fn read_back_in(bird: &Bird, listener: &Listener) -> io::Result<Option<Vec<IpNet>>> {
     let mut all = bird.diag_dump(listener.family)?;
     Ok(all.remove(&(listener.inode & u64::from(u32::MAX))))
+}
+
+/// The TCP-AO MKTs on BIRD's listener `l` (ours and BIRD's; the secrets
+/// stay in [`Secret`](crate::secret::Secret)s). `Ok(None)`: the listener
+/// is gone; an empty list on a kernel without TCP-AO.
+pub fn listener_ao_keys(
+    bird: &Bird,
+    l: &Listener,
+) -> Result<Option<Vec<sys::AoKeyInfo>>, KeyringError> {
+    bird.verify()?;
+    let Some(fd) = steal_listener(bird, l)? else {
+        return Ok(None);
+    };
+    Ok(Some(sys::ao_get_keys(fd.as_fd()).unwrap_or_default()))
 }
 
 /// Duplicate every BIRD listener once and close it again: proves that

@@ -183,6 +183,8 @@ pub fn find_holders(proc: &Path, ctl: &Path, creator: Option<i32>) -> Vec<Holder
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpEntry {
     pub local: SocketAddr,
+    /// The peer (`0.0.0.0:0` for a listener).
+    pub remote: SocketAddr,
     /// Kernel TCP state; `0x0A` is LISTEN.
     pub state: u8,
     pub inode: u64,
@@ -190,6 +192,8 @@ pub struct TcpEntry {
 
 /// The kernel's `TCP_LISTEN`.
 pub const TCP_LISTEN: u8 = 0x0A;
+/// The kernel's `TCP_ESTABLISHED`.
+pub const TCP_ESTABLISHED: u8 = 0x01;
 
 /// Parse `/proc/net/tcp` or `/proc/net/tcp6` text. Accepts rows such as
 ///
@@ -212,12 +216,13 @@ fn parse_tcp_row(line: &str) -> Option<TcpEntry> {
         return None;
     }
     let local = parse_hex_sockaddr(it.next()?)?;
-    let _remote = it.next()?;
+    let remote = parse_hex_sockaddr(it.next()?)?;
     let state = u8::from_str_radix(it.next()?, 16).ok()?;
     // tx:rx, tr:when, retrnsmt, uid, timeout, then inode.
     let inode = it.nth(5)?.parse().ok()?;
     Some(TcpEntry {
         local,
+        remote,
         state,
         inode,
     })

@@ -40,6 +40,7 @@
 //! BIRD's control socket ([`Bird`]); print a key anywhere (all keys are
 //! [`Secret`](crate::secret::Secret)s).
 
+pub mod ao;
 pub mod diag;
 pub mod discovery;
 pub mod holder;
@@ -55,8 +56,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use discovery::{
-    cap_eff_has_sys_ptrace, check_privileges, listening_sockets, probe, read_back, read_back_in,
-    Bird, KeyringError, Listener,
+    cap_eff_has_sys_ptrace, check_privileges, listener_ao_keys, listening_sockets, probe,
+    read_back, read_back_in, Bird, KeyringError, Listener,
 };
 pub use holder::{parse_proc_net_tcp, parse_socket_link, TcpEntry, TCP_LISTEN};
 pub use plan::{
@@ -64,8 +65,8 @@ pub use plan::{
     KeyInputs, KeyPlan, KeyringProblem,
 };
 pub use report::{
-    missing_listener_advice, optmem_estimate, optmem_problem, KeyringReport, KeyringStatus,
-    ListenerReport, ListenerStatus, MissingListener, Reporter, BYTES_PER_KEY,
+    missing_listener_advice, optmem_estimate, optmem_problem, AoListenerStatus, KeyringReport,
+    KeyringStatus, ListenerReport, ListenerStatus, MissingListener, Reporter, BYTES_PER_KEY,
 };
 pub use state::Keyring;
 pub use sys::connect_signed;

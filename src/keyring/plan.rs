@@ -96,14 +96,22 @@ pub struct KeyPlan {
     /// password itself (one prefix key of exactly that range), so a
     /// prefix key found there is BIRD's and never removed by us.
     pub bird_ranges: BTreeSet<IpNet>,
-    /// Groups with no password (their own or their template's): not keyed.
+    /// Groups with no password (their own or their template's) and no
+    /// TCP-AO keys: not keyed.
     pub unkeyed: Vec<String>,
+    /// TCP-AO prefix MKTs of the groups with `[[group.ao_key]]`s.
+    pub ao: Vec<super::ao::DesiredAoKey>,
 }
 
 impl KeyPlan {
     /// The groups that get keys, sorted, each once.
     pub fn keyed_groups(&self) -> Vec<String> {
-        let groups: BTreeSet<&str> = self.keys.iter().map(|k| k.group.as_str()).collect();
+        let groups: BTreeSet<&str> = self
+            .keys
+            .iter()
+            .map(|k| k.group.as_str())
+            .chain(self.ao.iter().map(|k| k.group.as_str()))
+            .collect();
         groups.into_iter().map(str::to_owned).collect()
     }
 
@@ -111,6 +119,19 @@ impl KeyPlan {
         self.keys
             .iter()
             .filter(move |k| Family::of_net(&k.prefix) == family)
+    }
+
+    /// The TCP-AO MKTs of `family`.
+    pub fn ao_of(&self, family: Family) -> impl Iterator<Item = &super::ao::DesiredAoKey> {
+        self.ao
+            .iter()
+            .filter(move |k| Family::of_net(&k.prefix) == family)
+    }
+
+    /// MD5 keys and AO MKTs of `family`: what each listener of that
+    /// family should carry.
+    pub fn wanted_of(&self, family: Family) -> usize {
+        self.keys_of(family).count() + self.ao_of(family).count()
     }
 }
 
@@ -133,6 +154,8 @@ pub enum KeyringProblem {
         source_name: String,
         reason: &'static str,
     },
+    #[error("{0}")]
+    Ao(#[from] super::ao::AoProblem),
 }
 
 /// The prefix keys for `groups` (docs/facts.md, fact 13): each group with a password (its
@@ -154,9 +177,17 @@ pub fn desired_keys(groups: &[Group], conf: &BirdConf) -> Result<KeyPlan, Vec<Ke
             .and_then(|t| t.password.clone())
             .map(|p| (p, format!("template {}", g.template)))
     };
+    let md5_groups: BTreeSet<String> = groups
+        .iter()
+        .filter(|g| !g.is_ao() && key_of(g).is_some())
+        .map(|g| g.name.clone())
+        .collect();
+    let (ao, ao_problems) = super::ao::desired_ao_keys(groups, conf, &md5_groups);
+    plan.ao = ao;
+    problems.extend(ao_problems.into_iter().map(KeyringProblem::Ao));
     let unkeyed_prefixes: Vec<IpNet> = groups
         .iter()
-        .filter(|g| key_of(g).is_none())
+        .filter(|g| key_of(g).is_none() || g.is_ao())
         .flat_map(|g| g.prefixes.iter().copied())
         .collect();
     for n in &conf.neighbors {
@@ -165,7 +196,7 @@ pub fn desired_keys(groups: &[Group], conf: &BirdConf) -> Result<KeyPlan, Vec<Ke
         }
     }
     plan.bird_ranges = bird_ranges(conf);
-    for g in groups {
+    for g in groups.iter().filter(|g| !g.is_ao()) {
         let Some((key, source_name)) = key_of(g) else {
             plan.unkeyed.push(g.name.clone());
             continue;
@@ -258,6 +289,8 @@ pub fn plan_for(inputs: &KeyInputs) -> Result<KeyPlan, String> {
             .collect::<Vec<_>>()
             .join("; ")
     })?;
+    // Only MD5 groups: BIRD keys no AO peer of ours (they have no
+    // `authentication` in their protocol).
     let keyed: std::collections::BTreeSet<&str> =
         plan.keys.iter().map(|k| k.group.as_str()).collect();
     let exact: Vec<IpAddr> = inputs

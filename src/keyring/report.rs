@@ -60,6 +60,53 @@ pub struct ListenerReport {
     pub removed: usize,
     /// Keys the kernel refused: (prefix, group, error text).
     pub failed: Vec<(IpNet, String, String)>,
+    /// TCP-AO: the MKTs it holds, its counters, the sessions keyed; `None`
+    /// when no AO key is wanted and it holds none.
+    pub ao: Option<AoListenerStatus>,
+}
+
+/// One listener's TCP-AO state, as `show status` prints it. Never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AoListenerStatus {
+    pub inode: u64,
+    /// Every MKT on it (`10.88.0.0/24 key 1/1 hmac-sha1`), BIRD's included.
+    pub keys: Vec<String>,
+    /// Its `TCP_AO_INFO` counters (SYNs dropped before BIRD saw them).
+    pub info: Option<super::sys::AoInfo>,
+    /// Sessions accepted through it that carry a group's MKTs.
+    pub sessions: usize,
+    /// MKTs added to or deleted from those sessions in the last sync.
+    pub session_changes: usize,
+    /// Segments those sessions dropped (their `TCP_AO_INFO` bad and key
+    /// not found counters, summed).
+    pub session_drops: u64,
+}
+
+impl AoListenerStatus {
+    /// `TCP-AO on inode N: keys ...; listener drops: bad B, key not found K,
+    /// unsigned U; S session(s)`.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "TCP-AO on inode {}: {}",
+            self.inode,
+            if self.keys.is_empty() {
+                "no keys".to_owned()
+            } else {
+                self.keys.join(", ")
+            }
+        );
+        if let Some(i) = &self.info {
+            line.push_str(&format!(
+                "; listener drops: bad {}, key not found {}, unsigned {}",
+                i.bad, i.key_not_found, i.ao_required
+            ));
+        }
+        line.push_str(&format!(
+            "; {} signed session(s), {} segment(s) dropped on them",
+            self.sessions, self.session_drops
+        ));
+        line
+    }
 }
 
 /// A family for which keys are desired but BIRD has no listener.
@@ -81,6 +128,8 @@ pub struct KeyringReport {
     /// Listeners that vanished between listing and duplicating (BIRD was
     /// re-creating them): the next sync keys the new ones.
     pub raced: usize,
+    /// `TcpExt: TCPAO*` of BIRD's network namespace.
+    pub ao_counters: Vec<(String, u64)>,
 }
 
 impl KeyringReport {
@@ -172,6 +221,10 @@ pub struct KeyringStatus {
     /// Why the keyring cannot work now (BIRD not found, no privilege, a
     /// group that cannot be keyed); `None` when it works.
     pub error: Option<String>,
+    /// TCP-AO state of each listener that has any.
+    pub ao_listeners: Vec<AoListenerStatus>,
+    /// `TcpExt: TCPAO*` counters of BIRD's network namespace.
+    pub ao_counters: Vec<(String, u64)>,
 }
 
 impl KeyringStatus {
@@ -214,6 +267,11 @@ impl KeyringStatus {
                 }
                 out.push(line);
             }
+            for l in &ls {
+                if let Some(ao) = self.ao_listeners.iter().find(|a| a.inode == l.inode) {
+                    out.push(format!("Keyring {family}: {}", ao.line()));
+                }
+            }
             if let Some(m) = self.missing.iter().find(|m| m.family == family) {
                 out.push(format!("Keyring {family}: {}", m.advice));
             } else if ls.is_empty() && wanted > 0 && self.error.is_none() {
@@ -221,6 +279,14 @@ impl KeyringStatus {
                     "Keyring {family}: {wanted} prefix key(s), not yet installed"
                 ));
             }
+        }
+        if !self.ao_listeners.is_empty() && !self.ao_counters.is_empty() {
+            let c: Vec<String> = self
+                .ao_counters
+                .iter()
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect();
+            out.push(format!("Keyring TCP-AO counters: {}", c.join(", ")));
         }
         out
     }
@@ -297,6 +363,7 @@ impl Reporter {
     /// No listener is known (BIRD not found, keyring off, nothing keyed).
     pub fn forget_listeners(&mut self) {
         self.status.listeners.clear();
+        self.status.ao_listeners.clear();
         self.status.missing.clear();
     }
 
@@ -307,6 +374,12 @@ impl Reporter {
         let pid = Some(report.pid);
         let mut failed_now = BTreeMap::new();
         self.status.listeners.clear();
+        self.status.ao_listeners = report
+            .listeners
+            .iter()
+            .filter_map(|l| l.ao.clone())
+            .collect();
+        self.status.ao_counters.clone_from(&report.ao_counters);
         for l in &report.listeners {
             let li = &l.listener;
             let failed: Vec<String> = l
@@ -410,6 +483,48 @@ mod tests {
         assert_eq!(lines.len(), 2);
     }
 
+    #[test]
+    fn ao_keys_and_counters_per_listener() {
+        let status = KeyringStatus {
+            keyed_groups: vec!["aopeers".into()],
+            wanted: (2, 0),
+            pid: Some(42),
+            listeners: vec![ListenerStatus {
+                family: Family::V4,
+                local: "0.0.0.0:179".parse().unwrap(),
+                inode: 4711,
+                keys: 2,
+                failed: Vec::new(),
+            }],
+            ao_listeners: vec![AoListenerStatus {
+                inode: 4711,
+                keys: vec![
+                    "10.77.0.0/24 key 1/1 hmac-sha1".into(),
+                    "10.77.0.0/24 key 2/2 hmac-sha256".into(),
+                ],
+                info: Some(super::super::sys::AoInfo {
+                    bad: 4,
+                    key_not_found: 3,
+                    ao_required: 2,
+                    ..Default::default()
+                }),
+                sessions: 1,
+                session_changes: 0,
+                session_drops: 0,
+            }],
+            ao_counters: vec![("TCPAOGood".into(), 27), ("TCPAOBad".into(), 4)],
+            ..KeyringStatus::default()
+        };
+        assert_eq!(
+            status.lines(),
+            [
+                "Keyring IPv4: listener 0.0.0.0:179 inode 4711 (BIRD pid 42), 2 of 2 prefix key(s) installed",
+                "Keyring IPv4: TCP-AO on inode 4711: 10.77.0.0/24 key 1/1 hmac-sha1, 10.77.0.0/24 key 2/2 hmac-sha256; listener drops: bad 4, key not found 3, unsigned 2; 1 signed session(s), 0 segment(s) dropped on them",
+                "Keyring TCP-AO counters: TCPAOGood 27, TCPAOBad 4",
+            ]
+        );
+    }
+
     fn changes(r: &mut Reporter) -> Vec<KeyringChange> {
         r.take_events()
             .into_iter()
@@ -434,6 +549,7 @@ mod tests {
                 new_socket,
                 keys: 7,
                 removed: 0,
+                ao: None,
                 failed: failed
                     .iter()
                     .map(|e| {
@@ -455,6 +571,7 @@ mod tests {
                 Vec::new()
             },
             raced: 0,
+            ao_counters: Vec::new(),
         };
         let mut r = Reporter::default();
         r.take_report(&report(true, &[], true));

@@ -10,9 +10,12 @@ use std::os::fd::AsFd;
 
 use ipnet::IpNet;
 
+use super::ao::DesiredAoKey;
 use super::discovery::{listening_sockets, steal_listener};
 use super::plan::{is_host, serves, stale_keys};
-use super::report::{missing_listener_advice, KeyringReport, ListenerReport, MissingListener};
+use super::report::{
+    missing_listener_advice, AoListenerStatus, KeyringReport, ListenerReport, MissingListener,
+};
 use super::{sys, Bird, Family, KeyPlan, KeyringError, Listener};
 
 #[derive(Debug)]
@@ -51,6 +54,19 @@ pub struct Keyring {
     bird: Option<Bird>,
     tracked: BTreeMap<u64, Tracked>,
     bird_exact: BTreeSet<IpAddr>,
+    /// AO sessions (inode) already made to sign with and ask for a group's
+    /// current key (SendID, RecvID): set once, so that a peer that asks
+    /// for another key (RNext) is not fought every sync.
+    steered: BTreeSet<(u64, (u8, u8))>,
+}
+
+/// The TCP-AO part of one listener's sync.
+#[derive(Debug, Default)]
+struct AoListenerOutcome {
+    keys: usize,
+    removed: usize,
+    failed: Vec<(IpNet, String, String)>,
+    status: Option<AoListenerStatus>,
 }
 
 impl Keyring {
@@ -89,6 +105,7 @@ impl Keyring {
         };
         let mut dumps: BTreeMap<Family, io::Result<BTreeMap<u64, Vec<IpNet>>>> = BTreeMap::new();
         let mut seen = BTreeSet::new();
+        let mut alive = BTreeSet::new();
         for l in listeners {
             let Some(fd) = steal_listener(bird, &l)? else {
                 report.raced += 1;
@@ -153,19 +170,34 @@ impl Keyring {
                     Err(e) => failed.push((p, "(stale)".to_owned(), e.to_string())),
                 }
             }
+            let ao = Self::sync_ao(
+                &mut self.steered,
+                bird,
+                &l,
+                fd.as_fd(),
+                dual,
+                plan,
+                &mut alive,
+            )?;
+            failed.extend(ao.failed);
             report.listeners.push(ListenerReport {
                 listener: l,
                 new_socket,
-                keys: tracked.installed.len(),
-                removed,
+                keys: tracked.installed.len() + ao.keys,
+                removed: removed + ao.removed,
                 failed,
+                ao: ao.status,
             });
             drop(fd);
         }
         // Sockets BIRD closed took their keys with them.
         self.tracked.retain(|inode, _| seen.contains(inode));
+        self.steered.retain(|k| alive.contains(k));
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/netstat")) {
+            report.ao_counters = super::ao::netstat_counters(&text);
+        }
         for family in [Family::V4, Family::V6] {
-            let n = plan.keys_of(family).count();
+            let n = plan.wanted_of(family);
             let has = report.listeners.iter().any(|l| {
                 let dual = self.tracked.get(&l.listener.inode).is_some_and(|t| t.dual);
                 serves(l.listener.family, dual, family)
@@ -179,6 +211,126 @@ impl Keyring {
             }
         }
         Ok(report)
+    }
+
+    /// The TCP-AO part of a sync on listener `l` (`fd`, its duplicate):
+    /// make it hold exactly the plan's MKTs of its family, then give every
+    /// session BIRD accepted on it that carries a group's prefix MKT (a
+    /// copy the kernel made at accept) the same MKTs, and the group's
+    /// current key as current and RNext once per session and key.
+    /// Sessions without any prefix MKT (unsigned, MD5, or BIRD's own AO
+    /// peers) are not touched. When no AO key is wanted and the listener
+    /// holds none, nothing is called (so a kernel without TCP-AO is no
+    /// error for MD5 groups).
+    fn sync_ao(
+        steered: &mut BTreeSet<(u64, (u8, u8))>,
+        bird: &Bird,
+        l: &Listener,
+        fd: std::os::fd::BorrowedFd<'_>,
+        dual: bool,
+        plan: &KeyPlan,
+        alive: &mut BTreeSet<(u64, (u8, u8))>,
+    ) -> Result<AoListenerOutcome, KeyringError> {
+        let mut out = AoListenerOutcome::default();
+        let wanted: Vec<&DesiredAoKey> = plan
+            .ao
+            .iter()
+            .filter(|k| serves(l.family, dual, Family::of_net(&k.prefix)))
+            .collect();
+        let present = match sys::ao_get_keys(fd) {
+            Ok(p) => p,
+            Err(e) => {
+                // One line for all of them (a kernel without TCP-AO).
+                if let Some(w) = wanted.first() {
+                    let (prefix, group, why) = w.failure(&e);
+                    let why = if wanted.len() > 1 {
+                        format!("{why} (and {} more)", wanted.len() - 1)
+                    } else {
+                        why
+                    };
+                    out.failed.push((prefix, group, why));
+                }
+                return Ok(out);
+            }
+        };
+        if wanted.is_empty() && present.is_empty() {
+            return Ok(out);
+        }
+        let r = super::ao::sync_socket(fd, l.family, &present, &wanted, None);
+        out.keys = r.keys;
+        out.removed = r.removed;
+        out.failed = r.failed;
+        let mut status = AoListenerStatus {
+            inode: l.inode,
+            ..AoListenerStatus::default()
+        };
+        match sys::ao_get_keys(fd) {
+            Ok(now) => status.keys = super::ao::describe_present(&now),
+            Err(e) => out.failed.push((
+                IpNet::from(l.local.ip()),
+                "(read-back)".to_owned(),
+                format!(
+                    "cannot read the TCP-AO keys back: {}",
+                    super::ao::explain(&e)
+                ),
+            )),
+        }
+        status.info = sys::ao_info(fd).ok();
+        // The sessions accepted through this listener: same port, same
+        // socket family, and its address unless it is the wildcard.
+        let sessions = super::discovery::accepted_sessions(bird.pid(), l.local.port())?
+            .into_iter()
+            .filter(|s| {
+                s.family == l.family
+                    && (l.local.ip().is_unspecified() || s.local.ip() == l.local.ip())
+            });
+        for s in sessions {
+            let peer = s.remote.ip();
+            let for_peer: Vec<&DesiredAoKey> = wanted
+                .iter()
+                .copied()
+                .filter(|k| k.prefix.contains(&peer))
+                .collect();
+            let Some(sfd) = super::discovery::steal_socket(bird, s.fd, s.inode)? else {
+                continue;
+            };
+            let Ok(has) = sys::ao_get_keys(sfd.as_fd()) else {
+                continue;
+            };
+            if !has.iter().any(|k| !is_host(&k.net)) {
+                continue;
+            }
+            let current = for_peer
+                .iter()
+                .find(|k| k.current)
+                .map(|k| (k.send_id, k.recv_id));
+            let r = super::ao::sync_socket(sfd.as_fd(), l.family, &has, &for_peer, current);
+            status.sessions += 1;
+            status.session_changes += r.added + r.removed;
+            if let Ok(i) = sys::ao_info(sfd.as_fd()) {
+                status.session_drops += i.bad + i.key_not_found;
+            }
+            for (prefix, group, err) in r.failed {
+                out.failed.push((
+                    prefix,
+                    group,
+                    format!("on the session with {}: {err}", s.remote),
+                ));
+            }
+            if let Some(c) = current {
+                alive.insert((s.inode, c));
+                if !steered.contains(&(s.inode, c)) {
+                    let info = sys::ao_info(sfd.as_fd()).ok();
+                    if info.is_some_and(|i| super::ao::steered(&i, c))
+                        || sys::ao_set_current(sfd.as_fd(), c.0, c.1).is_ok()
+                    {
+                        steered.insert((s.inode, c));
+                    }
+                }
+            }
+        }
+        out.status = Some(status);
+        Ok(out)
     }
 
     /// Delete every prefix key on BIRD's listeners that is not BIRD's own
@@ -221,6 +373,11 @@ impl Keyring {
             };
             let mut removed = 0;
             let mut failed = Vec::new();
+            // TCP-AO prefix MKTs are all ours (BIRD keys only single
+            // neighbors); sessions keep their own copies.
+            let present = sys::ao_get_keys(fd.as_fd()).unwrap_or_default();
+            let r = super::ao::sync_socket(fd.as_fd(), t.listener.family, &present, &[], None);
+            removed += r.removed;
             for p in &t.installed {
                 if is_host(p) && self.bird_exact.contains(&p.addr()) {
                     continue;
@@ -237,6 +394,7 @@ impl Keyring {
                 keys: 0,
                 removed,
                 failed,
+                ao: None,
             });
         }
         Ok(report)

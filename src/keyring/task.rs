@@ -200,11 +200,8 @@ fn step(state: &mut State, plan: &KeyPlan, off: bool) {
         return;
     }
     state.report.status.keyed_groups = plan.keyed_groups();
-    state.report.status.wanted = (
-        plan.keys_of(Family::V4).count(),
-        plan.keys_of(Family::V6).count(),
-    );
-    if plan.keys.is_empty() && state.ring.keyed_inodes().is_empty() {
+    state.report.status.wanted = (plan.wanted_of(Family::V4), plan.wanted_of(Family::V6));
+    if plan.keys.is_empty() && plan.ao.is_empty() && state.ring.keyed_inodes().is_empty() {
         // Nothing to key and nothing to take back: no need for BIRD's pid
         // or for privileges, beyond one sweep for keys a killed run left.
         sweep_once(state, plan);
@@ -362,6 +359,34 @@ mod tests {
         assert!(lines.contains("Keyring: cannot find BIRD"), "{lines}");
         assert_eq!(state.report.status.wanted, (1, 0));
         assert!(!format!("{events:?} {lines} {}", e.to_json()).contains("tmpl-key"));
+    }
+
+    /// A plan with only TCP-AO keys is a plan: BIRD is looked for, and the
+    /// status counts the group and its MKTs.
+    #[test]
+    fn an_ao_only_plan_keys() {
+        let mut state = State {
+            socket: "/nonexistent/bird.ctl".into(),
+            ..State::default()
+        };
+        let plan = KeyPlan {
+            ao: vec![crate::keyring::ao::DesiredAoKey {
+                prefix: "10.77.0.0/24".parse().unwrap(),
+                send_id: 1,
+                recv_id: 1,
+                algorithm: crate::config::AoAlgorithm::HmacSha1,
+                secret: Secret::new(b"ao-secret".to_vec()),
+                current: true,
+                group: "aopeers".into(),
+            }],
+            ..KeyPlan::default()
+        };
+        step(&mut state, &plan, false);
+        assert_eq!(state.report.status.keyed_groups, ["aopeers"]);
+        assert_eq!(state.report.status.wanted, (1, 0));
+        let lines = state.report.status.lines().join("\n");
+        assert!(lines.contains("Keyring: cannot find BIRD"), "{lines}");
+        assert!(!lines.contains("ao-secret"));
     }
 
     /// The task needs no roster: its status arrives on the watch it was

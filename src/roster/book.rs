@@ -25,12 +25,13 @@ impl Book {
 }
 
 impl RosterLookup for Book {
-    fn find(&self, addr: IpAddr) -> Option<String> {
-        match self.peers.find_addr(addr) {
+    fn find(&self, addr: IpAddr, iface: Option<&str>) -> Option<String> {
+        let same = |a: IpAddr, i: Option<&str>| admission::same_neighbor(a, i, addr, iface);
+        match self.peers.find_neighbor(same) {
             Some(name) => Some(name.to_string()),
             None => self
                 .queued()
-                .find(|p| p.addr == addr)
+                .find(|p| same(p.addr, p.iface.as_deref()))
                 .map(|p| p.name.clone()),
         }
     }

@@ -16,6 +16,11 @@
 //!   session was last Established or went down; the last two persist in
 //!   `[agent] state` (losing that file only resets expiry clocks).
 //!
+//! Departure (`super::departure`): a peer of a group with `depart` that
+//! has no binding in nhrpd's cache for `depart`, its session not
+//! Established, is removed at the cache read that finds it due; the
+//! address is not quieted, so the spoke's next registration admits it.
+//!
 //! Expiry: a peer of a group with `expire` that was never Established
 //! within `expire` of its admission, or has been down longer than
 //! `expire`, is removed; all peers due at one check go out in one apply.
@@ -23,7 +28,7 @@
 //! observer's last successful poll is fresh (a BIRD that cannot be asked
 //! expires no one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -120,6 +125,9 @@ pub struct Core {
     pub(super) removed_since_apply: usize,
     pub(super) started: SystemTime,
     pub(super) out: Vec<Event>,
+    /// Peers of `depart` groups missing from nhrpd's cache, and since when
+    /// (`super::departure`).
+    pub(super) absent: HashMap<String, super::departure::Absence>,
 }
 
 impl Core {
@@ -169,6 +177,7 @@ impl Core {
             removed_since_apply: 0,
             started: now.wall,
             out: Vec::new(),
+            absent: HashMap::new(),
         }
     }
 
@@ -363,8 +372,18 @@ impl Core {
 
     /// Removes peers by protocol name or address.
     pub fn remove(&mut self, target: &str, now: Now) -> Result<Vec<String>, String> {
-        let addr: Option<IpAddr> = crate::cli::parse_addr(target).map(|(a, _)| a);
-        let hit = |p: &Peer| p.name == target || Some(p.addr) == addr;
+        // `fe80::1%eth1` is one neighbor; a link-local address without
+        // its interface names it on every interface.
+        let addr = crate::cli::parse_addr(target);
+        let hit = |p: &Peer| {
+            p.name == target
+                || addr.as_ref().is_some_and(|(a, i)| match i {
+                    Some(_) => {
+                        admission::same_neighbor(p.addr, p.iface.as_deref(), *a, i.as_deref())
+                    }
+                    None => p.addr == *a,
+                })
+        };
         let gone: Vec<Peer> = (self.book.peers.iter())
             .chain(self.book.in_flight.iter().cloned())
             .chain(self.book.pending.iter().cloned())
@@ -379,7 +398,7 @@ impl Core {
         self.removed_since_apply += gone.len();
         for p in &gone {
             self.runtime.remove(&p.name);
-            self.memory.quiet(p.addr, now.mono);
+            self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
             self.out
                 .push(Event::removing(p, "removed by operator".to_string()));
         }
@@ -469,6 +488,13 @@ impl Core {
                 .values()
                 .filter_map(|t| t.local_as.map(|n| (t.name.clone(), n)))
                 .collect(),
+            passive: self
+                .config
+                .groups
+                .iter()
+                .filter(|g| g.is_ao())
+                .map(|g| g.name.clone())
+                .collect(),
         })
     }
 
@@ -479,7 +505,7 @@ impl Core {
         // A bad peer never sinks a batch: it was set aside, alone.
         for (p, error) in done.plan.set_aside {
             self.book.in_flight.retain(|q| q.name != p.name);
-            self.memory.quiet(p.addr, now.mono);
+            self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
             let neighbor = Neighbor {
                 addr: p.addr,
                 iface: p.iface.clone(),
@@ -533,7 +559,7 @@ impl Core {
             Err(ApplyError::Rejected { text: bird }) => {
                 let names = self.book.in_flight.iter().map(|p| p.name.clone()).collect();
                 for p in std::mem::take(&mut self.book.in_flight) {
-                    self.memory.quiet(p.addr, now.mono);
+                    self.memory.quiet(p.addr, p.iface.as_deref(), now.mono);
                 }
                 self.removed_since_apply += removed;
                 self.out.push(Event::RejectedByBird { names, text: bird });

@@ -72,9 +72,7 @@ impl Core {
             .iter()
             .filter_map(|p| {
                 self.birdconf
-                    .neighbors
-                    .iter()
-                    .find(|n| n.addr == p.addr)
+                    .static_neighbor(p.addr, p.iface.as_deref())
                     .map(|n| (p.name.clone(), format!("{}:{}", n.file.display(), n.line)))
             })
             .collect();

@@ -10,7 +10,7 @@ use crate::bird::render::Peer;
 use crate::event::Event;
 
 /// Expiry needs a poll of BIRD at most this old.
-const POLL_FRESH: Duration = Duration::from_secs(300);
+pub(super) const POLL_FRESH: Duration = Duration::from_secs(300);
 /// A poll that adds at least this many facts, and a quarter of them all,
 /// rebuilds the facts' map ([`super::facts::Facts::compact`]).
 const COMPACT_AFTER: usize = 256;

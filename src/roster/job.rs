@@ -18,6 +18,8 @@ pub struct Job {
     pub passwords: BTreeMap<String, Secret<String>>,
     /// Template name to `local as`, for BIRD 1.6's iBGP peers.
     pub local_as: BTreeMap<String, u32>,
+    /// TCP-AO groups: their peers are written `passive on`.
+    pub passive: std::collections::BTreeSet<String>,
 }
 
 impl Job {
@@ -35,7 +37,8 @@ impl Job {
             }
             list.push(p.clone());
         }
-        let text = render::render_for(&list, &self.passwords, dialect).map_err(|e| e.to_string());
+        let text = render::render_groups(&list, &self.passwords, &self.passive, dialect)
+            .map_err(|e| e.to_string());
         Plan { set_aside, text }
     }
 }

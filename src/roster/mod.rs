@@ -13,6 +13,7 @@
 //!   (`view`) and what goes to and comes back from an apply ([`job`]);
 //! - [`task`]: the owner task, the I/O around the core;
 //! - [`applier`]: the apply child task (at most one in flight);
+//! - `departure`: spokes whose NHRP binding is gone (pure, part of the core);
 //! - [`runtime`]: session facts and expiry times; [`state_file`]: their
 //!   persisted form; [`budget`]: the refusal audit budget.
 
@@ -36,6 +37,7 @@ pub mod applier;
 mod book;
 pub mod budget;
 pub mod core;
+mod departure;
 mod edits;
 mod expiry;
 mod facts;
@@ -86,6 +88,9 @@ pub enum Msg {
     States(ProtocolTable),
     /// The observer could not ask BIRD; the text says why.
     StatesFailed(String),
+    /// The addresses bound in nhrpd's cache now, or why it could not be
+    /// read ([`crate::sources::nhrp::vty`]): departures.
+    NhrpCache(Result<std::collections::BTreeSet<IpAddr>, String>),
     /// An event decided elsewhere (the NHRP server's answers to nhrpd):
     /// logged, audited and streamed from here like the roster's own.
     Emit(Event),

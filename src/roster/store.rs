@@ -111,11 +111,12 @@ impl Store {
         self.map.retain(|n, s| keep(&Store::build(words, n, s)));
     }
 
-    /// The name of the peer at `addr`.
-    pub fn find_addr(&self, addr: IpAddr) -> Option<&str> {
+    /// The name of the first peer whose address and interface `same`
+    /// says yes to.
+    pub fn find_neighbor(&self, same: impl Fn(IpAddr, Option<&str>) -> bool) -> Option<&str> {
         self.map
             .iter()
-            .find(|(_, s)| s.addr == addr)
+            .find(|(_, s)| same(s.addr, s.rare.as_ref().and_then(|r| r.iface.as_deref())))
             .map(|(n, _)| &**n)
     }
 
@@ -218,7 +219,9 @@ mod tests {
         assert_eq!(s.words.len(), 3, "group, template and source once each");
         assert_eq!(s.group_size("clients"), 5);
         assert_eq!(s.group_size("other"), 0);
-        assert_eq!(s.find_addr("fe80::1".parse().unwrap()), Some("a"));
+        let vti3 = |a: IpAddr, i: Option<&str>| a.to_string() == "fe80::1" && i == Some("vti3");
+        assert_eq!(s.find_neighbor(vti3), Some("a"));
+        assert_eq!(s.find_neighbor(|_, i| i == Some("eth0")), None);
         assert_eq!(s.names().collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
         s.retain(|p| p.name != "c");
         assert_eq!(s.remove("a"), Some(canonical));

@@ -301,6 +301,7 @@ impl Roster {
             }
             Msg::StatesFailed(error) => self.core.states_failed(error),
             Msg::Emit(event) => self.core.relay(event, now()),
+            Msg::NhrpCache(bound) => self.core.observe_nhrp(bound, now()),
         }
     }
 

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use notify::Watcher;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{self, LineOutcome, Malformed, RawOutcome, MAX_LINE_LEN};
@@ -161,7 +161,25 @@ pub async fn run(
 /// Watches registered and files positioned; not yet reading.
 #[derive(Debug)]
 pub struct Tailer {
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    /// The paths (watched form) whose events matter: the watcher's thread
+    /// drops the rest. Changes when bird.conf's log files do.
+    wanted: Arc<Mutex<HashSet<PathBuf>>>,
+    /// The paths given to [`Tailer::start`] (`[sources] logs`): tailed
+    /// whatever bird.conf says.
+    configured: HashSet<PathBuf>,
+    /// Directories watched.
+    dirs: HashSet<PathBuf>,
+    /// A configured path was BIRD's own log file: the operator follows
+    /// BIRD's log, so it is followed where bird.conf moves it. Never set
+    /// when none was (`logs = []`: only NHRP admits).
+    follow: bool,
+    /// bird.conf's `log "FILE"` files as they change (see
+    /// [`Tailer::follow_bird_files`]).
+    bird_files: Option<watch::Receiver<Vec<PathBuf>>>,
+    /// [`Tailer::bird_file_marks`] for whoever follows them
+    /// ([`Tailer::marks_watch`]).
+    marks: Option<watch::Sender<Vec<(PathBuf, bool)>>>,
     /// The read buffer, [`CHUNK`] bytes once anything was read, shared by
     /// all files (one is read at a time). Kept, not allocated per read.
     buf: Vec<u8>,
@@ -258,18 +276,128 @@ fn watched_form(path: &Path) -> io::Result<PathBuf> {
     Ok(dir.canonicalize()?.join(name))
 }
 
+/// What a change of bird.conf's log files changed in the tailed set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BirdFilesChange {
+    /// BIRD's log files now tailed that were not.
+    pub added: Vec<PathBuf>,
+    /// BIRD's former log files no longer tailed (not in `[sources] logs`).
+    pub removed: Vec<PathBuf>,
+    /// BIRD's log files that cannot be tailed (their directory cannot be
+    /// watched), with why.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+impl BirdFilesChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.failed.is_empty()
+    }
+}
+
+fn canon(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
 impl Tailer {
-    /// Marks which of the tailed paths BIRD itself writes (bird.conf's
-    /// `log "FILE"`). In any other path a line that looks like BIRD's file
-    /// format may have been written by someone else, so its sightings are
-    /// [`Trust::Unverified`] and named [`Via::Syslog`] (a shared file), not
-    /// `bird-log`. Without this call no path counts as BIRD's.
-    pub fn set_bird_files(&mut self, bird_files: &[PathBuf]) {
-        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-        let bird: Vec<PathBuf> = bird_files.iter().map(|p| canon(p)).collect();
+    /// Says which files BIRD itself writes (bird.conf's `log "FILE"`).
+    /// Once one of the paths given to [`Tailer::start`] is BIRD's (the
+    /// operator follows BIRD's log), BIRD's files are tailed as well as
+    /// those paths, wherever bird.conf moves them, and a BIRD file of an
+    /// earlier call that is neither is no longer tailed.
+    /// Only in BIRD's own files may a line in BIRD's file format be
+    /// trusted: in any other path it may have been written by someone else,
+    /// so its sightings are [`Trust::Unverified`] and named [`Via::Syslog`]
+    /// (a shared file), not `bird-log`. Without this call no path counts
+    /// as BIRD's. A new file is opened by the same rules as at start (no
+    /// link followed, only a regular file read, positioned at its end;
+    /// one not there yet is read from its start once it appears).
+    pub fn set_bird_files(&mut self, bird_files: &[PathBuf]) -> BirdFilesChange {
+        let mut change = BirdFilesChange::default();
+        let mut keys: Vec<(PathBuf, &PathBuf)> = Vec::new();
+        for p in bird_files {
+            match watched_form(p) {
+                Ok(k) => keys.push((k, p)),
+                Err(e) => change.failed.push((p.clone(), e.to_string())),
+            }
+        }
+        let bird: HashSet<PathBuf> = keys.iter().map(|(k, _)| canon(k)).collect();
+        self.follow |= self.configured.iter().any(|k| bird.contains(&canon(k)));
+        if !self.follow {
+            keys.clear();
+        }
+        // No longer BIRD's and not configured: stop tailing.
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|k| !self.configured.contains(*k) && !bird.contains(&canon(k)))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.files.remove(&key);
+            change.removed.push(key);
+        }
+        let tracked: HashSet<PathBuf> = self.files.keys().map(|k| canon(k)).collect();
+        for (key, path) in keys {
+            if self.files.contains_key(&key) || tracked.contains(&canon(&key)) {
+                continue;
+            }
+            let dir = key.parent().unwrap_or_else(|| Path::new("/")).to_path_buf();
+            if !self.dirs.contains(&dir) {
+                if let Err(e) = self
+                    .watcher
+                    .watch(&dir, notify::RecursiveMode::NonRecursive)
+                {
+                    change.failed.push((path.clone(), notify_io(e).to_string()));
+                    continue;
+                }
+                self.dirs.insert(dir);
+            }
+            if let Ok(mut w) = self.wanted.lock() {
+                w.insert(key.clone());
+            }
+            // Watch first, then seek: a write after the seek is an event we will see.
+            match position(&key, &self.due) {
+                Ok(t) => {
+                    self.files.insert(key.clone(), t);
+                    change.added.push(key);
+                }
+                Err(e) => change.failed.push((path.clone(), e.to_string())),
+            }
+        }
         for (path, tracked) in &mut self.files {
             tracked.birds = bird.contains(&canon(path));
         }
+        // Forget the watches and names nothing tailed needs any more.
+        let dirs: HashSet<PathBuf> = self
+            .files
+            .keys()
+            .map(|k| k.parent().unwrap_or_else(|| Path::new("/")).to_path_buf())
+            .collect();
+        for dir in self.dirs.difference(&dirs).cloned().collect::<Vec<_>>() {
+            let _ = self.watcher.unwatch(&dir);
+            self.dirs.remove(&dir);
+        }
+        if let Ok(mut w) = self.wanted.lock() {
+            w.retain(|k| self.files.contains_key(k));
+        }
+        change.added.sort();
+        change.removed.sort();
+        change
+    }
+
+    /// [`Tailer::bird_file_marks`] now and as bird.conf changes them.
+    pub fn marks_watch(&mut self) -> watch::Receiver<Vec<(PathBuf, bool)>> {
+        let tx = watch::Sender::new(self.bird_file_marks());
+        let rx = tx.subscribe();
+        self.marks = Some(tx);
+        rx
+    }
+
+    /// Follows bird.conf's log files as they change (bird.conf re-read):
+    /// [`Tailer::run`] applies each new list with
+    /// [`Tailer::set_bird_files`] and logs what changed.
+    pub fn follow_bird_files(&mut self, files: watch::Receiver<Vec<PathBuf>>) {
+        self.bird_files = Some(files);
     }
 
     /// Every tailed path and whether it counts as BIRD's own log file (see
@@ -299,7 +427,9 @@ impl Tailer {
             })?;
             keys.push((key, path));
         }
-        let wanted: HashSet<PathBuf> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let configured: HashSet<PathBuf> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let wanted = Arc::new(Mutex::new(configured.clone()));
+        let filter = Arc::clone(&wanted);
         let due = Arc::new(Due::default());
         let marks = Arc::clone(&due);
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -308,11 +438,14 @@ impl Tailer {
                 // Opens and closes (ours too) carry no new bytes.
                 Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
                 Ok(ev) => {
-                    let ours: Vec<PathBuf> = ev
-                        .paths
-                        .into_iter()
-                        .filter(|p| wanted.contains(p))
-                        .collect();
+                    let ours: Vec<PathBuf> = match filter.lock() {
+                        Ok(wanted) => ev
+                            .paths
+                            .into_iter()
+                            .filter(|p| wanted.contains(p))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
                     if !ours.is_empty() {
                         marks.mark(|m| m.paths.extend(ours));
                     }
@@ -335,34 +468,19 @@ impl Tailer {
         }
         let mut files = HashMap::new();
         for (key, path) in keys {
-            let mut tracked = Tracked::default();
             // Watch first, then seek: a write after the seek is an event we will see.
-            match readsafe::open(&key, Links::Refuse) {
-                Ok(mut file) => {
-                    let meta = file.metadata().map_err(|source| TailError::Watch {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let end = file
-                        .seek(SeekFrom::End(0))
-                        .map_err(|source| TailError::Watch {
-                            path: path.clone(),
-                            source,
-                        })?;
-                    tracked.seen = Some(seen(&meta));
-                    tracked.pos = end;
-                    tracked.file = Some(file);
-                }
-                // Not there yet, or not a regular file: `run` looks at it
-                // first thing (and reports a refusal).
-                Err(_) => due.mark(|m| {
-                    m.paths.insert(key.clone());
-                }),
-            }
+            let tracked =
+                position(&key, &due).map_err(|source| TailError::Watch { path, source })?;
             files.entry(key).or_insert(tracked);
         }
         Ok(Tailer {
-            _watcher: watcher,
+            watcher,
+            wanted,
+            configured,
+            dirs,
+            follow: false,
+            bird_files: None,
+            marks: None,
             due,
             files,
             buf: Vec::new(),
@@ -384,7 +502,7 @@ impl Tailer {
         stats: Arc<TailStats>,
         shutdown: CancellationToken,
     ) -> Result<(), TailError> {
-        if self.files.is_empty() {
+        if self.files.is_empty() && self.bird_files.is_none() {
             shutdown.cancelled().await;
             return Ok(());
         }
@@ -395,6 +513,12 @@ impl Tailer {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return Ok(()),
+                    files = next_files(&mut self.bird_files) => {
+                        if self.bird_files_changed(files, &tx, &stats, &shutdown).await == Progress::Stop {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     () = self.due.wake.notified() => {}
                 }
             } else if shutdown.is_cancelled() {
@@ -425,6 +549,90 @@ impl Tailer {
             }
         }
     }
+}
+
+impl Tailer {
+    /// bird.conf now names `files`: finish reading the files about to be
+    /// dropped, then change the tailed set and say what changed.
+    async fn bird_files_changed(
+        &mut self,
+        files: Vec<PathBuf>,
+        tx: &mpsc::Sender<Sighting>,
+        stats: &TailStats,
+        shutdown: &CancellationToken,
+    ) -> Progress {
+        let keys: HashSet<PathBuf> = files
+            .iter()
+            .filter_map(|p| watched_form(p).ok())
+            .map(|k| canon(&k))
+            .collect();
+        for (path, tracked) in &mut self.files {
+            if self.configured.contains(path) || keys.contains(&canon(path)) {
+                continue;
+            }
+            // One budget: what BIRD wrote before it switched files.
+            if pump(path, tracked, &mut self.buf, tx, stats, shutdown).await == Progress::Stop {
+                return Progress::Stop;
+            }
+        }
+        let change = self.set_bird_files(&files);
+        if let Some(tx) = &self.marks {
+            tx.send_replace(self.bird_file_marks());
+        }
+        let list = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !change.added.is_empty() || !change.removed.is_empty() {
+            tracing::info!(
+                added = %list(&change.added),
+                removed = %list(&change.removed),
+                "BIRD's log files changed in bird.conf: tailing the new set"
+            );
+        }
+        for (path, e) in &change.failed {
+            TailStats::bump(&stats.read_errors);
+            tracing::warn!(path = %path.display(), error = %e, "cannot tail BIRD's log file named in bird.conf");
+        }
+        // A file added that was not there yet, or refused, is looked at now.
+        if !change.added.is_empty() {
+            self.due.wake.notify_one();
+        }
+        Progress::Done
+    }
+}
+
+/// The next list of bird.conf's log files; never resolves without one to
+/// follow (or once its sender is gone).
+async fn next_files(rx: &mut Option<watch::Receiver<Vec<PathBuf>>>) -> Vec<PathBuf> {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+    }
+    *rx = None;
+    std::future::pending().await
+}
+
+/// A [`Tracked`] for the file now at `key`, positioned at its end (old
+/// lines are not read). A file not there yet, or not a regular file, is
+/// marked due: `run` looks at it first thing (and reports a refusal).
+fn position(key: &Path, due: &Due) -> io::Result<Tracked> {
+    let mut tracked = Tracked::default();
+    match readsafe::open(key, Links::Refuse) {
+        Ok(mut file) => {
+            let meta = file.metadata()?;
+            tracked.pos = file.seek(SeekFrom::End(0))?;
+            tracked.seen = Some(seen(&meta));
+            tracked.file = Some(file);
+        }
+        Err(_) => due.mark(|m| {
+            m.paths.insert(key.to_path_buf());
+        }),
+    }
+    Ok(tracked)
 }
 
 fn notify_io(e: notify::Error) -> io::Error {

@@ -8,6 +8,7 @@
 //! - [`daemon`]: the autopeer binary (`run`, `watch`, client commands);
 //! - [`attacker`]: another account's privileges for hostile-file tests;
 //! - [`certs`]: CAs and spoke certificates made by the test (rcgen);
+//! - [`frr`]: FRR's zebra and nhrpd in a namespace the test makes;
 //! - [`uml`]: a User-Mode Linux kernel for features this host lacks;
 //! - here: the lab transcripts in `fixtures/transcripts/` and `FakeBird`,
 //!   a scripted BIRD control socket on a temp UNIX socket.
@@ -21,6 +22,7 @@ pub mod attacker;
 pub mod bird;
 pub mod certs;
 pub mod daemon;
+pub mod frr;
 pub mod journald;
 pub mod lab;
 pub mod prereq;

@@ -89,6 +89,8 @@ fn group(name: &str, template: &str, prefixes: &[&str], password: Option<&str>) 
         interface: None,
         nbma_prefixes: Vec::new(),
         cert: None,
+        depart: None,
+        ao_keys: Vec::new(),
     }
 }
 

@@ -33,11 +33,13 @@
 //! with `ca` binds it to `remote_addr` ([`cert`], asked by admission).
 //!
 //! Layout: `message` is the pure part (parser, framer, reply), `cert` the
-//! pure certificate check, `server` the socket and the decisions.
+//! pure certificate check, `server` the socket and the decisions, `vty` the
+//! reader of nhrpd's cache (which spokes are still there: departures).
 
 pub mod cert;
 mod message;
 mod server;
+pub mod vty;
 
 pub use message::{
     decode_hex, parse_binding, parse_message, reply, Binding, Frame, Framer, Message, NhrpError,
