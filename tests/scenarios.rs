@@ -160,7 +160,7 @@ impl Scene {
 
     /// The include the last successful job wrote.
     fn include(&self) -> String {
-        let peers: Vec<_> = self.core.peers().cloned().collect();
+        let peers: Vec<_> = self.core.peers().collect();
         render::render(&peers).unwrap()
     }
 }
@@ -401,7 +401,6 @@ fn operator_edits_removals_and_hand_configured_neighbors() {
         .core
         .peers()
         .filter(|p| p.name != "clients_10_88_0_3")
-        .cloned()
         .collect();
     sc.core
         .include_read(render::render(&peers).unwrap(), sc.now);

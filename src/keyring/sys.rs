@@ -8,7 +8,9 @@
 //! struct (`set_tcp_opt`, for MD5 and TCP-AO keys), `getsockopt` into one
 //! (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`), and [`peer_groups`] (`SO_PEERGROUPS` for the
 //! control socket, which rustix does not wrap either; kept here so that
-//! all `unsafe` stays in one audited file). Everything rustix covers goes
+//! all `unsafe` stays in one audited file), and one in [`trim_heap`]
+//! (glibc's `malloc_trim`, which is not a system call but has no safe
+//! wrapper either; it is here for the same reason). Everything rustix covers goes
 //! through rustix. It must not decide anything: which keys, on which
 //! socket, is `super`'s job.
 //! It must never log or format a key.
@@ -21,6 +23,21 @@ use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketType};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+
+/// Gives the free pages of malloc's heap back to the kernel: glibc's
+/// `malloc_trim(0)`, which walks every arena under malloc's own locks and
+/// unmaps (`MADV_DONTNEED`) each whole free page, not only the top of the
+/// heap. Called after large transient work (a poll's table, an apply, the
+/// start-up load), whose freed memory would otherwise stay resident
+/// between fragments of live data. Nothing else: it frees no live memory.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: takes no pointer and touches only malloc's own state, which
+    // it locks; any thread may call it at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// `TCP_MD5SIG` from linux/tcp.h: an exact (full-length) key.
 pub const TCP_MD5SIG: i32 = 14;

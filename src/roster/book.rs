@@ -1,8 +1,8 @@
 //! The peers as admission sees them: in the include, in flight, pending.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::store::Store;
 use crate::admission::{self, RosterLookup};
 use crate::bird::render::Peer;
 use crate::keyring::task::KeyringStatus;
@@ -10,30 +10,34 @@ use crate::keyring::task::KeyringStatus;
 /// The peers, as admission sees them.
 #[derive(Debug, Default)]
 pub struct Book {
-    pub peers: BTreeMap<String, Peer>,
+    /// The include's peers, compact (the bulk of the roster).
+    pub peers: Store,
     pub pending: Vec<Peer>,
     pub in_flight: Vec<Peer>,
     pub keyring: Option<KeyringStatus>,
 }
 
 impl Book {
-    pub fn all(&self) -> impl Iterator<Item = &Peer> {
-        self.peers
-            .values()
-            .chain(self.in_flight.iter())
-            .chain(self.pending.iter())
+    /// The peers in flight and pending: few, kept as [`Peer`]s.
+    fn queued(&self) -> impl Iterator<Item = &Peer> {
+        self.in_flight.iter().chain(self.pending.iter())
     }
 }
 
 impl RosterLookup for Book {
     fn find(&self, addr: IpAddr, iface: Option<&str>) -> Option<String> {
-        self.all()
-            .find(|p| admission::same_neighbor(p.addr, p.iface.as_deref(), addr, iface))
-            .map(|p| p.name.clone())
+        let same = |a: IpAddr, i: Option<&str>| admission::same_neighbor(a, i, addr, iface);
+        match self.peers.find_neighbor(same) {
+            Some(name) => Some(name.to_string()),
+            None => self
+                .queued()
+                .find(|p| same(p.addr, p.iface.as_deref()))
+                .map(|p| p.name.clone()),
+        }
     }
 
     fn group_size(&self, group: &str) -> usize {
-        self.all().filter(|p| p.group == group).count()
+        self.peers.group_size(group) + self.queued().filter(|p| p.group == group).count()
     }
 
     fn keyed(&self, group: &str, addr: IpAddr) -> bool {
@@ -43,6 +47,8 @@ impl RosterLookup for Book {
     }
 
     fn named(&self, name: &str) -> Option<Peer> {
-        self.all().find(|p| p.name == name).cloned()
+        self.peers
+            .get(name)
+            .or_else(|| self.queued().find(|p| p.name == name).cloned())
     }
 }

@@ -153,7 +153,7 @@ impl Core {
             config,
             birdconf,
             book: Book {
-                peers: peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
+                peers: peers.into_iter().collect(),
                 ..Book::default()
             },
             dirty: false,
@@ -190,8 +190,8 @@ impl Core {
     }
 
     /// The peers in the owned include.
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.book.peers.values()
+    pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.book.peers.iter()
     }
 
     /// Admitted, not yet written.
@@ -384,11 +384,15 @@ impl Core {
                     None => p.addr == *a,
                 })
         };
-        let gone: Vec<Peer> = self.book.all().filter(|p| hit(p)).cloned().collect();
+        let gone: Vec<Peer> = (self.book.peers.iter())
+            .chain(self.book.in_flight.iter().cloned())
+            .chain(self.book.pending.iter().cloned())
+            .filter(|p| hit(p))
+            .collect();
         if gone.is_empty() {
             return Err(format!("no peer {target} in the roster"));
         }
-        self.book.peers.retain(|_, p| !hit(p));
+        self.book.peers.retain(|p| !hit(p));
         self.book.pending.retain(|p| !hit(p));
         self.book.in_flight.retain(|p| !hit(p));
         self.removed_since_apply += gone.len();
@@ -458,7 +462,12 @@ impl Core {
         self.flight = Some(Flight {
             removed: std::mem::take(&mut self.removed_since_apply),
         });
-        let mut next = self.book.peers.clone();
+        let mut next: BTreeMap<String, Peer> = self
+            .book
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
         for p in &self.book.in_flight {
             next.insert(p.name.clone(), p.clone());
         }
@@ -581,7 +590,7 @@ impl Core {
     /// The include now holds what was in flight.
     fn commit(&mut self, text: String) {
         for p in std::mem::take(&mut self.book.in_flight) {
-            self.book.peers.insert(p.name.clone(), p);
+            self.book.peers.insert(p);
         }
         self.last_text = Some(TextDigest::of(&text));
     }

@@ -44,7 +44,7 @@ impl Core {
             .is_some_and(|t| now.mono.saturating_duration_since(t) < POLL_FRESH);
         let mut due: Vec<(Peer, Duration)> = Vec::new();
         let mut watched = BTreeSet::new();
-        for p in self.book.peers.values() {
+        for p in self.book.peers.iter() {
             let Some(depart) = self
                 .config
                 .groups

@@ -2,11 +2,11 @@
 //! the owned include, a new config. Pure: part of the core; the task reads
 //! the files.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::core::{Core, Now, BACKOFF_MIN};
+use super::store::Store;
 use crate::admission::Limits;
 use crate::bird::conf::BirdConf;
 use crate::bird::render::{self, Peer};
@@ -45,14 +45,12 @@ impl Core {
                 return;
             }
         };
-        let kept: BTreeMap<String, Peer> =
-            parsed.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let kept: Store = parsed.into_iter().collect();
         let removed: Vec<Peer> = self
             .book
             .peers
-            .values()
-            .filter(|p| !kept.contains_key(&p.name))
-            .cloned()
+            .iter()
+            .filter(|p| !kept.contains(&p.name))
             .collect();
         for p in removed {
             self.out.push(Event::removing(
@@ -71,7 +69,7 @@ impl Core {
         let statics: Vec<(String, String)> = self
             .book
             .peers
-            .values()
+            .iter()
             .filter_map(|p| {
                 self.birdconf
                     .static_neighbor(p.addr, p.iface.as_deref())

@@ -11,6 +11,9 @@ use crate::event::Event;
 
 /// Expiry needs a poll of BIRD at most this old.
 pub(super) const POLL_FRESH: Duration = Duration::from_secs(300);
+/// A poll that adds at least this many facts, and a quarter of them all,
+/// rebuilds the facts' map ([`super::facts::Facts::compact`]).
+const COMPACT_AFTER: usize = 256;
 
 impl Core {
     /// Folds one poll of BIRD into the peers' runtime facts; emits
@@ -23,7 +26,8 @@ impl Core {
         self.bird_error = None;
         let table = rows.to_table();
         let mut persist = false;
-        for name in self.book.peers.keys() {
+        let known = self.runtime.len();
+        for name in self.book.peers.names() {
             let row = table.get(name);
             // The same row as last time changes nothing: skip the work
             // (10,000 rows every poll).
@@ -54,16 +58,21 @@ impl Core {
             persist |= changed;
             if let Some((from, to)) = event {
                 self.out.push(Event::StateChanged {
-                    name: name.clone(),
+                    name: name.to_string(),
                     from,
                     to,
                 });
             }
         }
+        // Many facts added at once (the first poll): rebuild the map full.
+        let added = self.runtime.len() - known;
+        if added >= COMPACT_AFTER && added * 4 > self.runtime.len() {
+            self.runtime.compact();
+        }
         // Facts of peers that left the roster are dropped.
         let before = self.runtime.len();
         let peers = &self.book.peers;
-        self.runtime.retain(|n| peers.contains_key(n));
+        self.runtime.retain(|n| peers.contains(n));
         persist |= self.runtime.len() != before;
         if persist {
             self.state_changed(now.mono);
@@ -96,12 +105,12 @@ impl Core {
         let due: Vec<(Peer, Duration)> = self
             .book
             .peers
-            .values()
+            .iter()
             // Only peers the last poll listed: one missing from BIRD (its
             // config broken elsewhere, not yet loaded) has no known state.
             .filter(|p| self.runtime.listed(&p.name))
-            .filter_map(|p| match self.expiry_of(p) {
-                Some((at, expire)) if at <= now.wall => Some((p.clone(), expire)),
+            .filter_map(|p| match self.expiry_of(&p) {
+                Some((at, expire)) if at <= now.wall => Some((p, expire)),
                 _ => None,
             })
             .collect();

@@ -130,6 +130,13 @@ impl Facts {
         self.map.retain(|n, _| keep(n));
     }
 
+    /// Rebuilds the map in one go, so its nodes are full: facts added one
+    /// by one in name order (the first poll after start) leave every node
+    /// half empty, about 1 MB more at 10,000 peers.
+    pub fn compact(&mut self) {
+        self.map = std::mem::take(&mut self.map).into_iter().collect();
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -189,6 +196,9 @@ mod tests {
         }
         assert!(!f.listed("p0") && f.listed("p1") && !f.listed("nope"));
         assert!(matches!(f.map["p1"].state, Some(Cow::Borrowed("up"))));
+        let before = f.clone();
+        f.compact();
+        assert_eq!(f, before);
         f.retain(|n| n != "p1");
         assert_eq!(f.len(), 2);
         f.remove("p0");

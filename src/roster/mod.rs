@@ -44,6 +44,7 @@ mod facts;
 pub mod job;
 pub mod runtime;
 pub mod state_file;
+mod store;
 pub mod task;
 mod view;
 

@@ -63,6 +63,10 @@ pub struct Roster {
     /// (the include then holds what autopeer wrote, not an operator's
     /// edit).
     rescan_after_apply: bool,
+    /// Large transient work was done and freed (the start-up load, a
+    /// poll's table, an apply, a rescan): give the free heap pages back
+    /// at the top of the loop, or they stay resident between live data.
+    trim: bool,
 }
 
 impl Roster {
@@ -118,6 +122,7 @@ impl Roster {
             config_tx: watch::channel(Arc::clone(&config)).0,
             key_tx: watch::channel(key_inputs(&core)).0,
             rescan_after_apply: false,
+            trim: true,
             keyring: None,
             core,
         };
@@ -125,7 +130,7 @@ impl Roster {
     }
 
     /// The peers in the owned include.
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+    pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
         self.core.peers()
     }
 
@@ -173,6 +178,9 @@ impl Roster {
             if applying.is_none() {
                 applying = self.start_apply();
             }
+            if std::mem::take(&mut self.trim) {
+                crate::keyring::sys::trim_heap();
+            }
             let deadline = self.core.apply_due().map(tokio::time::Instant::from_std);
             let state_deadline = match writing {
                 Some(_) => None,
@@ -197,6 +205,7 @@ impl Roster {
                 }
                 missing = join(&mut resume) => {
                     resume = None;
+                    self.trim = true;
                     if missing {
                         self.core.missing_from_bird(now());
                     }
@@ -286,7 +295,10 @@ impl Roster {
                 // loop: nothing falls between the dump and the stream.
                 let _ = reply.send((self.core.snapshot(now()), self.events.subscribe()));
             }
-            Msg::States(rows) => self.core.observe_states(&rows, now()),
+            Msg::States(rows) => {
+                self.core.observe_states(&rows, now());
+                self.trim = true;
+            }
             Msg::StatesFailed(error) => self.core.states_failed(error),
             Msg::Emit(event) => self.core.relay(event, now()),
             Msg::NhrpCache(bound) => self.core.observe_nhrp(bound, now()),
@@ -340,6 +352,7 @@ impl Roster {
 
     fn finish_apply(&mut self, done: Done) {
         let after = self.core.finish_apply(done, now());
+        self.trim = true;
         if after.keys_changed {
             self.publish_keys();
         }
@@ -378,6 +391,7 @@ impl Roster {
     }
 
     fn on_birdconf_changed(&mut self) {
+        self.trim = true;
         let config = Arc::clone(self.core.config());
         match conf::scan(&config.bird.config, &config.bird.include) {
             Ok(bc) => {

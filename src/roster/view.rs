@@ -11,12 +11,12 @@ impl Core {
         let mut peers: Vec<PeerView> = self
             .book
             .peers
-            .values()
+            .iter()
             .map(|p| PeerView {
-                peer: p.clone(),
                 pending: false,
                 runtime: self.runtime.get(&p.name).unwrap_or_default(),
-                expires: self.expiry_of(p).map(|(at, _)| at),
+                expires: self.expiry_of(&p).map(|(at, _)| at),
+                peer: p,
             })
             .chain(
                 self.book
