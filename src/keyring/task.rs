@@ -130,9 +130,8 @@ pub async fn run(
         });
         // Nothing to key and nothing keyed: the sweep ran; only new
         // inputs can give work, so no tick wakes the daemon meanwhile.
-        let idle = !changed
-            && plan.as_ref().map_or(true, |p| p.keys.is_empty())
-            && state.ring.keyed_inodes().is_empty();
+        let idle =
+            !changed && nothing_to_key(plan.as_ref()) && state.ring.keyed_inodes().is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             r = inputs.changed() => {
@@ -309,6 +308,14 @@ fn sweep_once(state: &mut State, plan: &KeyPlan) {
     }
 }
 
+/// No key wanted, MD5 or TCP-AO: the loop may sleep until its inputs
+/// change. With any key wanted it ticks, because a new listener (BIRD
+/// restarted, or its first BGP protocol started) must be keyed without
+/// waiting for new inputs.
+fn nothing_to_key(plan: Option<&KeyPlan>) -> bool {
+    plan.map_or(true, |p| p.keys.is_empty() && p.ao.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +394,11 @@ mod tests {
         let lines = state.report.status.lines().join("\n");
         assert!(lines.contains("Keyring: cannot find BIRD"), "{lines}");
         assert!(!lines.contains("ao-secret"));
+        // And the loop keeps ticking for it: a BIRD restarted later (a new
+        // listener) is keyed without new inputs.
+        assert!(!nothing_to_key(Some(&plan)));
+        assert!(nothing_to_key(Some(&KeyPlan::default())));
+        assert!(nothing_to_key(None));
     }
 
     /// The task needs no roster: its status arrives on the watch it was
