@@ -440,12 +440,9 @@ fn convert_group(
             } else {
                 file.clone()
             };
-            match read_key_file(&path) {
+            match read_secret_file(&path) {
                 Err(e) => {
-                    p.push(Problem::new(
-                        format!("{key}.password_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    ));
+                    p.push(Problem::new(format!("{key}.password_file"), e));
                     None
                 }
                 Ok(bytes) => match String::from_utf8(bytes) {
@@ -456,12 +453,7 @@ fn convert_group(
                         ));
                         None
                     }
-                    Ok(mut text) => {
-                        if text.ends_with("\r\n") {
-                            text.truncate(text.len() - 2);
-                        } else if text.ends_with('\n') {
-                            text.truncate(text.len() - 1);
-                        }
+                    Ok(text) => {
                         if let Some(m) = password_problem(&text) {
                             p.push(Problem::new(
                                 format!("{key}.password_file"),
