@@ -52,13 +52,7 @@ impl Config {
     /// Converts and validates; collects every problem. Reads `password_file`s.
     pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         let mut p = Vec::new();
-        let abs = |path: PathBuf| -> PathBuf {
-            if path.is_relative() {
-                base_dir.join(path)
-            } else {
-                path
-            }
-        };
+        let abs = |path: PathBuf| resolve(base_dir, &path);
 
         let keyring = one_of(
             &raw.bird.keyring,
@@ -277,6 +271,13 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A path from the config: relative ones resolve against the config
+/// file's directory, absolute ones stay as they are (`Path::join` keeps an
+/// absolute argument whole).
+fn resolve(base_dir: &Path, file: &Path) -> PathBuf {
+    base_dir.join(file)
+}
+
 /// Reads a key file: a regular file of at most 4 KiB, opened without
 /// following a symbolic link (key files often live in /etc/bird, which
 /// BIRD's account can write). A FIFO or `/dev/zero` must not hang `check` or
@@ -435,11 +436,7 @@ fn convert_group(
             Some(pw)
         }
         (None, Some(file)) => {
-            let path = if file.is_relative() {
-                base_dir.join(file)
-            } else {
-                file.clone()
-            };
+            let path = resolve(base_dir, file);
             match read_secret_file(&path) {
                 Err(e) => {
                     p.push(Problem::new(format!("{key}.password_file"), e));
@@ -598,11 +595,7 @@ fn cert_policy(
         }
         return None;
     };
-    let path = if file.is_relative() {
-        base_dir.join(file)
-    } else {
-        file.to_path_buf()
-    };
+    let path = resolve(base_dir, file);
     let bytes =
         match crate::readsafe::read(&path, crate::readsafe::Links::Follow, cert::MAX_CA_FILE) {
             Ok(b) => b,
@@ -698,11 +691,7 @@ fn convert_ao_keys(
             }
             (Some(s), None) => Some(s.expose().as_bytes().to_vec()),
             (None, Some(file)) => {
-                let path = if file.is_relative() {
-                    base_dir.join(file)
-                } else {
-                    file.clone()
-                };
+                let path = resolve(base_dir, file);
                 match read_secret_file(&path) {
                     Ok(b) => Some(b),
                     Err(m) => {
