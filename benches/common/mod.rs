@@ -201,8 +201,11 @@ pub fn peers(n: usize) -> Vec<Peer> {
 pub fn start_daemon(dir: &Path, config: &Path) -> Daemon {
     let wrap = std::env::var("AUTOPEER_BENCH_WRAP").unwrap_or_default();
     let prefix: Vec<&str> = wrap.split_whitespace().collect();
-    Daemon::spawn(Daemon::command(config, false, &prefix), &dir.join("daemon.out"))
-        .ready(&dir.join("autopeer.ctl"), Duration::from_secs(20))
+    Daemon::spawn(
+        Daemon::command(config, false, &prefix),
+        &dir.join("daemon.out"),
+    )
+    .ready(&dir.join("autopeer.ctl"), Duration::from_secs(20))
 }
 
 /// Names of BIRD's protocols starting with `prefix`; empty when BIRD
