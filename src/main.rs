@@ -69,6 +69,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Command::Run => {
+            // Before anything large is allocated (the config, the include).
+            autopeer::keyring::sys::map_large_allocations();
             let config = match Config::load(&config_path) {
                 Ok(c) => c,
                 Err(e) => {
