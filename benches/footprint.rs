@@ -22,6 +22,9 @@
 //! (Debian's `heaptrack`) and leaves FILE.gz for `heaptrack_print`: the
 //! allocations behind the figures, by call site.
 //!
+//! `FOOTPRINT_MAPS=1` in the environment also prints each file mapping
+//! (binary, libraries) with its resident size.
+//!
 //! `--bird-log-in-etc` makes BIRD log into the directory of bird.conf,
 //! which autopeer watches (see README, Performance).
 //!
@@ -313,6 +316,9 @@ fn memory_map(pid: u32) {
                 .is_some_and(|p| p.2.starts_with("---") && p.1 == *start && p.3.is_empty());
         if path.starts_with('/') {
             file += rss;
+            if std::env::var_os("FOOTPRINT_MAPS").is_some() {
+                println!("map: {perms} {rss:>6} kB {path}");
+            }
         } else if path == "[heap]" {
             heap += rss;
         } else if path.is_empty() && start % ARENA == 0 && perms.starts_with("rw") {

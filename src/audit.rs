@@ -100,16 +100,65 @@ impl AuditLog {
 
     /// Appends the event's line, if it has one.
     pub fn record(&mut self, event: &Event, at: SystemTime) {
-        let Some(text) = event.audit_text() else {
+        self.record_all(std::slice::from_ref(event), at);
+    }
+
+    /// Appends the lines of `events` (those that have one) in one write.
+    pub fn record_all(&mut self, events: &[Event], at: SystemTime) {
+        let stamp = rfc3339(at);
+        let mut lines = String::new();
+        for text in events.iter().filter_map(Event::audit_text) {
+            // Text from outside (nhrpd's fields, BIRD's error text) must
+            // not start a line of its own or reach a terminal as an escape.
+            lines.push_str(&stamp);
+            lines.push(' ');
+            lines.push_str(&escape(&text));
+            lines.push('\n');
+        }
+        if lines.is_empty() {
             return;
-        };
-        // Text from outside (nhrpd's fields, BIRD's error text) must not
-        // start a line of its own or reach a terminal as an escape.
-        let line = format!("{} {}\n", rfc3339(at), escape(&text));
-        let written = self.current().and_then(|f| f.write_all(line.as_bytes()));
+        }
+        let written = self.current().and_then(|f| f.write_all(lines.as_bytes()));
         if let Err(e) = written {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");
             self.file = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_one_line_per_audited_event_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut log = AuditLog::open(&path).unwrap();
+        let events = [
+            Event::RejectedByBird {
+                names: vec!["a".into()],
+                text: "one\nforged line".into(),
+            },
+            // Not audited: no line, not an empty one.
+            Event::Applied {
+                added: 1,
+                removed: 0,
+                millis: 3,
+            },
+            Event::RejectedByBird {
+                names: vec!["b".into()],
+                text: "two".into(),
+            },
+        ];
+        log.record_all(&events, SystemTime::UNIX_EPOCH);
+        log.record_all(&[], SystemTime::UNIX_EPOCH);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("1970-01-01T00:00:00Z ") && lines[0].contains("one\\nforged line")
+        );
+        assert!(lines[1].contains("two"), "{text}");
     }
 }

@@ -120,10 +120,15 @@ pub async fn run(
     // The sources send here; one task passes each line on once (BIRD may
     // log the same line to its file and to the journal).
     let (source_tx, source_rx) = mpsc::channel(4096);
-    let merge_task = tokio::spawn(one_sighting(source_rx, sighting_tx));
+    // What the sources have sent and not yet reached the roster: it
+    // gathers a burst while this is not zero.
+    let flow = crate::sources::Flow::default();
+    roster.follow_flow(flow.clone());
+    let merge_task = tokio::spawn(one_sighting(source_rx, sighting_tx, flow.clone()));
     let bird_conf = conf::scan(&config.bird.config, &config.bird.include).ok();
     // Watches are live once `start` returns: only then is the daemon ready.
     let mut tailer = tail::Tailer::start(config.sources.logs.clone()).await?;
+    tailer.set_flow(flow.clone());
     let bird_files = bird_conf
         .as_ref()
         .map(|bc| bc.log_files.clone())
@@ -140,6 +145,7 @@ pub async fn run(
         &config,
         bird_conf.as_ref(),
         source_tx,
+        flow,
         Arc::clone(&journal_stats),
         &token,
     )
@@ -318,6 +324,7 @@ async fn start_journal(
     config: &Config,
     bird_conf: Option<&conf::BirdConf>,
     tx: mpsc::Sender<Sighting>,
+    flow: crate::sources::Flow,
     stats: Arc<journal::JournalStats>,
     token: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<Result<(), journal::JournalError>>>, DaemonError> {
@@ -325,7 +332,8 @@ async fn start_journal(
         return Ok(None);
     }
     match journal::Journal::start(journal::JournalOptions::for_config(config)).await {
-        Ok(j) => {
+        Ok(mut j) => {
+            j.set_flow(flow);
             tracing::info!("following BIRD's lines in the systemd journal");
             Ok(Some(tokio::spawn(j.run(tx, stats, token.clone()))))
         }
@@ -361,11 +369,18 @@ fn bird_log_files(
     rx
 }
 
-/// Passes each sighting on to the roster once ([`OneSighting`]).
-pub async fn one_sighting(mut rx: mpsc::Receiver<Sighting>, tx: mpsc::Sender<Sighting>) {
+/// Passes each sighting on to the roster once ([`OneSighting`]); a copy
+/// dropped here has arrived, as far as `flow` counts.
+pub async fn one_sighting(
+    mut rx: mpsc::Receiver<Sighting>,
+    tx: mpsc::Sender<Sighting>,
+    flow: crate::sources::Flow,
+) {
     let mut one = OneSighting::default();
     while let Some(s) = rx.recv().await {
-        if one.admit(&s, std::time::Instant::now()) && tx.send(s).await.is_err() {
+        if !one.admit(&s, std::time::Instant::now()) {
+            flow.arrived();
+        } else if tx.send(s).await.is_err() {
             return;
         }
     }

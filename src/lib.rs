@@ -61,6 +61,7 @@ pub mod event;
 pub mod fsx;
 pub mod keyring;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod observer;
 pub mod readsafe;

@@ -42,17 +42,26 @@ fn causes(e: &anyhow::Error) -> String {
     out
 }
 
+/// `RUST_LOG` as `LEVEL` or `TARGET=LEVEL,...` (no span or field filters:
+/// they cost a regex engine in the binary and its memory); `default` when
+/// it is unset or does not parse.
+fn log_filter(env: Option<&str>, default: &str) -> tracing_subscriber::filter::Targets {
+    env.and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or_default())
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), default);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(autopeer::logging::Stderr))
+        .with(filter)
         .init();
 }
 
@@ -63,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Command::Run => {
+            // Before anything large is allocated (the config, the include).
+            autopeer::keyring::sys::map_large_allocations();
             let config = match Config::load(&config_path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -189,5 +200,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_takes_a_level_or_targets_and_falls_back_to_the_default() {
+        let f = log_filter(Some("debug"), "info");
+        assert!(f.would_enable("autopeer::observer", &Level::DEBUG));
+        assert!(!f.would_enable("autopeer::observer", &Level::TRACE));
+        let f = log_filter(Some("warn,autopeer::observer=debug"), "info");
+        assert!(f.would_enable("autopeer::observer", &Level::DEBUG));
+        assert!(!f.would_enable("autopeer::roster", &Level::INFO));
+        assert!(f.would_enable("autopeer::roster", &Level::WARN));
+        let f = log_filter(Some("no such level=="), "info");
+        assert!(f.would_enable("autopeer::roster", &Level::INFO));
+        assert!(!f.would_enable("autopeer::roster", &Level::DEBUG));
+        assert!(log_filter(None, "trace").would_enable("x", &Level::TRACE));
     }
 }

@@ -97,7 +97,7 @@ fn snapshot(n: usize) -> Snapshot {
 
 /// A roster stand-in: answers snapshots, subscriptions, admissions and
 /// removals; `events` feeds watch clients.
-fn fake_roster(snap: Snapshot) -> (mpsc::Sender<Msg>, broadcast::Sender<Event>) {
+fn fake_roster(snap: Snapshot) -> (mpsc::Sender<Msg>, broadcast::Sender<Arc<Event>>) {
     let (tx, mut rx) = mpsc::channel::<Msg>(64);
     let (events, _) = broadcast::channel(16);
     let ev = events.clone();
@@ -133,7 +133,7 @@ struct Running {
     dir: tempfile::TempDir,
     sock: PathBuf,
     token: CancellationToken,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
 }
 
 impl Drop for Running {
@@ -433,11 +433,11 @@ async fn watch_dumps_then_streams_events() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for i in 0..3 {
-        let _ = events.send(Event::StateChanged {
+        let _ = events.send(Arc::new(Event::StateChanged {
             name: format!("p{i}"),
             from: "start Active".into(),
             to: "up Established".into(),
-        });
+        }));
     }
     let lines = reader.await.unwrap();
     assert!(lines[0].starts_with("0001 "), "{lines:?}");
@@ -691,7 +691,7 @@ async fn expiry_removes_due_peers_in_one_batch_at_the_next_check() {
             .await
             .expect("no removal within 10 virtual minutes")
             .unwrap();
-        if let Event::Removing { name, reason, .. } = &e {
+        if let Event::Removing { name, reason, .. } = &*e {
             removed.push((name.clone(), reason.clone(), tokio::time::Instant::now()));
             assert_eq!(
                 e.audit_text().unwrap(),
@@ -913,11 +913,11 @@ async fn a_slow_watcher_is_told_how_many_events_it_lost() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for i in 0..100 {
-        let _ = events.send(Event::StateChanged {
+        let _ = events.send(Arc::new(Event::StateChanged {
             name: format!("p{i}"),
             from: "up Established".into(),
             to: "start Active".into(),
-        });
+        }));
     }
     let lines = reader.await.unwrap();
     let lost = lines
@@ -1073,7 +1073,7 @@ async fn watch_streams_hostile_text_escaped() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = events.send(Event::Nhrp {
+    let _ = events.send(Arc::new(Event::Nhrp {
         addr: "10.200.0.5".parse().unwrap(),
         nbma: None,
         interface: hostile.into(),
@@ -1081,7 +1081,7 @@ async fn watch_streams_hostile_text_escaped() {
         admitted: false,
         outcome: "no group matches".into(),
         kind: Some("no_group"),
-    });
+    }));
     let json_reader = readers.pop().unwrap();
     let (text_bytes, text_line) = readers.pop().unwrap().await.unwrap();
     let (json_bytes, json_line) = json_reader.await.unwrap();

@@ -474,7 +474,11 @@ async fn birds_journal_lines_are_verified_and_forgeries_refused() {
     let tail_token = CancellationToken::new();
     let tail_task =
         tokio::spawn(tailer.run(tail_tx, Arc::new(TailStats::default()), tail_token.clone()));
-    let merge = tokio::spawn(autopeer::daemon::one_sighting(tail_rx, merged_tx));
+    let merge = tokio::spawn(autopeer::daemon::one_sighting(
+        tail_rx,
+        merged_tx,
+        autopeer::sources::Flow::default(),
+    ));
     let mut all = Vec::new();
     let first = knock_until_seen(&mut merged_rx, "127.0.0.16", port, &mut all).await;
     all.extend(drain(&mut merged_rx, Duration::from_secs(2)).await);

@@ -637,15 +637,18 @@ include "{d}/peers/*.conf";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while applied.iter().sum::<usize>() < 1000 {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::Applied { added, .. })) => applied.push(added),
-            Ok(Ok(_)) => {}
+            Ok(Ok(e)) => {
+                if let Event::Applied { added, .. } = *e {
+                    applied.push(added);
+                }
+            }
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
             other => panic!("no apply: {other:?}; bird log: {}", bird.log()),
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     while let Ok(e) = events.try_recv() {
-        if let Event::Applied { added, .. } = e {
+        if let Event::Applied { added, .. } = *e {
             applied.push(added);
         }
     }

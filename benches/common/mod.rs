@@ -193,9 +193,19 @@ pub fn peers(n: usize) -> Vec<Peer> {
 /// The daemon (`autopeer -c CONFIG run`), output to `dir/daemon.out`,
 /// ready once `dir/autopeer.ctl` accepts (up to 20 s); SIGKILLed by pid
 /// on drop unless stopped.
+///
+/// `AUTOPEER_BENCH_WRAP="PROGRAM ARGS..."` starts it as `PROGRAM ARGS...
+/// autopeer ...` (a profiler: the program must exec autopeer in its own
+/// process, as a script that starts `perf record -p $$` and then `exec
+/// "$@"` does, so that the stop signal reaches the daemon).
 pub fn start_daemon(dir: &Path, config: &Path) -> Daemon {
-    Daemon::start_quiet(config, &dir.join("daemon.out"))
-        .ready(&dir.join("autopeer.ctl"), Duration::from_secs(20))
+    let wrap = std::env::var("AUTOPEER_BENCH_WRAP").unwrap_or_default();
+    let prefix: Vec<&str> = wrap.split_whitespace().collect();
+    Daemon::spawn(
+        Daemon::command(config, false, &prefix),
+        &dir.join("daemon.out"),
+    )
+    .ready(&dir.join("autopeer.ctl"), Duration::from_secs(20))
 }
 
 /// Names of BIRD's protocols starting with `prefix`; empty when BIRD

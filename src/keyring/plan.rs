@@ -20,9 +20,10 @@ use crate::secret::Secret;
 pub struct KeyInputs {
     pub config: Arc<Config>,
     pub birdconf: Arc<BirdConf>,
-    /// Every peer in the owned include: (address, group). Shared: the
-    /// keyring's copy of the inputs is the roster's (10,000 peers are
-    /// about 0.8 MB).
+    /// The peers in the owned include of the groups keyed with TCP-MD5
+    /// ([`is_md5_group`]): (address, group). The others play no part in
+    /// the plan, so a roster of unkeyed groups sends none. Shared: the
+    /// keyring's copy of the inputs is the roster's.
     pub peers: Arc<[(IpAddr, String)]>,
     /// Successful `configure`s so far.
     pub configured: u64,
@@ -158,6 +159,24 @@ pub enum KeyringProblem {
     Ao(#[from] super::ao::AoProblem),
 }
 
+/// A group's MD5 password and where it comes from: its own, else its
+/// template's `password` in bird.conf.
+fn key_of(g: &Group, conf: &BirdConf) -> Option<(Secret<String>, String)> {
+    if let Some(p) = &g.password {
+        return Some((p.clone(), "the group".to_owned()));
+    }
+    conf.templates
+        .get(&g.template)
+        .and_then(|t| t.password.clone())
+        .map(|p| (p, format!("template {}", g.template)))
+}
+
+/// The group is keyed with TCP-MD5 (a password, and no TCP-AO keys): its
+/// peers are the only ones [`plan_for`] needs from the roster.
+pub fn is_md5_group(g: &Group, conf: &BirdConf) -> bool {
+    !g.is_ao() && key_of(g, conf).is_some()
+}
+
 /// The prefix keys for `groups` (docs/facts.md, fact 13): each group with a password (its
 /// own, else its template's `password` in bird.conf) gets its prefixes
 /// minus the addresses that must stay reachable without its key:
@@ -168,18 +187,10 @@ pub enum KeyringProblem {
 pub fn desired_keys(groups: &[Group], conf: &BirdConf) -> Result<KeyPlan, Vec<KeyringProblem>> {
     let mut plan = KeyPlan::default();
     let mut problems = Vec::new();
-    let key_of = |g: &Group| -> Option<(Secret<String>, String)> {
-        if let Some(p) = &g.password {
-            return Some((p.clone(), "the group".to_owned()));
-        }
-        conf.templates
-            .get(&g.template)
-            .and_then(|t| t.password.clone())
-            .map(|p| (p, format!("template {}", g.template)))
-    };
+    let key_of = |g: &Group| key_of(g, conf);
     let md5_groups: BTreeSet<String> = groups
         .iter()
-        .filter(|g| !g.is_ao() && key_of(g).is_some())
+        .filter(|g| is_md5_group(g, conf))
         .map(|g| g.name.clone())
         .collect();
     let (ao, ao_problems) = super::ao::desired_ao_keys(groups, conf, &md5_groups);

@@ -39,6 +39,23 @@ pub fn trim_heap() {
     }
 }
 
+/// Makes malloc serve every allocation of 128 KiB or more with its own
+/// mapping, returned to the kernel when freed: glibc's
+/// `mallopt(M_MMAP_THRESHOLD, 128 KiB)`. By default glibc raises that
+/// threshold to the size of each large block freed, so after the first
+/// 2 MB include or 800 KB `show protocols` the next ones are carved from
+/// the heap, between small live objects, and what they leave is
+/// resident for good (footprint bench: heap 4.35 -> 3.38 MB at 10,000
+/// peers). Call once, at the start of `autopeer run`.
+pub fn map_large_allocations() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: takes no pointer; sets one of malloc's own parameters,
+    // under its lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// `TCP_MD5SIG` from linux/tcp.h: an exact (full-length) key.
 pub const TCP_MD5SIG: i32 = 14;
 /// `TCP_MD5SIG_EXT` from linux/tcp.h (Linux 4.13+): flags and prefix length.

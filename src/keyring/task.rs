@@ -29,6 +29,7 @@
 //! range keys; put a key into a status line, an event or a log line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -83,6 +84,11 @@ pub async fn run(
     let mut state = State::default();
     let mut plan: Option<KeyPlan> = None;
     let mut changed = true;
+    // Only the peers or the count of configures changed: with nothing to
+    // key that asks for no new sweep (it is for keys a killed autopeer
+    // left, and for a new config or bird.conf), so an apply of 1,000
+    // peers does not cost a walk of BIRD's sockets in /proc.
+    let mut peers_only = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,23 +105,33 @@ pub async fn run(
                     .report
                     .set_plan_error(Some(format!("cannot key: {e}"))),
             }
-            state.last_full = None;
+            let sweep_only = nothing_to_key(plan.as_ref()) && state.ring.keyed_inodes().is_empty();
+            if !(peers_only && sweep_only) {
+                state.last_full = None;
+            }
         }
+        // Nothing to do this turn (see `peers_only`): not even a blocking
+        // thread to find that out.
+        let skip = peers_only && state.last_full.is_some();
+        peers_only = false;
         let off = current.config.bird.keyring == config::Keyring::Off;
         let mut p = plan.clone().unwrap_or_default();
         // BIRD's own range keys are never swept, whatever the last good plan.
         p.bird_ranges = bird_ranges(&current.birdconf);
-        state = match tokio::task::spawn_blocking(move || {
-            step(&mut state, &p, off);
-            state
-        })
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "keyring step panicked; keyring stops");
-                return;
-            }
+        state = match skip {
+            true => state,
+            false => match tokio::task::spawn_blocking(move || {
+                step(&mut state, &p, off);
+                state
+            })
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "keyring step panicked; keyring stops");
+                    return;
+                }
+            },
         };
         for e in state.report.take_events() {
             events.emit(e);
@@ -138,7 +154,10 @@ pub async fn run(
                 if r.is_err() {
                     break;
                 }
-                current = inputs.borrow_and_update().clone();
+                let new = inputs.borrow_and_update().clone();
+                peers_only = Arc::ptr_eq(&new.config, &current.config)
+                    && new.birdconf == current.birdconf;
+                current = new;
                 changed = true;
             }
             _ = tick.tick(), if !idle => {}

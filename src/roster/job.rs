@@ -27,15 +27,16 @@ impl Job {
     /// (with the reason) because it cannot hold them. Pure.
     pub fn plan(&self, dialect: &render::Dialect) -> Plan {
         let mut set_aside = Vec::new();
-        let mut list = Vec::with_capacity(self.peers.len());
+        let new: std::collections::HashSet<&str> = self.new.iter().map(String::as_str).collect();
+        let mut list: Vec<&Peer> = Vec::with_capacity(self.peers.len());
         for p in &self.peers {
-            if self.new.contains(&p.name) {
+            if new.contains(p.name.as_str()) {
                 if let Err(e) = render::check_peer_in(p, self.passwords.get(&p.group), dialect) {
                     set_aside.push((p.clone(), e.to_string()));
                     continue;
                 }
             }
-            list.push(p.clone());
+            list.push(p);
         }
         let text = render::render_groups(&list, &self.passwords, &self.passive, dialect)
             .map_err(|e| e.to_string());

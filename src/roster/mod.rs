@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, oneshot};
@@ -82,7 +83,7 @@ pub enum Msg {
     Snapshot(oneshot::Sender<Snapshot>),
     /// The roster as it stands, and every event from then on ("dump, then
     /// push": nothing falls between the two).
-    Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<Event>)>),
+    Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<Arc<Event>>)>),
     /// The observer's latest `show protocols` (every row, not only ours),
     /// compact.
     States(ProtocolTable),

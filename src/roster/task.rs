@@ -21,7 +21,7 @@ use crate::bird::render::{self, Peer};
 use crate::config::Config;
 use crate::event::Event;
 use crate::keyring::task::{KeyInputs, KeyringStatus};
-use crate::sources::Sighting;
+use crate::sources::{Flow, Sighting};
 
 /// How many events a slow `watch` client may fall behind before it is
 /// told it lost some.
@@ -31,10 +31,8 @@ const EVENT_BACKLOG: usize = 1024;
 /// so a flood never keeps `status` or a reload waiting.
 const DRAIN: usize = 4096;
 
-/// In a burst, the longest pause between two sightings that still go into
-/// the same apply ([`Roster::take_queued`]), and the longest a burst is
-/// gathered in all. A lone sighting never waits.
-const BURST_GAP: Duration = Duration::from_millis(2);
+/// The longest a burst is gathered ([`Roster::take_queued`]) before its
+/// apply starts. A lone sighting never waits.
 const BURST_GATHER: Duration = Duration::from_millis(20);
 
 /// The clocks now: tokio's monotonic clock (paused in tests), the wall
@@ -50,7 +48,9 @@ pub struct Roster {
     core: Core,
     target: Target,
     audit: Option<AuditLog>,
-    events: broadcast::Sender<Event>,
+    /// Shared, not copied, into the backlog's slots: 1,024 slots of an
+    /// `Event` were 0.2 MB held for good.
+    events: broadcast::Sender<Arc<Event>>,
     /// The config in force, for tasks that match groups themselves.
     config_tx: watch::Sender<Arc<Config>>,
     /// What the keyring task keys from (config, bird.conf scan, peers,
@@ -67,6 +67,8 @@ pub struct Roster {
     /// poll's table, an apply, a rescan): give the free heap pages back
     /// at the top of the loop, or they stay resident between live data.
     trim: bool,
+    /// What the sources have sent and is not here yet.
+    flow: Flow,
 }
 
 impl Roster {
@@ -124,6 +126,7 @@ impl Roster {
             rescan_after_apply: false,
             trim: true,
             keyring: None,
+            flow: Flow::default(),
             core,
         };
         Ok(roster)
@@ -144,6 +147,12 @@ impl Roster {
     pub fn follow_keyring(&mut self, mut status: watch::Receiver<Option<KeyringStatus>>) {
         self.core.keyring_state(status.borrow_and_update().clone());
         self.keyring = Some(status);
+    }
+
+    /// Counts the sightings taken in `flow`, the sources' count of what
+    /// they sent (without it, nothing is ever known to be on its way).
+    pub fn follow_flow(&mut self, flow: Flow) {
+        self.flow = flow;
     }
 
     /// Follows the config in force (it changes on reload).
@@ -190,6 +199,7 @@ impl Roster {
                 _ = shutdown.cancelled() => break,
                 s = sightings.recv(), if sightings_open => match s {
                     Some(s) => {
+                        self.flow.arrived();
                         let _ = self.core.admit(&s, None, None, &[], now());
                         self.take_queued(&mut sightings).await;
                     }
@@ -307,29 +317,35 @@ impl Roster {
 
     /// Group commit: the sightings already on their way go into the same
     /// apply as the first, not one apply for the first and one for the
-    /// rest. A lone sighting (nothing else queued) goes at once. When more
-    /// were queued, a burst is coming through the tasks before this one
-    /// (written in one go, it arrives in slices of 64 to 128, tokio's
-    /// cooperative budget): they are taken as long as the next one follows
-    /// within [`BURST_GAP`], for at most [`BURST_GATHER`] in all, so that
-    /// one `configure` takes the burst (`--bench burst`).
+    /// rest. A burst written in one go comes through the tasks before this
+    /// one in slices (tokio's cooperative budget, 64 to 128 at a time);
+    /// the sources count what they sent and whether they are still reading
+    /// ([`Flow`]), so the rest is taken as long as any is on its way, for
+    /// at most [`BURST_GATHER`] and [`DRAIN`] sightings, and one
+    /// `configure` takes the burst (`--bench burst`). A lone sighting, or
+    /// the last of a burst, starts the apply at once: nothing waits on a
+    /// timer for a sighting that might come.
     async fn take_queued(&mut self, sightings: &mut mpsc::Receiver<Sighting>) {
-        let started = tokio::time::Instant::now();
-        let mut taken = 1 + self.take_ready(sightings, DRAIN - 1);
-        if taken == 1 {
-            return;
-        }
-        let until = started + BURST_GATHER;
-        while taken < DRAIN {
-            let deadline = until.min(tokio::time::Instant::now() + BURST_GAP);
-            match tokio::time::timeout_at(deadline, sightings.recv()).await {
-                Ok(Some(s)) => {
-                    let _ = self.core.admit(&s, None, None, &[], now());
-                    taken += 1;
-                }
-                _ => break,
-            }
+        let until = tokio::time::Instant::now() + BURST_GATHER;
+        let mut taken = 1;
+        loop {
             taken += self.take_ready(sightings, DRAIN - taken);
+            if taken >= DRAIN || self.flow.idle() {
+                return;
+            }
+            tokio::select! {
+                s = sightings.recv() => match s {
+                    Some(s) => {
+                        self.flow.arrived();
+                        let _ = self.core.admit(&s, None, None, &[], now());
+                        taken += 1;
+                    }
+                    None => return,
+                },
+                // A source read to the end without finding more.
+                () = self.flow.went_idle() => {}
+                () = tokio::time::sleep_until(until) => return,
+            }
         }
     }
 
@@ -338,6 +354,7 @@ impl Roster {
         let mut n = 0;
         while n < max {
             let Ok(s) = sightings.try_recv() else { break };
+            self.flow.arrived();
             let _ = self.core.admit(&s, None, None, &[], now());
             n += 1;
         }
@@ -422,14 +439,24 @@ impl Roster {
     }
 
     /// Logs, audits and streams what the core decided.
+    /// A burst's lines go out in one write to each log
+    /// ([`crate::logging::hold`], [`AuditLog::record_all`]).
     fn flush(&mut self) {
-        for event in self.core.take_events() {
-            event.log();
-            if let Some(a) = self.audit.as_mut() {
-                a.record(&event, SystemTime::now());
+        let events = self.core.take_events();
+        if events.is_empty() {
+            return;
+        }
+        {
+            let _held = crate::logging::hold();
+            events.iter().for_each(Event::log);
+        }
+        if let Some(a) = self.audit.as_mut() {
+            a.record_all(&events, SystemTime::now());
+        }
+        if self.events.receiver_count() > 0 {
+            for event in events {
+                let _ = self.events.send(Arc::new(event));
             }
-            // No subscriber is not an error.
-            let _ = self.events.send(event);
         }
     }
 }
@@ -438,7 +465,19 @@ fn key_inputs(core: &Core) -> KeyInputs {
     KeyInputs {
         config: Arc::clone(core.config()),
         birdconf: Arc::new(core.birdconf().clone()),
-        peers: core.peers().map(|p| (p.addr, p.group.clone())).collect(),
+        peers: {
+            let keyed: BTreeSet<&str> = core
+                .config()
+                .groups
+                .iter()
+                .filter(|g| crate::keyring::plan::is_md5_group(g, core.birdconf()))
+                .map(|g| g.name.as_str())
+                .collect();
+            core.peers()
+                .filter(|p| keyed.contains(p.group.as_str()))
+                .map(|p| (p.addr, p.group.clone()))
+                .collect()
+        },
         configured: core.configured(),
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod journal;
@@ -107,6 +109,72 @@ pub enum Trust {
     Operator,
 }
 
+/// How many sightings are on their way to the roster: sent by a source
+/// and not yet admitted or dropped as a copy, plus one while a source is
+/// in the middle of reading what a file or the journal holds. The roster
+/// gathers a burst while this is not zero, and applies at once when it is
+/// ([`crate::roster::task`]): a burst written in one go costs one
+/// `configure`, and nothing waits for a sighting that is not coming.
+///
+/// Shared by clones; [`Flow::default`] is a new, idle one.
+#[derive(Debug, Clone, Default)]
+pub struct Flow(Arc<FlowInner>);
+
+#[derive(Debug, Default)]
+struct FlowInner {
+    count: AtomicUsize,
+    /// Told when the count drops to zero: a read that found nothing more
+    /// sends nothing, so the roster must not wait for a sighting to learn
+    /// that the burst is over.
+    idle: tokio::sync::Notify,
+}
+
+impl Flow {
+    /// `n` sightings were handed to the channel.
+    pub fn sent(&self, n: usize) {
+        self.0.count.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// One sighting arrived (admitted, or dropped as a copy).
+    pub fn arrived(&self) {
+        // Never below zero, whatever a test wires up.
+        let before = self
+            .0
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.0.idle.notify_one();
+        }
+    }
+
+    /// Nothing is on its way.
+    pub fn idle(&self) -> bool {
+        self.0.count.load(Ordering::Acquire) == 0
+    }
+
+    /// Resolves when the count has dropped to zero since the last call
+    /// (or now); check [`Flow::idle`] again after it.
+    pub async fn went_idle(&self) {
+        self.0.idle.notified().await;
+    }
+
+    /// Marks a source as reading until the guard is dropped.
+    pub fn reading(&self) -> Reading {
+        self.sent(1);
+        Reading(self.clone())
+    }
+}
+
+/// See [`Flow::reading`].
+#[derive(Debug)]
+pub struct Reading(Flow);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.arrived();
+    }
+}
+
 /// One sighting per connection attempt when BIRD's line reaches autopeer
 /// twice: BIRD logs to its file *and* to syslog (the journal, or a syslog
 /// file that is tailed too). Two copies of BIRD's message carry the same
@@ -118,6 +186,9 @@ pub enum Trust {
 #[derive(Debug, Default)]
 pub struct OneSighting {
     recent: VecDeque<(Instant, IpAddr, u16, Via, Trust)>,
+    /// How many of `recent` have each address and port: a sighting with
+    /// none (nearly every one) is news without a look through `recent`.
+    keys: std::collections::HashMap<(IpAddr, u16), u32>,
 }
 
 impl OneSighting {
@@ -132,18 +203,26 @@ impl OneSighting {
         if !matches!(s.via, Via::BirdLog | Via::Syslog | Via::Journal) {
             return true;
         }
-        while let Some((t, ..)) = self.recent.front() {
-            if now.duration_since(*t) > Self::WINDOW || self.recent.len() >= Self::CAPACITY {
+        while let Some(&(t, addr, p, ..)) = self.recent.front() {
+            if now.duration_since(t) > Self::WINDOW || self.recent.len() >= Self::CAPACITY {
                 self.recent.pop_front();
+                if let Some(n) = self.keys.get_mut(&(addr, p)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.keys.remove(&(addr, p));
+                    }
+                }
             } else {
                 break;
             }
         }
-        let copy = self.recent.iter().any(|&(_, addr, p, via, trust)| {
-            addr == s.addr && p == port && via != s.via && trust >= s.trust
-        });
+        let copy = self.keys.contains_key(&(s.addr, port))
+            && self.recent.iter().any(|&(_, addr, p, via, trust)| {
+                addr == s.addr && p == port && via != s.via && trust >= s.trust
+            });
         if !copy {
             self.recent.push_back((now, s.addr, port, s.via, s.trust));
+            *self.keys.entry((s.addr, port)).or_default() += 1;
         }
         !copy
     }
@@ -152,6 +231,28 @@ impl OneSighting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn flow_is_idle_once_everything_sent_arrived_and_says_so() {
+        let flow = Flow::default();
+        assert!(flow.idle());
+        let reading = flow.reading();
+        flow.sent(2);
+        flow.arrived();
+        flow.arrived();
+        assert!(!flow.idle(), "still reading");
+        drop(reading);
+        assert!(flow.idle());
+        // The drop to zero woke whoever waits for it (or will).
+        tokio::time::timeout(Duration::from_secs(5), flow.went_idle())
+            .await
+            .expect("told");
+        // More arrivals than sent never wrap below zero.
+        flow.arrived();
+        assert!(flow.idle());
+        flow.sent(1);
+        assert!(!flow.idle());
+    }
 
     fn seen(via: Via, trust: Trust, port: u16) -> Sighting {
         Sighting {

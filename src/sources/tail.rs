@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{self, LineOutcome, Malformed, RawOutcome, MAX_LINE_LEN};
-use super::{Sighting, Trust, Via};
+use super::{Flow, Sighting, Trust, Via};
 use crate::readsafe::{self, Links};
 
 /// Bytes read per step before yielding to other tasks: large, because
@@ -185,6 +185,8 @@ pub struct Tailer {
     buf: Vec<u8>,
     due: Arc<Due>,
     files: HashMap<PathBuf, Tracked>,
+    /// Counts what this tail has sent and is reading ([`Flow`]).
+    flow: Flow,
 }
 
 /// Paths the watcher marked since the reader last looked.
@@ -396,6 +398,12 @@ impl Tailer {
     /// Follows bird.conf's log files as they change (bird.conf re-read):
     /// [`Tailer::run`] applies each new list with
     /// [`Tailer::set_bird_files`] and logs what changed.
+    /// Counts the sightings sent, and a read in progress, in `flow` (the
+    /// roster's, so that it gathers a burst while more is coming).
+    pub fn set_flow(&mut self, flow: Flow) {
+        self.flow = flow;
+    }
+
     pub fn follow_bird_files(&mut self, files: watch::Receiver<Vec<PathBuf>>) {
         self.bird_files = Some(files);
     }
@@ -484,6 +492,7 @@ impl Tailer {
             due,
             files,
             buf: Vec::new(),
+            flow: Flow::default(),
         })
     }
 
@@ -524,6 +533,9 @@ impl Tailer {
             } else if shutdown.is_cancelled() {
                 return Ok(());
             }
+            // Until every marked file is read to its end (or, with a
+            // backlog, until the next turn of this loop): a read in progress.
+            let _reading = self.flow.reading();
             let marks = self.due.take();
             for _ in 0..marks.errors {
                 TailStats::bump(&stats.read_errors);
@@ -539,7 +551,17 @@ impl Tailer {
                 let Some(tracked) = self.files.get_mut(&path) else {
                     continue;
                 };
-                match pump(&path, tracked, &mut self.buf, &tx, &stats, &shutdown).await {
+                match pump(
+                    &path,
+                    tracked,
+                    &mut self.buf,
+                    &tx,
+                    &self.flow,
+                    &stats,
+                    &shutdown,
+                )
+                .await
+                {
                     Progress::Done => {}
                     Progress::More => {
                         backlog.insert(path);
@@ -571,7 +593,18 @@ impl Tailer {
                 continue;
             }
             // One budget: what BIRD wrote before it switched files.
-            if pump(path, tracked, &mut self.buf, tx, stats, shutdown).await == Progress::Stop {
+            if pump(
+                path,
+                tracked,
+                &mut self.buf,
+                tx,
+                &self.flow,
+                stats,
+                shutdown,
+            )
+            .await
+                == Progress::Stop
+            {
                 return Progress::Stop;
             }
         }
@@ -652,6 +685,7 @@ async fn pump(
     tracked: &mut Tracked,
     buf: &mut Vec<u8>,
     tx: &mpsc::Sender<Sighting>,
+    flow: &Flow,
     stats: &TailStats,
     shutdown: &CancellationToken,
 ) -> Progress {
@@ -660,7 +694,7 @@ async fn pump(
     match std::fs::symlink_metadata(path) {
         Ok(meta) if Some(seen(&meta)) != tracked.seen => {
             // Rotated, created or replaced: finish the old file, then switch.
-            match drain(tracked, buf, &mut found, tx, stats, shutdown).await {
+            match drain(tracked, buf, &mut found, tx, flow, stats, shutdown).await {
                 Progress::Done => {}
                 other => return other,
             }
@@ -690,8 +724,8 @@ async fn pump(
         }
         Err(_) => TailStats::bump(&stats.read_errors),
     }
-    let progress = drain(tracked, buf, &mut found, tx, stats, shutdown).await;
-    if progress == Progress::Stop || !send(found, tx, shutdown).await {
+    let progress = drain(tracked, buf, &mut found, tx, flow, stats, shutdown).await;
+    if progress == Progress::Stop || !send(found, tx, flow, shutdown).await {
         return Progress::Stop;
     }
     progress
@@ -704,6 +738,7 @@ async fn drain(
     buf: &mut Vec<u8>,
     found: &mut Vec<Sighting>,
     tx: &mpsc::Sender<Sighting>,
+    flow: &Flow,
     stats: &TailStats,
     shutdown: &CancellationToken,
 ) -> Progress {
@@ -735,7 +770,7 @@ async fn drain(
         taken += n as u64;
         tracked.pos += n as u64;
         tracked.feed(buf.get(..n).unwrap_or_default(), found, stats);
-        if !send(std::mem::take(found), tx, shutdown).await {
+        if !send(std::mem::take(found), tx, flow, shutdown).await {
             return Progress::Stop;
         }
         tokio::task::yield_now().await;
@@ -745,8 +780,10 @@ async fn drain(
 async fn send(
     found: Vec<Sighting>,
     tx: &mpsc::Sender<Sighting>,
+    flow: &Flow,
     shutdown: &CancellationToken,
 ) -> bool {
+    flow.sent(found.len());
     for sighting in found {
         tokio::select! {
             biased;

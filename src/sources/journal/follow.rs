@@ -17,7 +17,7 @@ use super::cursor::{cursor_path, read_cursor, seqnum_id, Position};
 use super::export::ExportParser;
 use super::trust::{parse_entry, BirdLocator};
 use crate::sources::lines::LineOutcome;
-use crate::sources::{Sighting, Trust};
+use crate::sources::{Flow, Sighting, Trust};
 
 /// Bytes read from journalctl per step.
 const CHUNK: usize = 64 * 1024;
@@ -148,9 +148,16 @@ pub struct Journal {
     /// next failures are not logged again (the position moves with every
     /// entry, so an unwritable directory would log once a second).
     save_warned: AtomicBool,
+    /// Counts what this source has sent ([`Flow`]).
+    flow: Flow,
 }
 
 impl Journal {
+    /// Counts the sightings sent in `flow` (the roster's).
+    pub fn set_flow(&mut self, flow: Flow) {
+        self.flow = flow;
+    }
+
     /// Decide where to start: after the saved cursor when there is a valid
     /// one, else at the journal's current end. When this returns, every
     /// entry written later will be read.
@@ -176,6 +183,7 @@ impl Journal {
                     position: Position::After(c),
                     opts,
                     save_warned: AtomicBool::new(false),
+                    flow: Flow::default(),
                 });
             }
             (Some(c), _) => {
@@ -195,6 +203,7 @@ impl Journal {
             position,
             in_file: None,
             save_warned: AtomicBool::new(false),
+            flow: Flow::default(),
         })
     }
 
@@ -362,6 +371,8 @@ impl Journal {
             for _ in errors..parser.errors {
                 JournalStats::bump(&stats.malformed);
             }
+            // The entries of one read are one burst for the roster.
+            let _reading = (!entries.is_empty()).then(|| self.flow.reading());
             for e in entries.drain(..) {
                 read_any = true;
                 JournalStats::bump(&stats.entries);
@@ -377,6 +388,7 @@ impl Journal {
                                 "journal entry claims to be BIRD but comes from another process"
                             );
                         }
+                        self.flow.sent(1);
                         tokio::select! {
                             biased;
                             () = shutdown.cancelled() => return Follow::Stop,
