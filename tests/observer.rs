@@ -79,6 +79,42 @@ async fn until_state(rx: &mut mpsc::Receiver<Msg>, name: &str, state: &str) -> I
 }
 
 #[tokio::test]
+async fn a_reply_larger_than_the_socket_holds_is_read_whole_across_pauses() {
+    if !require_bird() {
+        return;
+    }
+    // 8,000 more protocols (disabled: nothing dials): a reply of about
+    // 500 KB, more than a UNIX socket holds (about 208 KiB) and than one
+    // read asks for (256 KiB), so the streamed read pauses with the socket
+    // out of the reactor at least once and must take up the rest after it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("peers")).unwrap();
+    let many: String = (0..8000)
+        .map(|i| {
+            format!(
+                "protocol bgp many_{i} from peers {{ neighbor 10.77.{}.{} as 65010; disabled; }}\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("peers/many.conf"), many).unwrap();
+    let bird = RealBird::start(dir.path(), &loopback_conf(dir.path(), free_port()));
+    let mut conn = Connection::connect(&bird.ctl, T).await.unwrap();
+    let parsed = conn.protocols(false, None).await.unwrap();
+    assert!(parsed.len() > 8000, "{} protocols", parsed.len());
+    let before = conn.bytes_read();
+    let table = conn.protocol_table(None).await.unwrap();
+    let bytes = conn.bytes_read() - before;
+    assert!(bytes > 256 * 1024, "{bytes} bytes: not more than one read");
+    assert_eq!(table, ProtocolTable::from(parsed));
+    assert!(table.get("many_7999").is_some());
+    // Twice in a row, and the connection is still in step.
+    assert_eq!(conn.protocol_table(None).await.unwrap(), table);
+    assert!(conn.show_status().await.unwrap().up);
+}
+
+#[tokio::test]
 async fn a_state_change_in_bird_is_seen_within_the_documented_delay() {
     let Some((_dir, bird, mut conn)) = start().await else {
         return;
