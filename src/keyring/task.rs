@@ -84,14 +84,12 @@ pub async fn run(
     let mut state = State::default();
     let mut plan: Option<KeyPlan> = None;
     let mut changed = true;
-    // Only the peers or the count of configures changed: with nothing to
-    // key that asks for no new sweep (it is for keys a killed autopeer
-    // left, and for a new config or bird.conf), so an apply of 1,000
-    // peers does not cost a walk of BIRD's sockets in /proc.
+    // Only the peers or the count of configures changed (see `skip`).
     let mut peers_only = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut skip = false;
         if changed {
             changed = false;
             state.socket = current.config.bird.socket.clone();
@@ -105,22 +103,24 @@ pub async fn run(
                     .report
                     .set_plan_error(Some(format!("cannot key: {e}"))),
             }
-            let sweep_only = nothing_to_key(plan.as_ref()) && state.ring.keyed_inodes().is_empty();
-            if !(peers_only && sweep_only) {
+            // With nothing to key, new peers or configures alone call for
+            // no new sweep (it is for keys a killed autopeer left, and
+            // follows a new config or bird.conf): this turn does nothing,
+            // not even start a blocking thread, so an apply of 1,000 peers
+            // does not cost a walk of BIRD's sockets in /proc.
+            skip = std::mem::take(&mut peers_only)
+                && nothing_to_key(plan.as_ref())
+                && state.ring.keyed_inodes().is_empty();
+            if !skip {
                 state.last_full = None;
             }
         }
-        // Nothing to do this turn (see `peers_only`): not even a blocking
-        // thread to find that out.
-        let skip = peers_only && state.last_full.is_some();
-        peers_only = false;
-        let off = current.config.bird.keyring == config::Keyring::Off;
-        let mut p = plan.clone().unwrap_or_default();
-        // BIRD's own range keys are never swept, whatever the last good plan.
-        p.bird_ranges = bird_ranges(&current.birdconf);
-        state = match skip {
-            true => state,
-            false => match tokio::task::spawn_blocking(move || {
+        if !skip {
+            let off = current.config.bird.keyring == config::Keyring::Off;
+            let mut p = plan.clone().unwrap_or_default();
+            // BIRD's own range keys are never swept, whatever the last good plan.
+            p.bird_ranges = bird_ranges(&current.birdconf);
+            state = match tokio::task::spawn_blocking(move || {
                 step(&mut state, &p, off);
                 state
             })
@@ -131,8 +131,8 @@ pub async fn run(
                     tracing::error!(error = %e, "keyring step panicked; keyring stops");
                     return;
                 }
-            },
-        };
+            };
+        }
         for e in state.report.take_events() {
             events.emit(e);
         }
