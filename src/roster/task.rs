@@ -473,10 +473,16 @@ fn key_inputs(core: &Core) -> KeyInputs {
                 .filter(|g| crate::keyring::plan::is_md5_group(g, core.birdconf()))
                 .map(|g| g.name.as_str())
                 .collect();
-            core.peers()
-                .filter(|p| keyed.contains(p.group.as_str()))
-                .map(|p| (p.addr, p.group.clone()))
-                .collect()
+            // No MD5 group (the usual case): no walk of the roster, which
+            // builds every peer on the way out.
+            if keyed.is_empty() {
+                Arc::from([])
+            } else {
+                core.peers()
+                    .filter(|p| keyed.contains(p.group.as_str()))
+                    .map(|p| (p.addr, p.group.clone()))
+                    .collect()
+            }
         },
         configured: core.configured(),
     }
